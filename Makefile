@@ -1,0 +1,42 @@
+# Two commands for a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 5000
+
+.PHONY: run test test-reliability bench install install-dev browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## Serve on http://localhost:$(PORT) with SQLite, the embedded worker and console messages.
+run: install
+	$(BIN)/webhook-app db upgrade
+	PORT=$(PORT) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn --config gunicorn.conf.py webhook_app.wsgi:app
+
+## The whole suite (PostgreSQL tests run when TEST_DATABASE_URL is set, and skip with a reason otherwise).
+test: install-dev
+	$(BIN)/python -m pytest
+
+## The slow fault-injection scenarios too.
+test-reliability: install-dev
+	$(BIN)/python -m pytest -m "reliability" --run-slow
+
+## Headless Chromium for the browser tests (Debian packages; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

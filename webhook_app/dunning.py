@@ -1,0 +1,192 @@
+"""Dunning policy: one case per invoice, when to message, when to stop, and who gets the credit.
+
+`invoice.payment_failed` fires on every Stripe retry (Smart Retries: up to ~8 in two weeks), so a
+case schedules its messages once per failure *episode* (unique on case/episode/step), never once per
+event. An episode ends when the case closes, or pauses because the customer updated their payment
+method; a failure after a pause starts the next episode.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from webhook_app.inbox import insert_ignoring_duplicates
+from webhook_app.invoices import InvoiceView
+from webhook_app.models import Click, DunningCase, LedgerEntry, Notification
+
+log = logging.getLogger(__name__)
+
+CLOSED_AS = {"paid": "recovered", "void": "void", "uncollectible": "uncollectible", "canceled": "canceled"}
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When the messages of one episode go out, as offsets from the episode's first failure."""
+
+    days: tuple[float, ...] = (0,)
+
+    def steps(self) -> list[tuple[int, timedelta]]:
+        return [(step, timedelta(days=d)) for step, d in enumerate(self.days)]
+
+
+DEFAULT_CADENCE = Cadence()
+
+
+def _lock_case(session: Session, invoice_id: str) -> DunningCase | None:
+    return session.scalars(
+        select(DunningCase).where(DunningCase.invoice_id == invoice_id).with_for_update()
+    ).one_or_none()
+
+
+def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict:
+    return dict(
+        invoice_id=inv.id, customer_id=inv.customer_id, subscription_id=inv.subscription_id,
+        customer_email=inv.customer_email, customer_name=inv.customer_name, invoice_number=inv.number,
+        hosted_invoice_url=inv.hosted_invoice_url, currency=inv.currency, amount_due=inv.amount_due,
+        attempt_count=inv.attempt_count, failure_reason=inv.failure_reason,
+        next_payment_attempt=inv.next_payment_attempt, livemode=inv.livemode, status=status,
+        episode=1, messages_sent=0, created_at=now, updated_at=now,
+    )
+
+
+def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = "open") -> DunningCase:
+    """The invoice's case, created if missing (insert-or-nothing, then a locked read)."""
+    dialect = session.get_bind().dialect.name
+    session.execute(insert_ignoring_duplicates(dialect, DunningCase.__table__, _new_case_row(inv, now, status),
+                                               ["invoice_id"]))
+    case = _lock_case(session, inv.id)
+    assert case is not None
+    return case
+
+
+def schedule_episode(session: Session, case: DunningCase, start: datetime, now: datetime,
+                     kind: str = "payment_failed", cadence: Cadence = DEFAULT_CADENCE) -> int:
+    """Put the episode's messages in the outbox; returns how many were new (0 on a replay)."""
+    dialect = session.get_bind().dialect.name
+    created = 0
+    for step, offset in cadence.steps():
+        row = dict(case_id=case.id, episode=case.episode, step=step, kind=kind, status="pending",
+                   run_at=max(now, start + offset), attempts=0, created_at=now)
+        created += session.execute(insert_ignoring_duplicates(
+            dialect, Notification.__table__, row, ["case_id", "episode", "step"])).rowcount
+    return created
+
+
+def cancel_pending(session: Session, case: DunningCase, reason: str) -> int:
+    """Cancel the case's messages not yet sent; returns how many."""
+    result = session.execute(
+        update(Notification)
+        .where(Notification.case_id == case.id, Notification.status.in_(("pending", "held")))
+        .values(status="cancelled", last_error=reason)
+    )
+    return result.rowcount
+
+
+def record_failure(session: Session, inv: InvoiceView, *, failed_at: datetime, now: datetime,
+                   kind: str = "payment_failed", cadence: Cadence = DEFAULT_CADENCE) -> DunningCase:
+    """A payment attempt failed: open or update the invoice's case and schedule its episode."""
+    case = open_case(session, inv, now)
+    if case.status == "paid":
+        # invoice.paid was processed before this older failure: it was a recovery after all.
+        case.first_failed_at = case.last_failed_at = failed_at
+        case.attempt_count = min(case.attempt_count, inv.attempt_count)
+        _recover(session, case, paid_at=case.paid_at or now, now=now, attempts=case.attempt_count,
+                 attribution="stripe_retry")
+        return case
+    if not case.is_open:
+        log.info("failure for a closed case ignored", extra={"case_id": case.id, "invoice_id": inv.id})
+        return case
+    _refresh(case, inv, now)
+    case.first_failed_at = min(filter(None, (case.first_failed_at, failed_at)))
+    case.last_failed_at = max(filter(None, (case.last_failed_at, failed_at)))
+    if case.status == "paused":
+        # The customer changed their payment method and Stripe's retry still failed: a new episode.
+        case.status = "open"
+        case.episode += 1
+    schedule_episode(session, case, failed_at if case.episode == 1 else now, now, kind=kind, cadence=cadence)
+    return case
+
+
+def _refresh(case: DunningCase, inv: InvoiceView, now: datetime) -> None:
+    """Keep the case's copy of the invoice current (events may arrive out of order: keep maxima)."""
+    case.amount_due = inv.amount_due or case.amount_due
+    case.attempt_count = max(case.attempt_count, inv.attempt_count)
+    case.failure_reason = inv.failure_reason or case.failure_reason
+    case.next_payment_attempt = inv.next_payment_attempt
+    case.customer_email = inv.customer_email or case.customer_email
+    case.customer_name = inv.customer_name or case.customer_name
+    case.hosted_invoice_url = inv.hosted_invoice_url or case.hosted_invoice_url
+    case.invoice_number = inv.number or case.invoice_number
+    case.updated_at = now
+
+
+def record_payment(session: Session, inv: InvoiceView, *, paid_at: datetime, now: datetime) -> DunningCase | None:
+    """The invoice was paid: close its case as recovered and write the ledger (once)."""
+    case = _lock_case(session, inv.id)
+    if case is None:
+        if inv.attempt_count > 1:
+            # Paid after earlier failed attempts whose event has not arrived yet (events are unordered):
+            # remember the payment so the late failure is recorded as a recovery, not a new case.
+            case = open_case(session, inv, now, status="paid")
+            case.paid_at, case.closed_at = paid_at, now
+        return case  # an invoice paid before any failure is not a recovery
+    if case.status in ("recovered", "paid", "void"):
+        return case
+    _recover(session, case, paid_at=paid_at, now=now, attempts=max(case.attempt_count, inv.attempt_count),
+             attribution=attribute(session, case, inv, paid_at), amount=inv.amount_paid)
+    return case
+
+
+def attribute(session: Session, case: DunningCase, inv: InvoiceView, paid_at: datetime) -> str:
+    """Why the money came back: the customer used our link, Stripe's retry worked, or paid out of band."""
+    if inv.paid_out_of_band:
+        return "out_of_band"
+    if _first_click(session, case, before=paid_at) is not None:
+        return "link_click"
+    if inv.attempt_count > case.attempt_count:
+        return "stripe_retry"  # a charge attempt happened after the last failure we saw
+    return "out_of_band"  # paid with no new charge attempt (marked paid, credit, bank transfer)
+
+
+def _first_click(session: Session, case: DunningCase, before: datetime) -> datetime | None:
+    return session.scalar(select(func.min(Click.clicked_at)).where(Click.case_id == case.id,
+                                                                   Click.clicked_at <= before))
+
+
+def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:
+    if later is None or earlier is None:
+        return None
+    return max(0, int((later - earlier).total_seconds()))
+
+
+def _recover(session: Session, case: DunningCase, *, paid_at: datetime, now: datetime, attempts: int,
+             attribution: str, amount: int | None = None) -> None:
+    first_click = _first_click(session, case, before=paid_at)
+    case.status, case.paid_at, case.closed_at, case.updated_at = "recovered", paid_at, now, now
+    case.close_reason = "invoice paid"
+    cancel_pending(session, case, "invoice paid")
+    row = dict(
+        entry_key=f"recovery:{case.invoice_id}", kind="recovery", case_id=case.id, invoice_id=case.invoice_id,
+        customer_id=case.customer_id, amount=amount or case.amount_due, currency=case.currency, livemode=case.livemode,
+        first_failed_at=case.first_failed_at, recovered_at=paid_at,
+        seconds_to_recover=_seconds(paid_at, case.first_failed_at), attempts=attempts,
+        messages_sent=case.messages_sent, attribution=attribution, first_message_at=case.first_message_at,
+        first_click_at=first_click, seconds_message_to_click=_seconds(first_click, case.first_message_at),
+        seconds_click_to_payment=_seconds(paid_at, first_click), created_at=now,
+    )
+    session.execute(insert_ignoring_duplicates(session.get_bind().dialect.name, LedgerEntry.__table__, row,
+                                               ["entry_key"]))
+
+
+def close_case(session: Session, invoice_id: str, status: str, reason: str, now: datetime) -> DunningCase | None:
+    """Close an open case without a recovery (void, uncollectible, canceled) and cancel its messages."""
+    case = _lock_case(session, invoice_id)
+    if case is None or not case.is_open:
+        return case
+    case.status, case.close_reason, case.closed_at, case.updated_at = status, reason, now, now
+    cancel_pending(session, case, reason)
+    return case

@@ -1,0 +1,42 @@
+"""Named exceptions, classified: transient (retry with backoff) or permanent (stop, keep the reason).
+
+Anything else that escapes a handler or a send is a bug: it is reported loudly (log + Sentry) and the
+item stops as failed, so an unknown error never retries forever nor disappears (closed by default).
+Messages here never carry secrets or customer emails: they are logged and stored.
+"""
+
+
+class RecoveryError(Exception):
+    """Base class for the app's own errors."""
+
+
+class TransientError(RecoveryError):
+    """Worth retrying later: a 429, a 5xx, a timeout, a lost database connection."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(RecoveryError):
+    """Retrying will not help (bad request, missing resource): stop and record why."""
+
+
+class CustomerMissing(PermanentError):
+    """Stripe says the customer or invoice does not exist (`resource_missing`)."""
+
+
+class MessengerRejected(PermanentError):
+    """The email tool refused the message (401, 400, missing template)."""
+
+
+class ConfigurationNeeded(RecoveryError):
+    """An operator must act (e.g. run `webhook-app portal setup`); the item is held, not dropped."""
+
+    def __init__(self, message: str, hold_seconds: float = 3600):
+        super().__init__(message)
+        self.hold_seconds = hold_seconds
+
+
+class BadPayload(PermanentError):
+    """A validly signed event whose payload lacks what its handler needs."""

@@ -1,0 +1,47 @@
+"""The inbox: every verified Stripe event, stored once (unique on its Stripe id)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from webhook_app.clock import from_unix
+from webhook_app.db import Database
+from webhook_app.models import Event
+
+
+def insert_ignoring_duplicates(dialect: str, table, values: dict, index_elements: list[str]):
+    """An INSERT that does nothing on a unique conflict (one statement, so no race with a twin)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).values(**values).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def event_row(event: dict, raw: str, now: datetime, ignored_reason: str | None = None) -> dict:
+    """Column values for a verified event envelope."""
+    return dict(
+        stripe_id=event["id"],
+        type=event["type"],
+        livemode=event["livemode"],
+        api_version=event.get("api_version"),
+        stripe_created=from_unix(event["created"]),
+        payload=raw,
+        status="ignored" if ignored_reason else "pending",
+        attempts=0,
+        run_at=now,
+        last_error=ignored_reason,
+        received_at=now,
+    )
+
+
+def store(db: Database, event: dict, raw: str, now: datetime, ignored_reason: str | None = None) -> bool:
+    """Insert the event; False when this event id was already stored (a duplicate delivery)."""
+    stmt = insert_ignoring_duplicates(db.dialect, Event.__table__, event_row(event, raw, now, ignored_reason),
+                                      ["stripe_id"])
+    with db.engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def load_payload(row: Event) -> dict:
+    """The stored event body as a dict."""
+    return json.loads(row.payload)

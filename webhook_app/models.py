@@ -1,0 +1,160 @@
+"""SQLAlchemy 2.0 models: the inbox, dunning cases, the notification outbox, clicks and the ledger.
+
+Idempotency rests on the unique constraints declared here (event id, invoice id, one notification
+per case/episode/step, one ledger entry per key), never on a read-before-insert.
+Times are stored as naive UTC datetimes, the same on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# A BIGINT primary key on PostgreSQL, and SQLite's INTEGER PRIMARY KEY (its rowid) there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Event(Base):
+    """A Stripe event as delivered: the inbox. Stored before we answer 2xx; processed by the worker."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    stripe_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(100))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    api_version: Mapped[str | None] = mapped_column(String(40))
+    stripe_created: Mapped[datetime] = mapped_column(DateTime)
+    payload: Mapped[str] = mapped_column(Text)
+    # pending -> processing -> done | ignored | failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_at: Mapped[datetime] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_events_claim", "status", "run_at"),)
+
+
+class DunningCase(Base):
+    """One per invoice: opened by a failed payment, closed as recovered / void / uncollectible / canceled."""
+
+    __tablename__ = "dunning_cases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    invoice_id: Mapped[str] = mapped_column(String(255), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(255))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(255))
+    invoice_number: Mapped[str | None] = mapped_column(String(255))
+    hosted_invoice_url: Mapped[str | None] = mapped_column(Text)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_due: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(String(255))
+    next_payment_attempt: Mapped[datetime | None] = mapped_column(DateTime)
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    # open | paused | recovered | void | uncollectible | canceled | paid (never failed) | error
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    episode: Mapped[int] = mapped_column(Integer, default=1)
+    messages_sent: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_failed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    first_message_at: Mapped[datetime | None] = mapped_column(DateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_dunning_cases_status", "status", "currency"),)
+
+    OPEN_STATUSES = ("open", "paused")
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class Notification(Base):
+    """The outbox: a message to a customer, due at `run_at`, sent by the worker outside any handler."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id"), index=True)
+    episode: Mapped[int] = mapped_column(Integer, default=1)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(40), default="payment_failed")
+    # pending | held -> sending -> sent | skipped | cancelled | failed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    run_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(20))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    portal_session_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("case_id", "episode", "step", name="uq_notifications_case_episode_step"),
+        Index("ix_notifications_claim", "status", "run_at"),
+    )
+
+
+class Click(Base):
+    """A customer followed a recovery link and we minted a portal session for them."""
+
+    __tablename__ = "link_clicks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id"), index=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    portal_session_id: Mapped[str | None] = mapped_column(String(255))
+    clicked_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LedgerEntry(Base):
+    """The recovery ledger, append-only: a recovery, or a correction that offsets one (refund)."""
+
+    __tablename__ = "recovery_ledger"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # e.g. "recovery:in_123", "refund:re_456": one row per real-world fact, whatever the replays.
+    entry_key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # recovery | refund | credit_note
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("dunning_cases.id"))
+    invoice_id: Mapped[str] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units; negative for corrections
+    currency: Mapped[str] = mapped_column(String(3))
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_failed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    recovered_at: Mapped[datetime] = mapped_column(DateTime)
+    seconds_to_recover: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    messages_sent: Mapped[int] = mapped_column(Integer, default=0)
+    attribution: Mapped[str | None] = mapped_column(String(20))  # link_click | stripe_retry | out_of_band
+    first_message_at: Mapped[datetime | None] = mapped_column(DateTime)
+    first_click_at: Mapped[datetime | None] = mapped_column(DateTime)
+    seconds_message_to_click: Mapped[int | None] = mapped_column(Integer)
+    seconds_click_to_payment: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_recovery_ledger_period", "recovered_at", "currency"),
+        Index("ix_recovery_ledger_currency_period", "currency", "recovered_at"),
+    )

@@ -1,0 +1,128 @@
+"""Structured logs (one JSON object per line) and Sentry, both scrubbed of secrets and emails."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import Any
+
+from webhook_app.config import Settings
+
+# Anything that looks like an email address or a Stripe / provider secret is masked wherever it
+# would leave the process: log lines, exception messages, Sentry events.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_SECRET = re.compile(r"\b(?:sk|rk|whsec|pk)_(?:live|test)?_?[A-Za-z0-9]{6,}\b|\bBearer\s+[A-Za-z0-9._\-]+")
+_CONTEXT_FIELDS = ("event_id", "event_type", "case_id", "notification_id", "invoice_id", "provider")
+
+
+def scrub(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
+    """Mask emails, Stripe-style keys and any configured secret inside `text`."""
+    for secret in extra_secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "[secret]")
+    text = _SECRET.sub("[secret]", text)
+    return _EMAIL.sub("[email]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the event/case context passed as `extra`."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()):
+        super().__init__()
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": scrub(record.getMessage(), self.secrets),
+        }
+        for name in _CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = scrub(self.formatException(record.exc_info), self.secrets)
+        return json.dumps(entry, default=str)
+
+
+def _settings_secrets(settings: Settings) -> tuple[str, ...]:
+    values = (
+        settings.stripe_secret_key,
+        settings.loops_api_key,
+        settings.intercom_access_token,
+        settings.secret_key,
+        settings.finance_password,
+        *settings.stripe_webhook_secrets,
+    )
+    return tuple(v for v in values if v)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send the app's logs to stdout as JSON lines (Heroku's log router reads stdout)."""
+    root = logging.getLogger("webhook_app")
+    root.setLevel(settings.log_level)
+    formatter = JsonFormatter(_settings_secrets(settings))
+    for handler in root.handlers:
+        if getattr(handler, "_webhook_app", False):
+            handler.setFormatter(formatter)
+            return
+    handler = logging.StreamHandler(sys.stdout)
+    handler._webhook_app = True  # type: ignore[attr-defined]
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.propagate = True  # tests capture through the root logger too
+
+
+def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub_value(v, secrets) for v in value]
+    return value
+
+
+def make_before_send(settings: Settings):
+    """A Sentry `before_send` hook that masks emails and secrets anywhere in the event."""
+    secrets = _settings_secrets(settings)
+
+    def before_send(event: dict, _hint: dict) -> dict:
+        return _scrub_value(event, secrets)
+
+    return before_send
+
+
+def init_sentry(settings: Settings, transport=None) -> bool:
+    """Initialise Sentry when `SENTRY_DSN` is set; returns whether it was."""
+    if not settings.sentry_dsn:
+        return False
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+
+    options: dict[str, Any] = dict(
+        dsn=settings.sentry_dsn,
+        environment=settings.sentry_environment,
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+        send_default_pii=False,
+        max_request_body_size="never",  # webhook bodies carry customer emails
+        integrations=[FlaskIntegration()],
+        before_send=make_before_send(settings),
+    )
+    if transport is not None:
+        options["transport"] = transport
+    sentry_sdk.init(**options)
+    return True
+
+
+def report_exception(exc: BaseException) -> None:
+    """Send `exc` to Sentry when it is configured (a no-op otherwise)."""
+    try:
+        import sentry_sdk
+
+        sentry_sdk.capture_exception(exc)
+    except Exception:  # reporting must never break the caller
+        logging.getLogger(__name__).debug("sentry capture failed", exc_info=True)

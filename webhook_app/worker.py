@@ -1,0 +1,199 @@
+"""The worker: claim due inbox events and outbox notifications, process them, record the outcome.
+
+Events: the handler's changes and the event's `done` mark commit in one transaction, so a crash at
+any point leaves either both or neither; an abandoned claim is retaken after its lease.
+Notifications: sent by `sending.send_notification` (external calls, idempotency keys).
+Transient errors retry with exponential backoff and jitter; permanent ones stop with the reason kept;
+unknown errors are bugs: reported to Sentry and stopped as failed (replay them once fixed).
+Several threads per process make sending concurrent (each send waits on Stripe and the email tool).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from webhook_app import inbox, sending
+from webhook_app.claims import Claim, backoff_seconds, claim, finish
+from webhook_app.errors import BadPayload, ConfigurationNeeded, CustomerMissing, PermanentError, TransientError
+from webhook_app.handlers import HANDLERS, Context
+from webhook_app.models import Event, Notification
+from webhook_app.observability import report_exception, scrub
+from webhook_app.services import Services
+
+log = logging.getLogger(__name__)
+
+# Losing a database connection or a unique-constraint race with a twin worker is worth a retry.
+TRANSIENT_DB_ERRORS = (OperationalError, IntegrityError)
+
+
+class Worker:
+    """Drains the inbox and the outbox of one database. Safe to run in many processes at once."""
+
+    def __init__(self, svc: Services, *, batch_size: int = 20):
+        self.svc = svc
+        self.settings = svc.settings
+        self.batch_size = batch_size
+        self.stop_event = threading.Event()
+
+    # -- one pass -------------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Process everything due now (events first, then notifications); returns items handled."""
+        total = 0
+        while True:
+            handled = self.process_events() + self.send_notifications(limit=self.batch_size)
+            total += handled
+            if handled == 0 or self.stop_event.is_set():
+                return total
+
+    def drain(self, threads: int | None = None) -> int:
+        """`run_once` on several threads, so sends overlap; returns items handled."""
+        threads = threads or self.settings.worker_concurrency
+        if threads <= 1:
+            return self.run_once()
+        counts: list[int] = []
+        pool = [threading.Thread(target=lambda: counts.append(self.run_once()), daemon=True) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        return sum(counts)
+
+    def run_forever(self) -> None:
+        """Poll until `stop()`; finishes the item in hand before returning (SIGTERM on Heroku)."""
+        threads = [threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
+                   for i in range(self.settings.worker_concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.svc.wake.set()
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                handled = self.process_events() + self.send_notifications(limit=1)
+            except TRANSIENT_DB_ERRORS + (DBAPIError,):
+                log.warning("database unavailable; the worker will retry", exc_info=True)
+                handled = 0
+                self.stop_event.wait(min(5.0, self.settings.worker_poll_seconds * 5))
+            if handled == 0:
+                self.svc.wake.wait(self.settings.worker_poll_seconds)
+                self.svc.wake.clear()
+
+    # -- events ---------------------------------------------------------------------------------
+    def process_events(self) -> int:
+        """Claim and process a batch of due events; returns how many were claimed."""
+        now = self.svc.clock.now()
+        with self.svc.db.session() as s:
+            claims = claim(s, Event, now=now, lease_seconds=self.settings.worker_lease_seconds,
+                           limit=self.batch_size)
+        for c in claims:
+            if self.stop_event.is_set():
+                break  # unprocessed claims are retaken when their lease runs out
+            self._process_event(c)
+        return len(claims)
+
+    def _process_event(self, c: Claim) -> None:
+        now = self.svc.clock.now()
+        context: dict = {}
+        try:
+            with self.svc.db.session() as s:
+                row = s.get(Event, c.id)
+                context = {"event_id": row.stripe_id, "event_type": row.type}
+                handler = HANDLERS.get(row.type)
+                if handler is None:
+                    status, note = "ignored", f"no handler for {row.type}"
+                else:
+                    handler(s, inbox.load_payload(row), Context(settings=self.settings, now=now))
+                    status, note = "done", None
+                if not finish(s, Event, c, status=status, processed_at=now, last_error=note):
+                    s.rollback()  # our lease ran out and another worker owns the event now
+                    log.warning("lease lost; leaving the event to its new owner", extra=context)
+                    return
+            log.info("event %s", status, extra=context)
+        except Exception as exc:  # classified below; never lost, never silent
+            self._event_failed(c, exc, context)
+
+    def _event_failed(self, c: Claim, exc: Exception, context: dict) -> None:
+        now = self.svc.clock.now()
+        transient = isinstance(exc, TransientError) or isinstance(exc, TRANSIENT_DB_ERRORS)
+        if transient and c.attempts < self.settings.worker_max_attempts:
+            delay = getattr(exc, "retry_after", None) or backoff_seconds(
+                c.attempts, self.settings.worker_retry_base_seconds, self.settings.worker_retry_max_seconds)
+            values = dict(status="pending", run_at=now + timedelta(seconds=delay), last_error=_reason(exc))
+            log.warning("event will be retried in %.0fs: %s", delay, _reason(exc), extra=context)
+        else:
+            values = dict(status="failed", processed_at=now, last_error=_reason(exc))
+            if isinstance(exc, (PermanentError, BadPayload, TransientError) + TRANSIENT_DB_ERRORS):
+                log.error("event failed: %s", _reason(exc), extra=context)
+            else:
+                log.error("event handler crashed (a bug): %s", _reason(exc), exc_info=exc, extra=context)
+                report_exception(exc)
+        with self.svc.db.session() as s:
+            finish(s, Event, c, **values)
+
+    # -- notifications --------------------------------------------------------------------------
+    def send_notifications(self, limit: int = 1) -> int:
+        """Claim and send up to `limit` due notifications; returns how many were claimed."""
+        now = self.svc.clock.now()
+        with self.svc.db.session() as s:
+            claims = claim(s, Notification, now=now, lease_seconds=self.settings.worker_lease_seconds,
+                           limit=limit, ready=("pending", "held"), busy="sending")
+        for c in claims:
+            self._send(c)
+        return len(claims)
+
+    def _send(self, c: Claim) -> None:
+        context = {"notification_id": c.id}
+        try:
+            sending.send_notification(self.svc, c)
+        except Exception as exc:
+            self._send_failed(c, exc, context)
+
+    def _send_failed(self, c: Claim, exc: Exception, context: dict) -> None:
+        now = self.svc.clock.now()
+        if isinstance(exc, ConfigurationNeeded):
+            values = dict(status="held", run_at=now + timedelta(seconds=exc.hold_seconds), last_error=_reason(exc))
+            log.error("notification held until an operator acts: %s", _reason(exc), extra=context)
+            report_exception(exc)
+        elif (isinstance(exc, TransientError) or isinstance(exc, TRANSIENT_DB_ERRORS)) \
+                and c.attempts < self.settings.worker_max_attempts:
+            delay = getattr(exc, "retry_after", None) or backoff_seconds(
+                c.attempts, self.settings.worker_retry_base_seconds, self.settings.worker_retry_max_seconds)
+            values = dict(status="pending", run_at=now + timedelta(seconds=delay), last_error=_reason(exc))
+            log.warning("send will be retried in %.0fs: %s", delay, _reason(exc), extra=context)
+        else:
+            values = dict(status="failed", last_error=_reason(exc))
+            if isinstance(exc, CustomerMissing):
+                sending.mark_case_error(self.svc, c, exc)
+            if isinstance(exc, (PermanentError, TransientError) + TRANSIENT_DB_ERRORS):
+                log.error("notification failed: %s", _reason(exc), extra=context)
+            else:
+                log.error("sending crashed (a bug): %s", _reason(exc), exc_info=exc, extra=context)
+                report_exception(exc)
+        with self.svc.db.session() as s:
+            finish(s, Notification, c, **values)
+
+
+def _reason(exc: Exception) -> str:
+    """A storable, loggable reason: no SQL parameters (they may hold emails), secrets masked."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        text = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
+        name = exc.orig.__class__.__name__
+    else:
+        text, name = str(exc), exc.__class__.__name__
+    return scrub(f"{name}: {text}" if text else name)[:2000]
+
+
+def start_embedded(svc: Services) -> Worker:
+    """Run a worker on daemon threads inside the web process (`WORKER_MODE=embedded`)."""
+    worker = Worker(svc)
+    threading.Thread(target=worker.run_forever, name="embedded-worker", daemon=True).start()
+    log.info("embedded worker started")
+    return worker
