@@ -114,3 +114,7 @@ def main() -> None:
     group = FlaskGroup(create_app=lambda: create_app(), add_version_option=False,
                        help="Payment recovery for Stripe: intake, worker and operator commands.")
     group.main(prog_name="webhook-app")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from webhook_app.inbox import insert_ignoring_duplicates
+from webhook_app.inbox import insert_if_absent
 from webhook_app.invoices import InvoiceView
 from webhook_app.models import Click, DunningCase, LedgerEntry, Notification
 
@@ -55,9 +55,7 @@ def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict:
 
 def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = "open") -> DunningCase:
     """The invoice's case, created if missing (insert-or-nothing, then a locked read)."""
-    dialect = session.get_bind().dialect.name
-    session.execute(insert_ignoring_duplicates(dialect, DunningCase.__table__, _new_case_row(inv, now, status),
-                                               ["invoice_id"]))
+    insert_if_absent(session, DunningCase.__table__, _new_case_row(inv, now, status), ["invoice_id"])
     case = _lock_case(session, inv.id)
     assert case is not None
     return case
@@ -66,13 +64,11 @@ def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = "
 def schedule_episode(session: Session, case: DunningCase, start: datetime, now: datetime,
                      kind: str = "payment_failed", cadence: Cadence = DEFAULT_CADENCE) -> int:
     """Put the episode's messages in the outbox; returns how many were new (0 on a replay)."""
-    dialect = session.get_bind().dialect.name
     created = 0
     for step, offset in cadence.steps():
         row = dict(case_id=case.id, episode=case.episode, step=step, kind=kind, status="pending",
-                   run_at=max(now, start + offset), attempts=0, created_at=now)
-        created += session.execute(insert_ignoring_duplicates(
-            dialect, Notification.__table__, row, ["case_id", "episode", "step"])).rowcount
+                   run_at=now if not offset else max(now, start + offset), attempts=0, created_at=now)
+        created += insert_if_absent(session, Notification.__table__, row, ["case_id", "episode", "step"])
     return created
 
 
@@ -178,8 +174,7 @@ def _recover(session: Session, case: DunningCase, *, paid_at: datetime, now: dat
         first_click_at=first_click, seconds_message_to_click=_seconds(first_click, case.first_message_at),
         seconds_click_to_payment=_seconds(paid_at, first_click), created_at=now,
     )
-    session.execute(insert_ignoring_duplicates(session.get_bind().dialect.name, LedgerEntry.__table__, row,
-                                               ["entry_key"]))
+    insert_if_absent(session, LedgerEntry.__table__, row, ["entry_key"])
 
 
 def close_case(session: Session, invoice_id: str, status: str, reason: str, now: datetime) -> DunningCase | None:

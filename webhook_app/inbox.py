@@ -11,10 +11,16 @@ from webhook_app.db import Database
 from webhook_app.models import Event
 
 
-def insert_ignoring_duplicates(dialect: str, table, values: dict, index_elements: list[str]):
-    """An INSERT that does nothing on a unique conflict (one statement, so no race with a twin)."""
+def insert_if_absent(conn, table, values: dict, index_elements: list[str]) -> bool:
+    """INSERT that does nothing on a unique conflict (one statement, so no race with a twin).
+
+    Returns whether a row was inserted. `conn` is a Connection or a Session.
+    """
+    dialect = conn.get_bind().dialect.name if hasattr(conn, "get_bind") else conn.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).values(**values).on_conflict_do_nothing(index_elements=index_elements)
+    stmt = (insert(table).values(**values).on_conflict_do_nothing(index_elements=index_elements)
+            .returning(*table.primary_key.columns))
+    return conn.execute(stmt).first() is not None
 
 
 def event_row(event: dict, raw: str, now: datetime, ignored_reason: str | None = None) -> dict:
@@ -36,10 +42,8 @@ def event_row(event: dict, raw: str, now: datetime, ignored_reason: str | None =
 
 def store(db: Database, event: dict, raw: str, now: datetime, ignored_reason: str | None = None) -> bool:
     """Insert the event; False when this event id was already stored (a duplicate delivery)."""
-    stmt = insert_ignoring_duplicates(db.dialect, Event.__table__, event_row(event, raw, now, ignored_reason),
-                                      ["stripe_id"])
     with db.engine.begin() as conn:
-        return conn.execute(stmt).rowcount == 1
+        return insert_if_absent(conn, Event.__table__, event_row(event, raw, now, ignored_reason), ["stripe_id"])
 
 
 def load_payload(row: Event) -> dict:

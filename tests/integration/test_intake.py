@@ -1,0 +1,146 @@
+"""Intake on real SQLite and PostgreSQL: verified, stored once, never 200 without a stored row."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET
+from tests.fixtures import stripe_objects as so
+from webhook_app.models import Event
+
+
+def count_events(svc) -> int:
+    with svc.db.session() as s:
+        return s.scalar(select(func.count(Event.id)))
+
+
+def failed_event():
+    return so.event("invoice.payment_failed", so.invoice())
+
+
+def test_signed_event_is_stored_once_and_answered_200(svc, deliver):
+    event = failed_event()
+    response = deliver(event)
+    assert response.status_code == 200
+    assert response.json == {"received": True, "duplicate": False}
+    with svc.db.session() as s:
+        row = s.scalars(select(Event)).one()
+    assert (row.stripe_id, row.type, row.status) == (event["id"], "invoice.payment_failed", "pending")
+    assert json.loads(row.payload) == event
+
+
+def test_duplicate_delivery_answers_200_and_stores_nothing_new(svc, deliver):
+    event = failed_event()
+    assert deliver(event).json["duplicate"] is False
+    second = deliver(event)
+    assert second.status_code == 200 and second.json["duplicate"] is True
+    assert count_events(svc) == 1
+
+
+def test_three_concurrent_deliveries_store_one_row(app, svc):
+    event = failed_event()
+    body, headers = so.signed(event, WEBHOOK_SECRET)
+    statuses = []
+
+    def post():
+        statuses.append(app.test_client().post("/webhooks/stripe", data=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200, 200, 200]
+    assert count_events(svc) == 1
+
+
+def test_rotated_secret_in_the_list_verifies(make_app):
+    app = make_app(STRIPE_WEBHOOK_SECRET=f"{WEBHOOK_SECRET},{OLD_WEBHOOK_SECRET}")
+    body, headers = so.signed(failed_event(), OLD_WEBHOOK_SECRET)
+    assert app.test_client().post("/webhooks/stripe", data=body, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("case", ["wrong_secret", "missing_header", "stale", "future", "bad_json", "not_object",
+                                  "missing_id", "body_changed_after_signing", "non_utf8"])
+def test_bad_deliveries_get_400_with_a_reason_and_store_nothing(app, svc, case):
+    event = failed_event()
+    client = app.test_client()
+    if case == "wrong_secret":
+        body, headers = so.signed(event, "whsec_someone_else_entirely")
+    elif case == "missing_header":
+        body, headers = so.signed(event, WEBHOOK_SECRET)
+        headers.pop("Stripe-Signature")
+    elif case == "stale":
+        body, headers = so.signed(event, WEBHOOK_SECRET, timestamp=int(time.time()) - 3600)
+    elif case == "future":
+        body, headers = so.signed(event, WEBHOOK_SECRET, timestamp=int(time.time()) + 3600)
+    elif case == "bad_json":
+        body, headers = so.signed('{"id": "evt_1", "type": ', WEBHOOK_SECRET)
+    elif case == "not_object":
+        body, headers = so.signed("[1, 2, 3]", WEBHOOK_SECRET)
+    elif case == "missing_id":
+        event.pop("id")
+        body, headers = so.signed(event, WEBHOOK_SECRET)
+    elif case == "body_changed_after_signing":
+        body, headers = so.signed(event, WEBHOOK_SECRET)
+        body = body.replace(b"4900", b"1")
+    else:
+        body = b'{"id": "evt_\xff\xfe"}'
+        headers = so.signed(body.decode("latin-1"), WEBHOOK_SECRET)[1]
+    response = client.post("/webhooks/stripe", data=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json["error"] == "invalid_delivery" and response.json["message"]
+    assert count_events(svc) == 0
+
+
+def test_oversized_body_gets_413_and_stores_nothing(make_app):
+    app = make_app(WEBHOOK_MAX_BODY_BYTES=2048)
+    event = so.event("invoice.payment_failed", so.invoice(description="x" * 5000))
+    body, headers = so.signed(event, WEBHOOK_SECRET)
+    response = app.test_client().post("/webhooks/stripe", data=body, headers=headers)
+    assert response.status_code == 413 and response.json["error"] == "payload_too_large"
+    with app.app_context():
+        from webhook_app.services import services
+
+        assert count_events(services()) == 0
+
+
+def test_livemode_mismatch_is_stored_as_ignored_and_answered_200(svc, deliver):
+    event = so.event("invoice.payment_failed", so.invoice(livemode=True), livemode=True)
+    assert deliver(event).status_code == 200
+    with svc.db.session() as s:
+        row = s.scalars(select(Event)).one()
+    assert row.status == "ignored" and "livemode" in row.last_error
+
+
+def test_missing_webhook_secret_answers_503_naming_the_variable(make_app):
+    app = make_app(STRIPE_WEBHOOK_SECRET="")
+    body, headers = so.signed(failed_event(), WEBHOOK_SECRET)
+    response = app.test_client().post("/webhooks/stripe", data=body, headers=headers)
+    assert response.status_code == 503
+    assert response.json["missing"] == ["STRIPE_WEBHOOK_SECRET"]
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_database_down_answers_503_never_200(svc, deliver):
+    from sqlalchemy import text
+
+    with svc.db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE events"))  # the inbox is gone: the write must fail loudly
+    response = deliver(failed_event())
+    assert response.status_code == 503
+    assert response.json["error"] == "storage_unavailable"
+
+
+def test_readyz_needs_a_migrated_database(make_app, svc, app):
+    assert app.test_client().get("/readyz").status_code == 200
+    from sqlalchemy import text
+
+    with svc.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["database"] == "not migrated"
