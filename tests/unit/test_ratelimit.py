@@ -1,0 +1,156 @@
+"""TokenBucket and Retry-After parsing, driven by a fake clock: nothing here really sleeps."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
+
+
+class FakeTime:
+    """A monotonic clock whose sleep() just moves time forward and records the wait."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+def bucket(fake: FakeTime, rate: float, burst: float | None = None) -> TokenBucket:
+    return TokenBucket(rate, burst=burst, clock=fake.clock, sleep=fake.sleep)
+
+
+def test_a_full_bucket_serves_its_burst_without_waiting():
+    fake = FakeTime()
+    b = bucket(fake, rate=10, burst=5)
+
+    waits = [b.acquire() for _ in range(5)]
+
+    assert waits == [0.0] * 5
+    assert fake.sleeps == []
+
+
+def test_steady_rate_spaces_requests_one_over_rate_apart():
+    fake = FakeTime()
+    b = bucket(fake, rate=10, burst=1)
+    start = fake.now
+
+    for _ in range(5):
+        b.acquire()
+
+    # The first token is in the bucket; the next four each wait a tenth of a second.
+    assert fake.sleeps == pytest.approx([0.1] * 4)
+    assert fake.now - start == pytest.approx(0.4)
+
+
+def test_default_burst_is_one_seconds_worth_of_tokens():
+    fake = FakeTime()
+    b = bucket(fake, rate=10)
+
+    for _ in range(10):
+        b.acquire()
+    assert fake.sleeps == []
+    b.acquire()
+    assert fake.sleeps == pytest.approx([0.1])
+
+
+def test_idle_time_refills_but_never_beyond_the_burst():
+    fake = FakeTime()
+    b = bucket(fake, rate=2, burst=2)
+    b.acquire()
+    b.acquire()
+
+    fake.now += 60  # a long idle minute would be 120 tokens without the cap
+    for _ in range(2):
+        assert b.acquire() == 0.0
+    assert b.acquire() == pytest.approx(0.5)
+
+
+def test_pause_for_holds_the_next_caller_until_the_retry_after_has_passed():
+    fake = FakeTime()
+    b = bucket(fake, rate=10, burst=10)
+    paused_at = fake.now
+
+    b.pause_for(5)
+    b.acquire()
+
+    assert fake.now - paused_at >= 5
+    assert sum(fake.sleeps) == pytest.approx(5)
+
+
+def test_after_a_pause_callers_resume_at_the_steady_rate_not_with_a_burst():
+    fake = FakeTime()
+    b = bucket(fake, rate=10, burst=10)
+
+    b.pause_for(5)
+    b.acquire()  # waits out the pause
+    resumed = fake.now
+    b.acquire()
+
+    assert fake.now - resumed == pytest.approx(0.1)
+
+
+def test_a_shorter_pause_does_not_cut_a_longer_one_short():
+    fake = FakeTime()
+    b = bucket(fake, rate=10)
+    start = fake.now
+
+    b.pause_for(30)
+    b.pause_for(2)
+    b.acquire()
+
+    assert fake.now - start == pytest.approx(30)
+
+
+def test_concurrent_callers_never_share_a_token():
+    fake = FakeTime()
+    b = bucket(fake, rate=1, burst=20)  # the fake clock stands still: exactly 20 tokens exist
+    barrier = threading.Barrier(20)
+
+    def take():
+        barrier.wait()
+        b.acquire()
+
+    threads = [threading.Thread(target=take) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=5)
+
+    assert fake.sleeps == []  # all twenty were served from the burst
+    b.acquire()  # the twenty-first must wait for a refill
+    assert fake.sleeps == pytest.approx([1.0])
+
+
+@pytest.mark.parametrize("rate, burst", [(0, None), (-1, None), (5, 0.5)])
+def test_a_bucket_that_could_never_serve_a_request_is_refused(rate, burst):
+    with pytest.raises(ValueError):
+        TokenBucket(rate, burst=burst)
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("7", 7.0),
+        ("0.5", 0.5),
+        ("-3", 0.0),
+        ("999999", 3600.0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates_and_clamps_them(header, expected):
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+
+    assert parse_retry_after(header, now=now) == (pytest.approx(expected) if expected is not None else None)
