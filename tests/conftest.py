@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from tests.fakes import FakeBilling, RecordingMessenger
 from tests.fixtures import stripe_objects
 from webhook_app import create_app
-from webhook_app.clock import FrozenClock
+from webhook_app.clock import FrozenClock, utcnow
 from webhook_app.config import normalize_database_url
 from webhook_app.services import services
 
@@ -90,7 +90,8 @@ def base_config(database_url: str, **overrides) -> dict:
 
 @pytest.fixture
 def clock():
-    return FrozenClock()
+    """A frozen clock on a whole second, as Stripe's timestamps are."""
+    return FrozenClock(utcnow().replace(microsecond=0))
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from flask import Blueprint, Response, render_template, request
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
 from webhook_app.config import Settings
@@ -35,23 +35,37 @@ PREVIEW_BOTS = re.compile(
 )
 
 
-def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key or DEV_SECRET, salt=SALT)
+class _ClockSigner(TimestampSigner):
+    """itsdangerous' timestamp signer reading our clock, so expiry follows the app's notion of now."""
+
+    def __init__(self, *args, clock=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        if self.clock is None:
+            return super().get_timestamp()
+        return int(self.clock.now().replace(tzinfo=timezone.utc).timestamp())
 
 
-def make_token(settings: Settings, case_id: int, notification_id: int | None = None) -> str:
+def _serializer(settings: Settings, clock=None) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key or DEV_SECRET, salt=SALT, signer=_ClockSigner,
+                                  signer_kwargs={"clock": clock})
+
+
+def make_token(settings: Settings, case_id: int, notification_id: int | None = None, clock=None) -> str:
     """A signed token for one case (and the message that carried it)."""
-    return _serializer(settings).dumps({"c": case_id, "n": notification_id})
+    return _serializer(settings, clock).dumps({"c": case_id, "n": notification_id})
 
 
-def recovery_url(settings: Settings, case_id: int, notification_id: int | None = None) -> str:
+def recovery_url(settings: Settings, case_id: int, notification_id: int | None = None, clock=None) -> str:
     """The durable link to put in a message as `updatePaymentUrl`."""
-    return f"{settings.public_url}/r/{make_token(settings, case_id, notification_id)}"
+    return f"{settings.public_url}/r/{make_token(settings, case_id, notification_id, clock)}"
 
 
-def read_token(settings: Settings, token: str) -> dict:
+def read_token(settings: Settings, token: str, clock=None) -> dict:
     """The token's claims; raises SignatureExpired or BadSignature."""
-    data = _serializer(settings).loads(token, max_age=settings.link_max_age_days * 86400)
+    data = _serializer(settings, clock).loads(token, max_age=settings.link_max_age_days * 86400)
     if not isinstance(data, dict) or not isinstance(data.get("c"), int):
         raise BadSignature("malformed token")
     return data
@@ -72,7 +86,7 @@ def follow(token: str):
     """Mint a fresh portal session for the token's case and redirect (303) to it."""
     svc = services()
     try:
-        data = read_token(svc.settings, token)
+        data = read_token(svc.settings, token, svc.clock)
     except SignatureExpired:
         return _page("link_expired.html", 410)
     except BadSignature:

@@ -91,7 +91,7 @@ def send_notification(svc: Services, claim: Claim) -> Outcome:
             case.customer_id, idempotency_key=f"{idempotency_key(notification.id)}-portal-{claim.attempts}",
             after_expiration_login=not use_links)
         portal_id, portal_url = portal.id, portal.url
-        update_url = links.recovery_url(svc.settings, case.id, notification.id) if use_links else portal.url
+        update_url = links.recovery_url(svc.settings, case.id, notification.id, svc.clock) if use_links else portal.url
 
     message = Message(
         kind=notification.kind, email=email, customer_id=case.customer_id,
