@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, render_template, request
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
+from webhook_app.clock import FrozenClock
 from webhook_app.config import Settings
 from webhook_app.errors import CustomerMissing, RecoveryError
 from webhook_app.models import Click, DunningCase
@@ -58,9 +59,15 @@ def make_token(settings: Settings, case_id: int, notification_id: int | None = N
     return _serializer(settings, clock).dumps({"c": case_id, "n": notification_id})
 
 
-def recovery_url(settings: Settings, case_id: int, notification_id: int | None = None, clock=None) -> str:
-    """The durable link to put in a message as `updatePaymentUrl`."""
-    return f"{settings.public_url}/r/{make_token(settings, case_id, notification_id, clock)}"
+def recovery_url(settings: Settings, case_id: int, notification_id: int, issued_at: datetime) -> str:
+    """The durable link to put in a message as `updatePaymentUrl`.
+
+    Signed as of `issued_at` (the notification's creation), so every attempt to send the same
+    notification carries the same URL: providers that de-duplicate on content (Intercom) then see a
+    retried send as the duplicate it is. Expiry counts from that moment.
+    """
+    token = make_token(settings, case_id, notification_id, FrozenClock(issued_at))
+    return f"{settings.public_url}/r/{token}"
 
 
 def read_token(settings: Settings, token: str, clock=None) -> dict:

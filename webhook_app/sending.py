@@ -87,11 +87,13 @@ def send_notification(svc: Services, claim: Claim) -> Outcome:
             raise PermanentError("action required but the invoice has no hosted_invoice_url")
     else:
         use_links = bool(svc.settings.public_url)
+        # One key per notification: a retried send reuses the session (and its URL) Stripe already made,
+        # so the message is identical and the email tool can recognise the retry.
         portal = svc.billing.create_portal_session(
-            case.customer_id, idempotency_key=f"{idempotency_key(notification.id)}-portal-{claim.attempts}",
+            case.customer_id, idempotency_key=f"{idempotency_key(notification.id)}-portal",
             after_expiration_login=not use_links)
         portal_id, portal_url = portal.id, portal.url
-        update_url = links.recovery_url(svc.settings, case.id, notification.id, svc.clock) if use_links else portal.url
+        update_url = links.recovery_url(svc.settings, case.id, notification.id, notification.created_at) if use_links else portal.url
 
     message = Message(
         kind=notification.kind, email=email, customer_id=case.customer_id,

@@ -297,7 +297,6 @@ def test_timeouts_and_connection_errors_are_transient(http, failure):
     "status, error",
     [
         (400, {"code": "parameter_invalid", "message": "Event name is invalid"}),
-        (401, {"code": "unauthorized", "message": "Access Token Invalid"}),
         (404, {"code": "not_found", "message": "User Not Found"}),
     ],
 )
@@ -315,7 +314,7 @@ def test_client_errors_are_rejected_with_intercoms_code_message_and_request_id(h
     assert "req-123" in text
 
 
-@pytest.mark.parametrize("status, expected", [(400, MessengerRejected), (401, MessengerRejected),
+@pytest.mark.parametrize("status, expected", [(400, MessengerRejected), (401, ConfigurationNeeded),
                                               (500, TransientError)])
 def test_secrets_and_customer_email_never_reach_exception_text(http, status, expected):
     echo = f"Contact {EMAIL} not valid for token {TOKEN}"
@@ -356,7 +355,7 @@ def test_check_with_an_invalid_token_is_rejected(http):
     http.get(f"{BASE}/me", status_code=401,
              json={"type": "error.list", "errors": [{"code": "unauthorized", "message": "Access Token Invalid"}]})
 
-    with pytest.raises(MessengerRejected) as caught:
+    with pytest.raises(ConfigurationNeeded) as caught:
         make_messenger().check()
 
     assert "401" in str(caught.value) and "Access Token Invalid" in str(caught.value)

@@ -246,7 +246,6 @@ def test_timeouts_and_connection_errors_are_transient(http, failure):
     [
         (400, {"success": False, "message": "Missing required data variable(s): updatePaymentUrl"},
          "Missing required data variable(s): updatePaymentUrl"),
-        (401, {"success": False, "message": "Invalid API key"}, "check LOOPS_API_KEY"),
         (404, {"success": False, "message": "Transactional email not found.",
                "error": {"path": "transactionalId", "message": "Transactional email not found."}},
          "check LOOPS_TRANSACTIONAL_ID"),
@@ -280,7 +279,7 @@ def test_a_2xx_that_says_success_false_is_not_taken_as_sent(http):
 
 @pytest.mark.parametrize(
     "status, headers, expected",
-    [(400, {}, MessengerRejected), (401, {}, MessengerRejected), (429, {"Retry-After": "2"}, TransientError),
+    [(400, {}, MessengerRejected), (401, {}, ConfigurationNeeded), (429, {"Retry-After": "2"}, TransientError),
      (500, {}, TransientError)],
 )
 def test_secrets_and_customer_email_never_reach_exception_text(http, status, headers, expected):
@@ -332,8 +331,9 @@ def test_check_confirms_the_key_and_names_the_team_and_mode(http):
 
 def test_check_with_a_bad_key_is_rejected_without_echoing_it(http):
     http.get(f"{BASE}/v1/api-key", status_code=401, json={"success": False, "message": "Invalid API key"})
+    # A bad key is the operator's to fix: messages are held (ConfigurationNeeded), never dropped.
 
-    with pytest.raises(MessengerRejected) as caught:
+    with pytest.raises(ConfigurationNeeded) as caught:
         make_messenger().check()
 
     assert "401" in str(caught.value) and "Invalid API key" in str(caught.value)
@@ -345,3 +345,12 @@ def test_check_when_loops_is_unreachable_is_transient(http):
 
     with pytest.raises(TransientError):
         make_messenger().check()
+
+
+def test_bad_api_key_on_send_holds_the_message_instead_of_dropping_it(http):
+    http.post(TRANSACTIONAL, status_code=401, json={"success": False, "message": "Invalid API key"})
+
+    with pytest.raises(ConfigurationNeeded) as caught:
+        make_messenger(LOOPS_TRANSACTIONAL_ID="tx_1").send(make_message(), "k")
+
+    assert "LOOPS_API_KEY" in str(caught.value) and "HTTP 401" in str(caught.value)

@@ -44,7 +44,7 @@ def test_failed_invoice_sends_one_message_with_a_recovery_link_and_the_amount(sv
     assert message.email == "ada@example.com"
     [case] = all_rows(svc, DunningCase)
     assert case.subscription_id == "sub_A"
-    assert billing.sessions == [{"customer": "cus_A", "idempotency_key": f"webhook-app-notification-1-portal-1",
+    assert billing.sessions == [{"customer": "cus_A", "idempotency_key": "webhook-app-notification-1-portal",
                                  "after_expiration_login": False}]
 
 

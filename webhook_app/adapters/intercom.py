@@ -219,8 +219,11 @@ class IntercomMessenger:
         if status >= 500 or status == 408:
             return TransientError(f"Intercom answered {status} to the {what}: {detail}",
                                   retry_after=parse_retry_after(response.headers.get("Retry-After")))
-        hint = " (check INTERCOM_ACCESS_TOKEN and INTERCOM_API_BASE's region)" if status in (401, 403) else ""
-        return MessengerRejected(f"Intercom rejected the {what} with HTTP {status}{hint}: {detail}")
+        if status in (401, 403):
+            # Bad credentials are the operator's to fix: hold the messages rather than drop them.
+            return ConfigurationNeeded(f"Intercom rejected INTERCOM_ACCESS_TOKEN (HTTP {status}; check the token "
+                                       f"and INTERCOM_API_BASE's region) on the {what}: {detail}")
+        return MessengerRejected(f"Intercom rejected the {what} with HTTP {status}: {detail}")
 
 
 def _rate_limit_wait(response: requests.Response) -> float:

@@ -171,10 +171,11 @@ class LoopsMessenger:
         if status >= 500 or status == 408:
             return TransientError(f"Loops answered {status} to the {what}: {detail}",
                                   retry_after=parse_retry_after(response.headers.get("Retry-After")))
-        hint = ""
         if status in (401, 403):
-            hint = " (check LOOPS_API_KEY)"
-        elif status == 404 and self._transactional_id:
+            # Bad credentials are the operator's to fix: hold the messages rather than drop them.
+            return ConfigurationNeeded(f"Loops rejected LOOPS_API_KEY (HTTP {status}) on the {what}: {detail}")
+        hint = ""
+        if status == 404 and self._transactional_id:
             hint = " (check LOOPS_TRANSACTIONAL_ID and that the transactional email is published)"
         return MessengerRejected(f"Loops rejected the {what} with HTTP {status}{hint}: {detail}")
 
