@@ -149,8 +149,9 @@ def attribute(session: Session, case: DunningCase, inv: InvoiceView, paid_at: da
 
 
 def _first_click(session: Session, case: DunningCase, before: datetime) -> datetime | None:
+    # Stripe's paid_at has whole seconds: a click in that same second still came first.
     return session.scalar(select(func.min(Click.clicked_at)).where(Click.case_id == case.id,
-                                                                   Click.clicked_at <= before))
+                                                                   Click.clicked_at < before + timedelta(seconds=1)))
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:

@@ -1,0 +1,65 @@
+"""A stand-in for the Loops API: transactional emails, events, API key check, idempotency keys."""
+from __future__ import annotations
+
+import threading
+
+from flask import Flask, jsonify, request
+
+from tests.standins import Faults
+
+
+class LoopsStandIn:
+    """Records every accepted message; a repeated Idempotency-Key answers 409 like Loops."""
+
+    def __init__(self, api_key: str = "loops_test_key", faults: Faults | None = None):
+        self.api_key = api_key
+        self.faults = faults or Faults()
+        self.messages: list[dict] = []
+        self.keys: set[str] = set()
+        self.requests = 0
+        self._lock = threading.Lock()
+        self.app = self._build()
+
+    def _build(self) -> Flask:
+        app = Flask("loops-standin")
+
+        @app.before_request
+        def _auth_and_faults():
+            with self._lock:
+                self.requests += 1
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return jsonify({"success": False, "message": "Invalid API key"}), 401
+            status = self.faults.verdict()
+            if status == 429:
+                return jsonify({"success": False, "message": "Rate limit exceeded"}), 429, {"Retry-After": "1"}
+            if status:
+                return jsonify({"success": False, "message": "Internal error"}), 500
+            return None
+
+        def accept(kind: str):
+            key = request.headers.get("Idempotency-Key")
+            with self._lock:
+                if key and key in self.keys:
+                    return jsonify({"success": False, "message": "Idempotency key has already been used"}), 409
+                if key:
+                    self.keys.add(key)
+                self.messages.append({"kind": kind, "key": key, "body": request.get_json()})
+            return jsonify({"success": True})
+
+        @app.post("/api/v1/transactional")
+        def transactional():
+            body = request.get_json(silent=True) or {}
+            if body.get("transactionalId") in (None, "", "missing_template"):
+                return jsonify({"success": False, "path": "transactionalId",
+                                "message": "Transactional email not found"}), 404
+            return accept("transactional")
+
+        @app.post("/api/v1/events/send")
+        def event():
+            return accept("event")
+
+        @app.get("/api/v1/api-key")
+        def api_key():
+            return jsonify({"success": True, "teamName": "Acme Cloud"})
+
+        return app

@@ -1,0 +1,85 @@
+"""A stand-in for the Stripe API: invoices, Billing Portal sessions, and idempotency keys."""
+from __future__ import annotations
+
+import itertools
+import threading
+
+from flask import Flask, jsonify, request
+
+from tests.standins import Faults
+
+
+class StripeStandIn:
+    """State and recorded requests; `app` is the Flask app to serve."""
+
+    def __init__(self, faults: Faults | None = None):
+        self.faults = faults or Faults()
+        self.invoices: dict[str, dict] = {}
+        self.portal_sessions: list[dict] = []
+        self.requests: list[tuple[str, str]] = []
+        self.idempotent: dict[str, dict] = {}
+        self.portal_configured = True
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.base_url = ""  # set by the test once served, for session URLs
+        self.app = self._build()
+
+    def _error(self, status: int, type_: str, message: str, code: str | None = None):
+        body = {"error": {"type": type_, "message": message}}
+        if code:
+            body["error"]["code"] = code
+        return jsonify(body), status
+
+    def _build(self) -> Flask:
+        app = Flask("stripe-standin")
+
+        @app.before_request
+        def _faults():
+            with self._lock:
+                self.requests.append((request.method, request.path))
+            if not request.headers.get("Authorization", "").startswith("Bearer sk_"):
+                return self._error(401, "invalid_request_error", "Invalid API Key provided")
+            status = self.faults.verdict()
+            if status == 429:
+                return self._error(429, "invalid_request_error", "Too many requests", "rate_limit")
+            if status:
+                return self._error(500, "api_error", "Something went wrong on Stripe's end.")
+            return None
+
+        @app.get("/v1/invoices/<invoice_id>")
+        def get_invoice(invoice_id):
+            invoice = self.invoices.get(invoice_id)
+            if invoice is None:
+                return self._error(404, "invalid_request_error", f"No such invoice: '{invoice_id}'",
+                                   "resource_missing")
+            return jsonify(invoice)
+
+        @app.post("/v1/billing_portal/sessions")
+        def create_portal_session():
+            key = request.headers.get("Idempotency-Key")
+            with self._lock:
+                if key and key in self.idempotent:
+                    return jsonify(self.idempotent[key])
+            if not self.portal_configured and "configuration" not in request.form:
+                return self._error(400, "invalid_request_error",
+                                   "No configuration provided and your live mode default configuration has not "
+                                   "been created. Provide a configuration or create your default by saving your "
+                                   "customer portal settings in live mode at https://dashboard.stripe.com/settings/billing/portal.")
+            customer = request.form.get("customer", "")
+            if customer.startswith("cus_missing"):
+                return self._error(400, "invalid_request_error", f"No such customer: '{customer}'", "resource_missing")
+            with self._lock:
+                n = next(self._ids)
+                session = {"id": f"bps_{n}", "object": "billing_portal.session", "customer": customer,
+                           "url": f"{self.base_url}/p/session/bps_{n}", "livemode": False}
+                self.portal_sessions.append({"form": request.form.to_dict(), "idempotency_key": key,
+                                             "session": session})
+                if key:
+                    self.idempotent[key] = session
+            return jsonify(session)
+
+        @app.get("/p/session/<session_id>")
+        def portal_page(session_id):
+            return f"<html><body><h1>Stripe portal {session_id}</h1></body></html>"
+
+        return app
