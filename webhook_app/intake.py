@@ -34,6 +34,10 @@ def verify_signature(body: bytes, header: str | None, secrets: tuple[str, ...], 
     """Accept the body if any configured secret signed it recently; raise `Rejected` otherwise."""
     if not header:
         raise Rejected("missing Stripe-Signature header")
+    if not header.isascii():
+        # The stripe library compares signatures with hmac.compare_digest, which raises TypeError on
+        # non-ASCII text: an unsigned request must get its 400, not a 500.
+        raise Rejected("Stripe-Signature header is not ASCII")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -73,8 +77,8 @@ def parse_event(body: bytes) -> dict:
     if not isinstance(event, dict):
         raise Rejected("body is not a JSON object")
     checks = {
-        "id": lambda v: isinstance(v, str) and v.startswith("evt_") and len(v) <= 255,
-        "type": lambda v: isinstance(v, str) and 0 < len(v) <= 100,
+        "id": lambda v: isinstance(v, str) and v.startswith("evt_") and len(v) <= 255 and _plain(v),
+        "type": lambda v: isinstance(v, str) and 0 < len(v) <= 100 and _plain(v),
         "created": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32,
         "livemode": lambda v: isinstance(v, bool),
         "data": lambda v: isinstance(v, dict) and isinstance(v.get("object"), dict),
@@ -83,9 +87,15 @@ def parse_event(body: bytes) -> dict:
         if not ok(event.get(field)):
             raise Rejected(f"event field {field!r} is missing or malformed")
     api_version = event.get("api_version")
-    if api_version is not None and not (isinstance(api_version, str) and len(api_version) <= 40):
+    if api_version is not None and not (isinstance(api_version, str) and len(api_version) <= 40 and _plain(api_version)):
         raise Rejected("event field 'api_version' is malformed")
     return event
+
+
+def _plain(value: str) -> bool:
+    """Stripe's ids, types and versions are printable ASCII. A NUL (PostgreSQL refuses it: a 503 on every
+    retry) or a lone surrogate (no database can encode it: a 500) must be refused as malformed instead."""
+    return value.isascii() and value.isprintable()
 
 
 @bp.post("/webhooks/stripe")
