@@ -1,8 +1,9 @@
 """Stand-in HTTP servers for Stripe, Loops and Intercom, for end-to-end tests and benchmarks.
 
 Each is a small Flask app speaking the slice of the real API the product uses, recording what it
-received, with knobs for faults: latency, a failure rate (500s), 429s with Retry-After, and a rate
-limit. `serve(app)` runs one on a real socket in a background thread.
+received, with knobs for faults: latency, a failure rate (500s), 429s with Retry-After, a rate
+limit, and timeouts (a request that hangs past the client's timeout, then is served anyway, as a real
+API that was slow but did its work). `serve(app)` runs one on a real socket in a background thread.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from werkzeug.serving import make_server
@@ -24,6 +26,9 @@ class Faults:
     throttle_rate: float = 0.0       # share of requests answered 429
     rate_limit: float | None = None  # requests per second before 429s
     seed: int = 7
+    timeout_rate: float = 0.0        # share of requests that hang `hang_seconds`, then are served normally
+    hang_seconds: float = 2.0
+    counts: Counter = field(default_factory=Counter)  # verdicts given: "ok", "500", "429", "timeout"
     _window: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default=None)
@@ -40,13 +45,21 @@ class Faults:
                 now = time.monotonic()
                 self._window = [t for t in self._window if now - t < 1.0]
                 if len(self._window) >= self.rate_limit:
+                    self.counts["429"] += 1
                     return 429
                 self._window.append(now)
             roll = self._rng.random()
-        if roll < self.throttle_rate:
+            verdict = ("429" if roll < self.throttle_rate else
+                       "500" if roll < self.throttle_rate + self.error_rate else
+                       "timeout" if roll < self.throttle_rate + self.error_rate + self.timeout_rate else "ok")
+            self.counts[verdict] += 1
+        if verdict == "429":
             return 429
-        if roll < self.throttle_rate + self.error_rate:
+        if verdict == "500":
             return 500
+        if verdict == "timeout":
+            # The client gives up first; the work is still done, so a retry must not do it twice.
+            time.sleep(self.hang_seconds)
         return None
 
 

@@ -9,7 +9,12 @@ from tests.standins import Faults
 
 
 class LoopsStandIn:
-    """Records every accepted message; a repeated Idempotency-Key answers 409 like Loops."""
+    """Records every accepted message; a repeated Idempotency-Key answers 409 like Loops.
+
+    Fault knobs beyond `faults`: `reject_emails` answers 400 for those recipients (a permanent error),
+    `after_accept(message)` runs after a message is recorded and before the answer (e.g. to kill the
+    sender in the window between "sent" and "recorded"). `conflicts` counts 409s, `rejections` 400s.
+    """
 
     def __init__(self, api_key: str = "loops_test_key", faults: Faults | None = None):
         self.api_key = api_key
@@ -17,6 +22,10 @@ class LoopsStandIn:
         self.messages: list[dict] = []
         self.keys: set[str] = set()
         self.requests = 0
+        self.conflicts = 0
+        self.reject_emails: set[str] = set()
+        self.rejections: list[str] = []
+        self.after_accept = None
         self._lock = threading.Lock()
         self.app = self._build()
 
@@ -40,10 +49,19 @@ class LoopsStandIn:
             key = request.headers.get("Idempotency-Key")
             with self._lock:
                 if key and key in self.keys:
+                    self.conflicts += 1
                     return jsonify({"success": False, "message": "Idempotency key has already been used"}), 409
+                email = (request.get_json(silent=True) or {}).get("email")
+                if email in self.reject_emails:
+                    self.rejections.append(email)
+                    # Loops echoes the address it refuses: the adapter must scrub it before logging.
+                    return jsonify({"success": False, "path": "email", "message": f"Invalid email: {email}"}), 400
                 if key:
                     self.keys.add(key)
-                self.messages.append({"kind": kind, "key": key, "body": request.get_json()})
+                message = {"kind": kind, "key": key, "body": request.get_json()}
+                self.messages.append(message)
+            if self.after_accept is not None:
+                self.after_accept(message)
             return jsonify({"success": True})
 
         @app.post("/api/v1/transactional")

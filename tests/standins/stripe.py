@@ -19,6 +19,7 @@ class StripeStandIn:
         self.requests: list[tuple[str, str]] = []
         self.idempotent: dict[str, dict] = {}
         self.portal_configured = True
+        self.rejections: list[str] = []  # customers answered 400 resource_missing
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.base_url = ""  # set by the test once served, for session URLs
@@ -67,6 +68,8 @@ class StripeStandIn:
                                    "customer portal settings in live mode at https://dashboard.stripe.com/settings/billing/portal.")
             customer = request.form.get("customer", "")
             if customer.startswith("cus_missing"):
+                with self._lock:
+                    self.rejections.append(customer)
                 return self._error(400, "invalid_request_error", f"No such customer: '{customer}'", "resource_missing")
             with self._lock:
                 n = next(self._ids)
