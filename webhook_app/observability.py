@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from webhook_app.config import Settings
 
@@ -55,6 +56,8 @@ def _settings_secrets(settings: Settings) -> tuple[str, ...]:
         settings.intercom_access_token,
         settings.secret_key,
         settings.finance_password,
+        # Sentry sends frame locals; a `settings` local's repr carries DATABASE_URL with its password.
+        urlsplit(settings.database_url).password if settings.database_url else None,
         *settings.stripe_webhook_secrets,
     )
     return tuple(v for v in values if v)
