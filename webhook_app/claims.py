@@ -33,15 +33,18 @@ def claim(session: Session, model, *, now: datetime, lease_seconds: float, limit
         and_(model.status.in_(ready), model.run_at <= now),
         and_(model.status == busy, model.locked_until < now),  # abandoned by a crashed worker
     )
+    # A materialized CTE, not `IN (subquery)`: PostgreSQL may re-run an IN-subquery with SKIP LOCKED
+    # and so take more rows than LIMIT allows.
     candidates = (
         select(model.id).where(due).order_by(model.run_at, model.id).limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("claimable").prefix_with("MATERIALIZED", dialect="postgresql")
     )
     token = str(uuid.uuid4())
     stmt = (
         update(model)
-        .where(model.id.in_(candidates.scalar_subquery()))
-        .where(due)  # re-checked: on PostgreSQL the subquery may see a row another claim just took
+        .where(model.id.in_(select(candidates.c.id)))
+        .where(due)  # re-checked: a row may have been taken between the snapshot and the lock
         .values(status=busy, claim_token=token, locked_until=now + timedelta(seconds=lease_seconds),
                 attempts=model.attempts + 1)
         .returning(model.id, model.attempts)

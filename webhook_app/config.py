@@ -14,6 +14,8 @@ from typing import Mapping
 
 MESSAGING_PROVIDERS = ("console", "loops", "intercom")
 WORKER_MODES = ("embedded", "external")
+# Which message of a sequence this is; email tools may use a different template for each.
+MESSAGE_TEMPLATES = ("first", "reminder", "final", "action_required")
 DEFAULT_INTERCOM_BASE = "https://api.intercom.io"
 DEFAULT_LOOPS_BASE = "https://app.loops.so/api"
 DEFAULT_STRIPE_BASE = "https://api.stripe.com"
@@ -59,6 +61,12 @@ class Settings:
     worker_retry_base_seconds: float = 10.0
     worker_retry_max_seconds: float = 3600.0
     worker_max_attempts: int = 12
+    dunning_cadence_days: tuple[float, ...] = (0.0, 3.0, 7.0)
+    dunning_final_notice_days: float | None = 13.0
+    stripe_retry_attempts: int | None = None
+    quiet_hours: tuple[int, int] | None = None
+    loops_transactional_ids: tuple[tuple[str, str], ...] = ()
+    loops_event_names: tuple[tuple[str, str], ...] = ()
     finance_username: str | None = None
     finance_password: str | None = None
     sentry_dsn: str | None = None
@@ -144,6 +152,47 @@ class _Reader:
             return default
         return value
 
+    def days(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            values = tuple(sorted(float(part) for part in raw.split(",") if part.strip()))
+        except ValueError:
+            values = ()
+        if not values or values[0] < 0:
+            self.problems.append(f"{name} must be a comma-separated list of days, e.g. 0,3,7")
+            return default
+        return values
+
+    def hours(self, name: str) -> tuple[int, int] | None:
+        raw = self.text(name)
+        if raw is None or raw.lower() == "off":
+            return None
+        start, _, end = raw.partition("-")
+        try:
+            window = (int(start), int(end))
+        except ValueError:
+            window = (-1, -1)
+        if not all(0 <= h <= 23 for h in window) or window[0] == window[1]:
+            self.problems.append(f"{name} must look like 21-8 (local hours, start-end) or off")
+            return None
+        return window
+
+    def mapping(self, name: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        pairs = []
+        for item in raw.split(","):
+            key, _, value = item.partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if key not in keys or not value:
+                self.problems.append(f"{name} entries must be KEY=value with KEY in {', '.join(keys)}")
+                return ()
+            pairs.append((key, value))
+        return tuple(pairs)
+
     def url(self, name: str, default: str | None = None) -> str | None:
         value = self.text(name, default)
         if value is not None and not value.startswith(("http://", "https://")):
@@ -213,6 +262,12 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
         worker_retry_base_seconds=r.number("WORKER_RETRY_BASE_SECONDS", 10.0),
         worker_retry_max_seconds=r.number("WORKER_RETRY_MAX_SECONDS", 3600.0),
         worker_max_attempts=int(r.number("WORKER_MAX_ATTEMPTS", 12, int, minimum=1)),
+        dunning_cadence_days=r.days("DUNNING_CADENCE_DAYS", (0.0, 3.0, 7.0)),
+        dunning_final_notice_days=(r.number("DUNNING_FINAL_NOTICE_DAYS", 13.0) or None),
+        stripe_retry_attempts=(int(r.number("STRIPE_RETRY_ATTEMPTS", 0, int)) or None),
+        quiet_hours=r.hours("QUIET_HOURS"),
+        loops_transactional_ids=r.mapping("LOOPS_TRANSACTIONAL_IDS", MESSAGE_TEMPLATES),
+        loops_event_names=r.mapping("LOOPS_EVENT_NAMES", MESSAGE_TEMPLATES),
         finance_username=finance_user,
         finance_password=finance_password,
         sentry_dsn=r.text("SENTRY_DSN"),

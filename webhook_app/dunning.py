@@ -23,14 +23,43 @@ log = logging.getLogger(__name__)
 CLOSED_AS = {"paid": "recovered", "void": "void", "uncollectible": "uncollectible", "canceled": "canceled"}
 
 
+FINAL_STEP = 99          # the last notice before Stripe gives up
+ACTION_STEP = 100        # 3-D Secure: "authenticate this payment", a different message
+FINAL_NOTICE_LEAD = timedelta(hours=24)
+
+
 @dataclass(frozen=True)
 class Cadence:
-    """When the messages of one episode go out, as offsets from the episode's first failure."""
+    """When an episode's messages go out, as offsets from its start, and the final notice.
 
-    days: tuple[float, ...] = (0,)
+    Reminders stop before the final notice; `stripe_retry_attempts` (Stripe's Smart Retries setting)
+    lets the final notice move to 24 h before Stripe's last retry once that retry is scheduled.
+    """
+
+    days: tuple[float, ...] = (0.0, 3.0, 7.0)
+    final_notice_days: float | None = 13.0
+    stripe_retry_attempts: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> "Cadence":
+        return cls(settings.dunning_cadence_days, settings.dunning_final_notice_days, settings.stripe_retry_attempts)
 
     def steps(self) -> list[tuple[int, timedelta]]:
-        return [(step, timedelta(days=d)) for step, d in enumerate(self.days)]
+        """(step, offset) pairs: numbered reminders, then the final notice as FINAL_STEP."""
+        final = self.final_notice_days
+        steps = [(i, timedelta(days=d)) for i, d in enumerate(self.days) if final is None or d < final]
+        if final is not None:
+            steps.append((FINAL_STEP, timedelta(days=final)))
+        return steps
+
+
+def template_for(kind: str, step: int) -> str:
+    """Which message of the sequence a notification is (config may map each to its own template)."""
+    if kind == "action_required":
+        return "action_required"
+    if step == FINAL_STEP:
+        return "final"
+    return "first" if step == 0 else "reminder"
 
 
 DEFAULT_CADENCE = Cadence()
@@ -64,12 +93,37 @@ def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = "
 def schedule_episode(session: Session, case: DunningCase, start: datetime, now: datetime,
                      kind: str = "payment_failed", cadence: Cadence = DEFAULT_CADENCE) -> int:
     """Put the episode's messages in the outbox; returns how many were new (0 on a replay)."""
+    if kind == "action_required":
+        steps = [(ACTION_STEP, timedelta(0))]  # one message: authenticate on the hosted invoice page
+    else:
+        steps = cadence.steps()
+        if _final_notice_sent(session, case):
+            steps = [(step, offset) for step, offset in steps if step != FINAL_STEP]  # a final notice is final
     created = 0
-    for step, offset in cadence.steps():
+    for step, offset in steps:
         row = dict(case_id=case.id, episode=case.episode, step=step, kind=kind, status="pending",
                    run_at=now if not offset else max(now, start + offset), attempts=0, created_at=now)
         created += insert_if_absent(session, Notification.__table__, row, ["case_id", "episode", "step"])
     return created
+
+
+def _final_notice_sent(session: Session, case: DunningCase) -> bool:
+    return session.scalar(select(func.count(Notification.id)).where(
+        Notification.case_id == case.id, Notification.step == FINAL_STEP, Notification.status == "sent")) > 0
+
+
+def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now: datetime,
+                      cadence: Cadence) -> None:
+    """Send the final notice before Stripe's last retry, or now if Stripe will not retry again."""
+    if inv.next_payment_attempt is None:
+        when = now  # no retry scheduled: this was Stripe's last attempt
+    elif cadence.stripe_retry_attempts and inv.attempt_count + 1 >= cadence.stripe_retry_attempts:
+        when = max(now, inv.next_payment_attempt - FINAL_NOTICE_LEAD)  # the next retry is the last one
+    else:
+        return
+    session.execute(update(Notification).where(
+        Notification.case_id == case.id, Notification.episode == case.episode, Notification.step == FINAL_STEP,
+        Notification.status == "pending", Notification.run_at > when).values(run_at=when))
 
 
 def cancel_pending(session: Session, case: DunningCase, reason: str) -> int:
@@ -104,7 +158,22 @@ def record_failure(session: Session, inv: InvoiceView, *, failed_at: datetime, n
         case.status = "open"
         case.episode += 1
     schedule_episode(session, case, failed_at if case.episode == 1 else now, now, kind=kind, cadence=cadence)
+    if kind == "payment_failed" and cadence.final_notice_days is not None:
+        move_final_notice(session, case, inv, now, cadence)
     return case
+
+
+def pause_customer(session: Session, customer_id: str, now: datetime) -> int:
+    """The customer updated their payment method: stop the sequence and wait for Stripe's retry.
+
+    Returns how many cases paused. If the retry fails too, `record_failure` starts a new episode.
+    """
+    cases = session.scalars(select(DunningCase).where(DunningCase.customer_id == customer_id,
+                                                      DunningCase.status == "open").with_for_update()).all()
+    for case in cases:
+        case.status, case.updated_at = "paused", now
+        cancel_pending(session, case, "paused: the customer updated the payment method")
+    return len(cases)
 
 
 def _refresh(case: DunningCase, inv: InvoiceView, now: datetime) -> None:
@@ -149,9 +218,16 @@ def attribute(session: Session, case: DunningCase, inv: InvoiceView, paid_at: da
 
 
 def _first_click(session: Session, case: DunningCase, before: datetime) -> datetime | None:
-    # Stripe's paid_at has whole seconds: a click in that same second still came first.
-    return session.scalar(select(func.min(Click.clicked_at)).where(Click.case_id == case.id,
-                                                                   Click.clicked_at < before + timedelta(seconds=1)))
+    """The customer's first click on any of their recovery links since this case's failure.
+
+    By customer, not by case: one message may list several invoices, and one portal visit pays them all.
+    Stripe's paid_at has whole seconds, so a click in that same second still came first.
+    """
+    since = case.first_failed_at or case.created_at
+    return session.scalar(
+        select(func.min(Click.clicked_at)).join(DunningCase, DunningCase.id == Click.case_id)
+        .where(DunningCase.customer_id == case.customer_id, Click.clicked_at >= since,
+               Click.clicked_at < before + timedelta(seconds=1)))
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:

@@ -4,13 +4,17 @@ Nothing here runs inside a handler's transaction. The database is touched in sho
 around the external calls, and every external call that creates something carries an idempotency
 key, so a worker killed between "sent" and "recorded" re-sends with the same key and the provider
 answers "already sent" instead of emailing the customer twice.
+
+A customer with several failed invoices due at once gets one message listing all of them: the other
+invoices' notifications are claimed with the same token and recorded as sent together.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from webhook_app import dunning, links
 from webhook_app.adapters import InvoiceLine, Message
@@ -18,6 +22,7 @@ from webhook_app.claims import Claim, finish
 from webhook_app.errors import ConfigurationNeeded, CustomerMissing, PermanentError
 from webhook_app.invoices import InvoiceView
 from webhook_app.models import DunningCase, Notification
+from webhook_app.quiet_hours import quiet_until
 from webhook_app.services import Services
 
 log = logging.getLogger(__name__)
@@ -25,10 +30,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a send ended: sent, skipped (with why) or a failure the caller classifies."""
+    """How a send ended: sent, skipped or deferred (with why)."""
 
     status: str
     reason: str | None = None
+
+
+@dataclass
+class _Item:
+    """One invoice going into the message: its notification, case and fresh Stripe view."""
+
+    notification: Notification
+    case: DunningCase
+    invoice: InvoiceView | None = None
 
 
 def idempotency_key(notification_id: int) -> str:
@@ -36,7 +50,8 @@ def idempotency_key(notification_id: int) -> str:
     return f"webhook-app-notification-{notification_id}"
 
 
-def _line(case: DunningCase, inv: InvoiceView | None) -> InvoiceLine:
+def _line(item: _Item) -> InvoiceLine:
+    case, inv = item.case, item.invoice
     return InvoiceLine(
         invoice_id=case.invoice_id,
         number=(inv.number if inv else None) or case.invoice_number,
@@ -55,6 +70,7 @@ def send_notification(svc: Services, claim: Claim) -> Outcome:
         notification = s.get(Notification, claim.id)
         case = s.get(DunningCase, notification.case_id)
         s.expunge_all()
+    primary = _Item(notification, case)
     context = {"notification_id": notification.id, "case_id": case.id, "invoice_id": case.invoice_id}
 
     if not case.is_open:
@@ -65,20 +81,46 @@ def send_notification(svc: Services, claim: Claim) -> Outcome:
     if svc.billing is None:
         raise ConfigurationNeeded("STRIPE_SECRET_KEY is not set; messages wait until it is")
 
-    invoice = svc.billing.retrieve_invoice(case.invoice_id)
-    if invoice.is_closed:
-        # The webhook that says so may still be on its way (or lost): settle the case from the source.
-        with svc.db.session() as s:
-            if invoice.is_paid:
-                dunning.record_payment(s, invoice, paid_at=invoice.paid_at or now, now=now)
-            else:
-                dunning.close_case(s, invoice.id, dunning.CLOSED_AS[invoice.status], f"invoice {invoice.status}", now)
-        return _skip(svc, claim, f"invoice already {invoice.status}", context)
+    primary.invoice = svc.billing.retrieve_invoice(case.invoice_id)
+    if primary.invoice.is_closed:
+        _settle(svc, primary.invoice, now)
+        return _skip(svc, claim, f"invoice already {primary.invoice.status}", context)
 
-    email = invoice.customer_email or case.customer_email
+    if svc.settings.quiet_hours:
+        resume = quiet_until(now, primary.invoice.customer_country, svc.settings.quiet_hours)
+        if resume:
+            return _defer(svc, claim, resume, context)
+
+    email = primary.invoice.customer_email or case.customer_email
     if not email:
         raise PermanentError("the invoice has no customer email to send to")
 
+    others = _claim_siblings(svc, primary, claim, now)
+    try:
+        others = [item for item in others if _still_due(svc, item, claim, now)]
+        result, portal_id = _deliver(svc, primary, others, email, claim)
+    except BaseException:
+        _release(svc, claim, [item.notification.id for item in others])
+        raise
+
+    with svc.db.session() as s:
+        recorded = finish(s, Notification, claim, status="sent", sent_at=now, provider=result.provider,
+                          provider_message_id=result.message_id, portal_session_id=portal_id,
+                          last_error="provider had already accepted this message" if result.duplicate else None)
+        if recorded:
+            for item in others:
+                finish(s, Notification, Claim(item.notification.id, claim.token, 0), status="sent", sent_at=now,
+                       provider=result.provider, provider_message_id=result.message_id, portal_session_id=portal_id,
+                       last_error=f"sent in one message with notification {notification.id}")
+            _count_message(s, [primary.case.id] + [item.case.id for item in others], now)
+    log.info("recovery message sent%s%s", " (provider had it already)" if result.duplicate else "",
+             f" covering {1 + len(others)} invoices" if others else "", extra={**context, "provider": result.provider})
+    return Outcome("sent")
+
+
+def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str, claim: Claim):
+    """Mint the link and send the message; returns (SendResult, portal session id)."""
+    notification, case, invoice = primary.notification, primary.case, primary.invoice
     if notification.kind == "action_required":
         # 3-D Secure: the customer authenticates the payment itself on Stripe's hosted invoice page.
         portal_id, portal_url = None, None
@@ -93,28 +135,80 @@ def send_notification(svc: Services, claim: Claim) -> Outcome:
             case.customer_id, idempotency_key=f"{idempotency_key(notification.id)}-portal",
             after_expiration_login=not use_links)
         portal_id, portal_url = portal.id, portal.url
-        update_url = links.recovery_url(svc.settings, case.id, notification.id, notification.created_at) if use_links else portal.url
-
+        update_url = (links.recovery_url(svc.settings, case.id, notification.id, notification.created_at)
+                      if use_links else portal.url)
+    template = dunning.template_for(notification.kind, notification.step)
     message = Message(
         kind=notification.kind, email=email, customer_id=case.customer_id,
         customer_name=invoice.customer_name or case.customer_name, update_payment_url=update_url,
-        portal_url=portal_url, invoice=_line(case, invoice), created_at=notification.created_at,
-        step=notification.step,
+        portal_url=portal_url, invoice=_line(primary), created_at=notification.created_at,
+        step=notification.step, is_final_notice=template == "final", template=template,
+        other_invoices=tuple(_line(item) for item in others),
     )
-    result = svc.messenger.send(message, idempotency_key(notification.id))
+    return svc.messenger.send(message, idempotency_key(notification.id)), portal_id
 
+
+def _claim_siblings(svc: Services, primary: _Item, claim: Claim, now: datetime) -> list[_Item]:
+    """Take the customer's other due notifications of the same kind under this claim's token."""
     with svc.db.session() as s:
-        recorded = finish(s, Notification, claim, status="sent", sent_at=now, provider=result.provider,
-                          provider_message_id=result.message_id, portal_session_id=portal_id,
-                          last_error="provider had already accepted this message" if result.duplicate else None)
-        if recorded:
-            live_case = s.scalars(select(DunningCase).where(DunningCase.id == case.id).with_for_update()).one()
-            live_case.messages_sent += 1
-            live_case.first_message_at = live_case.first_message_at or now
-            live_case.updated_at = now
-    log.info("recovery message sent%s", " (provider had it already)" if result.duplicate else "",
-             extra={**context, "provider": result.provider})
-    return Outcome("sent")
+        candidates = (
+            select(Notification.id).join(DunningCase, DunningCase.id == Notification.case_id)
+            .where(DunningCase.customer_id == primary.case.customer_id, DunningCase.id != primary.case.id,
+                   DunningCase.status == "open", Notification.kind == primary.notification.kind,
+                   Notification.status == "pending", Notification.run_at <= now)
+            .with_for_update(of=Notification, skip_locked=True)
+            .cte("siblings").prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        ids = [row.id for row in s.execute(
+            update(Notification).where(Notification.id.in_(select(candidates.c.id)),
+                                       Notification.status == "pending")
+            .values(status="sending", claim_token=claim.token,
+                    locked_until=now + timedelta(seconds=svc.settings.worker_lease_seconds))
+            .returning(Notification.id), execution_options={"synchronize_session": False})]
+        items = []
+        for notification_id in sorted(ids):
+            notification = s.get(Notification, notification_id)
+            items.append(_Item(notification, s.get(DunningCase, notification.case_id)))
+        s.expunge_all()
+    return items
+
+
+def _still_due(svc: Services, item: _Item, claim: Claim, now: datetime) -> bool:
+    """Re-read a sibling's invoice; settle and skip it when it is no longer collectable."""
+    item.invoice = svc.billing.retrieve_invoice(item.case.invoice_id)
+    if not item.invoice.is_closed:
+        return True
+    _settle(svc, item.invoice, now)
+    with svc.db.session() as s:
+        finish(s, Notification, Claim(item.notification.id, claim.token, 0), status="skipped",
+               last_error=f"invoice already {item.invoice.status}")
+    return False
+
+
+def _release(svc: Services, claim: Claim, notification_ids: list[int]) -> None:
+    """Give the siblings back to the queue when the shared message could not be sent."""
+    if not notification_ids:
+        return
+    with svc.db.session() as s:
+        s.execute(update(Notification).where(Notification.id.in_(notification_ids),
+                                             Notification.claim_token == claim.token)
+                  .values(status="pending", claim_token=None, locked_until=None))
+
+
+def _count_message(session, case_ids: list[int], now: datetime) -> None:
+    for case in session.scalars(select(DunningCase).where(DunningCase.id.in_(case_ids)).with_for_update()):
+        case.messages_sent += 1
+        case.first_message_at = case.first_message_at or now
+        case.updated_at = now
+
+
+def _settle(svc: Services, invoice: InvoiceView, now: datetime) -> None:
+    """The webhook that says so may still be on its way (or lost): settle the case from the source."""
+    with svc.db.session() as s:
+        if invoice.is_paid:
+            dunning.record_payment(s, invoice, paid_at=invoice.paid_at or now, now=now)
+        else:
+            dunning.close_case(s, invoice.id, dunning.CLOSED_AS[invoice.status], f"invoice {invoice.status}", now)
 
 
 def _skip(svc: Services, claim: Claim, reason: str, context: dict) -> Outcome:
@@ -122,6 +216,14 @@ def _skip(svc: Services, claim: Claim, reason: str, context: dict) -> Outcome:
         finish(s, Notification, claim, status="skipped", last_error=reason)
     log.info("notification skipped: %s", reason, extra=context)
     return Outcome("skipped", reason)
+
+
+def _defer(svc: Services, claim: Claim, resume: datetime, context: dict) -> Outcome:
+    with svc.db.session() as s:
+        finish(s, Notification, claim, status="pending", run_at=resume,
+               last_error=f"quiet hours: held until {resume.isoformat()}Z")
+    log.info("notification held for the customer's quiet hours", extra=context)
+    return Outcome("deferred", "quiet hours")
 
 
 def mark_case_error(svc: Services, claim: Claim, exc: CustomerMissing) -> None:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from webhook_app import inbox, sending
+from webhook_app.dunning import Cadence
 from webhook_app.claims import Claim, backoff_seconds, claim, finish
 from webhook_app.errors import BadPayload, ConfigurationNeeded, CustomerMissing, PermanentError, TransientError
 from webhook_app.handlers import HANDLERS, Context
@@ -37,13 +38,15 @@ class Worker:
         self.settings = svc.settings
         self.batch_size = batch_size
         self.stop_event = threading.Event()
+        self.cadence = Cadence.from_settings(svc.settings)
 
     # -- one pass -------------------------------------------------------------------------------
     def run_once(self) -> int:
         """Process everything due now (events first, then notifications); returns items handled."""
         total = 0
         while True:
-            handled = self.process_events() + self.send_notifications(limit=self.batch_size)
+            # One notification per claim: sending gathers the customer's other due invoices into it.
+            handled = self.process_events() + self.send_notifications(limit=1)
             total += handled
             if handled == 0 or self.stop_event.is_set():
                 return total
@@ -110,7 +113,7 @@ class Worker:
                 if handler is None:
                     status, note = "ignored", f"no handler for {row.type}"
                 else:
-                    handler(s, inbox.load_payload(row), Context(settings=self.settings, now=now))
+                    handler(s, inbox.load_payload(row), Context(settings=self.settings, now=now, cadence=self.cadence))
                     status, note = "done", None
                 if not finish(s, Event, c, status=status, processed_at=now, last_error=note):
                     s.rollback()  # our lease ran out and another worker owns the event now

@@ -19,6 +19,12 @@ def all_rows(svc, model):
         return s.scalars(select(model).order_by(model.id)).all()
 
 
+def first_message(svc) -> Notification:
+    """The episode's first notification (later reminders of the cadence wait for their day)."""
+    with svc.db.session() as s:
+        return s.scalars(select(Notification).where(Notification.step == 0)).one()
+
+
 def ts(clock, **delta) -> int:
     """The test clock's now (plus `delta`) as a Stripe unix timestamp."""
     return int((clock.now() + timedelta(**delta) - from_unix(0)).total_seconds())
@@ -113,8 +119,7 @@ def test_void_and_uncollectible_close_the_case_and_cancel_pending_messages(svc, 
     run()
     [case] = all_rows(svc, DunningCase)
     assert case.status == status
-    [notification] = all_rows(svc, Notification)
-    assert notification.status == "cancelled"
+    assert {n.status for n in all_rows(svc, Notification)} == {"cancelled"}
     assert messenger.messages == [] and all_rows(svc, LedgerEntry) == []
 
 
@@ -125,8 +130,9 @@ def test_sending_rechecks_stripe_and_skips_an_invoice_paid_meanwhile(svc, delive
     Worker(svc).process_events()
     billing.set_status(inv["id"], "paid", amount_paid=4900, paid_at=clock.now())
     run()
-    [notification] = all_rows(svc, Notification)
-    assert notification.status == "skipped" and "paid" in notification.last_error
+    first, *later = all_rows(svc, Notification)
+    assert first.status == "skipped" and "paid" in first.last_error
+    assert {n.status for n in later} == {"cancelled"}  # the case closed as recovered
     assert messenger.messages == []
     assert [e.invoice_id for e in all_rows(svc, LedgerEntry)] == [inv["id"]]
 
@@ -138,7 +144,7 @@ def test_unknown_customer_marks_the_case_failed_permanently_without_retry(svc, d
     Worker(svc).process_events()
     billing.fail_with = CustomerMissing("Stripe resource_missing: No such customer: 'cus_A'")
     run()
-    [notification] = all_rows(svc, Notification)
+    notification = first_message(svc)
     assert (notification.status, notification.attempts) == ("failed", 1)
     [case] = all_rows(svc, DunningCase)
     assert case.status == "error" and "resource_missing" in case.close_reason
@@ -153,7 +159,7 @@ def test_portal_not_configured_holds_the_message_and_logs_an_error(svc, deliver,
     billing.fail_with = ConfigurationNeeded("Stripe Billing Portal is not configured: run `webhook-app portal setup`")
     with caplog.at_level(logging.ERROR):
         run()
-    [notification] = all_rows(svc, Notification)
+    notification = first_message(svc)
     assert notification.status == "held" and "portal setup" in notification.last_error
     assert any("portal setup" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
     billing.fail_with = None

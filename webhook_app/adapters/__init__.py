@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Callable, Iterator, Protocol
 
 from webhook_app.invoices import InvoiceView, format_amount
 
@@ -44,6 +44,7 @@ class Message:
     step: int = 0
     is_final_notice: bool = False
     other_invoices: tuple[InvoiceLine, ...] = field(default=())
+    template: str = "first"  # first | reminder | final | action_required (see dunning.template_for)
 
     def data_variables(self) -> dict:
         """The camelCase message data of the design's contract (Loops dataVariables / eventProperties)."""
@@ -59,7 +60,7 @@ class Message:
             "customerName": self.customer_name or "",
             "attemptCount": inv.attempt_count,
             "nextPaymentAttempt": inv.next_payment_attempt.strftime("%Y-%m-%dT%H:%M:%SZ") if inv.next_payment_attempt else "",
-            "messageKind": self.kind,
+            "messageKind": self.template,
             "step": self.step,
             "isFinalNotice": self.is_final_notice,
         }
@@ -110,3 +111,27 @@ class Billing(Protocol):
     def create_portal_session(
         self, customer_id: str, *, idempotency_key: str | None = None, after_expiration_login: bool = False
     ) -> PortalSession: ...
+
+    # Operator commands (webhook_app/ops). `call`, when given, wraps each page request (pacing, retries).
+
+    def list_open_invoices(self, *, customer: str | None = None,
+                           call: Callable | None = None) -> Iterator[InvoiceView]: ...
+
+    def list_events(self, *, types: list[str], delivery_success: bool | None = None,
+                    created_gte: int | None = None, call: Callable | None = None) -> Iterator[tuple[dict, str]]: ...
+
+    def account_livemode(self) -> bool: ...
+
+    def list_portal_configurations(self, *, is_default: bool | None = None) -> Iterator[dict]: ...
+
+    def retrieve_portal_configuration(self, configuration_id: str) -> dict: ...
+
+    def create_portal_configuration(self, params: dict) -> dict: ...
+
+    def update_portal_configuration(self, configuration_id: str, params: dict) -> dict: ...
+
+    def list_webhook_endpoints(self) -> Iterator[dict]: ...
+
+    def create_webhook_endpoint(self, params: dict) -> dict: ...
+
+    def update_webhook_endpoint(self, endpoint_id: str, params: dict) -> dict: ...

@@ -83,6 +83,9 @@ class LoopsMessenger:
         self._api_key = settings.loops_api_key
         self._transactional_id = settings.loops_transactional_id
         self._event_name = settings.loops_event_name
+        # Per-message overrides (LOOPS_TRANSACTIONAL_IDS / LOOPS_EVENT_NAMES): first, reminder, final, ...
+        self._transactional_ids = dict(settings.loops_transactional_ids)
+        self._event_names = dict(settings.loops_event_names)
         self._base = settings.loops_api_base.rstrip("/")
         self._timeout = settings.http_timeout_seconds
         self._session = session if session is not None else requests.Session()
@@ -90,15 +93,17 @@ class LoopsMessenger:
 
     def send(self, message: Message, idempotency_key: str) -> SendResult:
         """Send `message` once per `idempotency_key`; a key Loops has already seen counts as sent."""
-        if self._transactional_id:
+        transactional_id = self._transactional_ids.get(message.template, self._transactional_id)
+        if transactional_id:
             what = "transactional email"
             path = "/v1/transactional"
-            body = {"transactionalId": self._transactional_id, "email": message.email,
+            body = {"transactionalId": transactional_id, "email": message.email,
                     "dataVariables": transactional_variables(message)}
         else:
-            what = f"event {self._event_name!r}"
+            event_name = self._event_names.get(message.template, self._event_name)
+            what = f"event {event_name!r}"
             path = "/v1/events/send"
-            body = {"email": message.email, "eventName": self._event_name,
+            body = {"email": message.email, "eventName": event_name,
                     "eventProperties": event_properties(message)}
         secrets = (message.email,)
         response = self._request("POST", path, what, secrets, json=body,
