@@ -1,0 +1,55 @@
+"""One invoice view for every API version; money formatting that knows zero-decimal currencies."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.fixtures import stripe_objects as so
+from webhook_app.errors import BadPayload
+from webhook_app.invoices import InvoiceView, format_amount, to_decimal
+
+
+@pytest.mark.parametrize("amount,currency,expected", [
+    (4900, "usd", "$49.00"), (500, "jpy", "¥500"), (123456, "eur", "€1,234.56"), (1000, "krw", "₩1,000"),
+    (1500, "kwd", "KWD 1.500"), (-1250, "eur", "-€12.50"), (99, "chf", "CHF 0.99"), (7, "bif", "BIF 7"),
+])
+def test_amounts_are_formatted_by_the_currencys_minor_unit(amount, currency, expected):
+    assert format_amount(amount, currency) == expected
+
+
+def test_to_decimal_keeps_exact_minor_units():
+    assert to_decimal(4999, "usd") == Decimal("49.99")
+    assert to_decimal(500, "JPY") == Decimal("500")
+
+
+def test_legacy_payload_reads_top_level_subscription_and_paid():
+    view = InvoiceView.from_stripe(so.invoice(api_version=so.LEGACY, status="paid", paid_out_of_band=True))
+    assert view.subscription_id == "sub_A" and view.is_paid and view.paid_out_of_band
+
+
+def test_basil_payload_reads_subscription_from_parent():
+    obj = so.invoice(api_version=so.BASIL, subscription="sub_B")
+    assert "subscription" not in obj and "paid" not in obj
+    view = InvoiceView.from_stripe(obj)
+    assert view.subscription_id == "sub_B" and not view.is_paid and not view.paid_out_of_band
+
+
+def test_legacy_paid_flag_without_status_still_counts_as_paid():
+    obj = so.invoice(api_version=so.LEGACY, status="paid")
+    obj.pop("status")
+    assert InvoiceView.from_stripe(obj).is_paid
+
+
+def test_expanded_customer_and_decline_reason():
+    obj = so.invoice(customer={"id": "cus_X", "object": "customer"},
+                     payment_intent={"id": "pi_1", "last_payment_error": {"decline_code": "insufficient_funds"}})
+    view = InvoiceView.from_stripe(obj)
+    assert view.customer_id == "cus_X" and view.failure_reason == "insufficient_funds"
+
+
+@pytest.mark.parametrize("change", [{"object": "charge"}, {"id": None}, {"customer": None}, {"currency": 5},
+                                    {"amount_due": "49.00"}, {"attempt_count": True}])
+def test_strange_payloads_raise_bad_payload_with_the_field(change):
+    with pytest.raises(BadPayload):
+        InvoiceView.from_stripe(dict(so.invoice(), **change))
