@@ -52,19 +52,31 @@ def format_amount(amount: int, currency: str) -> str:
 
 def _id(value: Any) -> str | None:
     """A Stripe reference is an id string, or an expanded object with an `id`."""
-    if isinstance(value, str):
-        return value
     if isinstance(value, Mapping):
-        ref = value.get("id")
-        return ref if isinstance(ref, str) else None
-    return None
+        value = value.get("id")
+    return stripe_id(value) if isinstance(value, str) else None
 
 
-def _int(value: Any, name: str, default: int | None = None) -> int:
+def stripe_id(value: Any, name: str = "id") -> str:
+    """A Stripe object id as the database can store it; BadPayload otherwise."""
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise BadPayload(f"field {name!r} is not a Stripe id")
+    return _str(value, name)
+
+
+# What the database columns can hold: BIGINT amounts, and times before year 10000.
+MAX_AMOUNT = 2**63 - 1
+MAX_UNIX_TIME = 253402300799
+MAX_TEXT = 2048
+
+
+def _int(value: Any, name: str, default: int | None = None, maximum: int = MAX_AMOUNT) -> int:
     if value is None and default is not None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadPayload(f"invoice field {name!r} must be an integer")
+    if not -maximum <= value <= maximum:
+        raise BadPayload(f"invoice field {name!r} is out of range")
     return value
 
 
@@ -73,11 +85,22 @@ def _str(value: Any, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadPayload(f"invoice field {name!r} must be a string")
+    if len(value) > MAX_TEXT or "\x00" in value:
+        raise BadPayload(f"invoice field {name!r} is too long or contains NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: not storable text
+        raise BadPayload(f"invoice field {name!r} is not valid Unicode") from None
     return value
 
 
 def _time(value: Any, name: str) -> datetime | None:
-    return None if value is None else from_unix(_int(value, name))
+    if value is None:
+        return None
+    seconds = _int(value, name, maximum=MAX_UNIX_TIME)
+    if seconds < 0:
+        raise BadPayload(f"invoice field {name!r} is out of range")
+    return from_unix(seconds)
 
 
 def _dig(obj: Any, *path: str) -> Any:
@@ -137,6 +160,8 @@ class InvoiceView:
         currency = _str(obj.get("currency"), "currency")
         if not invoice_id or not customer_id or not currency:
             raise BadPayload("invoice lacks id, customer or currency")
+        if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
+            raise BadPayload("invoice field 'currency' is not an ISO 4217 code")
         status = _str(obj.get("status"), "status")
         legacy_paid = obj.get("paid")
         if status is None and legacy_paid is True:

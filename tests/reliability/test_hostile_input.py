@@ -113,13 +113,9 @@ def test_hostile_deliveries_never_get_a_5xx_and_only_validly_signed_events_are_s
            f"with a reason ({classified} as BadPayload, {unclassified} as unexpected errors), 0 stuck")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "webhook_app/invoices.py checks types but not what the database can hold: a lone surrogate or NUL in a "
-    "string field, or an integer past BIGINT/time_t, fails at INSERT as an unexpected error (logged as a crash "
-    "and sent to Sentry) instead of BadPayload. The event is still marked failed with the reason, so the "
-    "issue's bar holds; the classification is wrong. Owner: invoices.py (issue 3)."))
 @pytest.mark.parametrize("field,value", [("customer_email", "\ud800"), ("number", "\ud800"),
-                                         ("amount_due", 10**30), ("next_payment_attempt", 10**30)])
+                                         ("customer_name", "nul\x00byte"), ("amount_due", 10**30),
+                                         ("next_payment_attempt", 10**30), ("status_transitions", {"paid_at": -5})])
 def test_unstorable_invoice_values_are_refused_as_bad_payload(svc, deliver, field, value):
     event = so.event("invoice.payment_failed", so.invoice(**{field: value}))
     assert deliver(event).status_code == 200
