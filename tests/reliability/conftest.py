@@ -87,6 +87,10 @@ class Stack:
             "LOOPS_TRANSACTIONAL_ID": "tx_recovery",
             # The stand-in has no per-team limit; the real 10 req/s would only make the run longer.
             "LOOPS_RATE_PER_SECOND": "500",
+            # One message per failure episode: later reminders (days away) are the cadence tests' subject.
+            "DUNNING_CADENCE_DAYS": "0",
+            "DUNNING_FINAL_NOTICE_DAYS": "0",
+            "QUIET_HOURS": "off",
             "WORKER_MODE": "external",
             "WORKER_POLL_SECONDS": "0.1",
             "WORKER_RETRY_BASE_SECONDS": "0.2",
