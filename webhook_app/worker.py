@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from webhook_app import inbox, sending
 from webhook_app.dunning import Cadence
 from webhook_app.claims import Claim, backoff_seconds, claim, finish
-from webhook_app.errors import BadPayload, ConfigurationNeeded, CustomerMissing, PermanentError, TransientError
+from webhook_app.errors import ConfigurationNeeded, CustomerMissing, PermanentError, TransientError
 from webhook_app.handlers import HANDLERS, Context
 from webhook_app.models import Event, Notification
 from webhook_app.observability import report_exception, scrub
@@ -124,22 +124,27 @@ class Worker:
             self._event_failed(c, exc, context)
 
     def _event_failed(self, c: Claim, exc: Exception, context: dict) -> None:
-        now = self.svc.clock.now()
-        transient = isinstance(exc, TransientError) or isinstance(exc, TRANSIENT_DB_ERRORS)
+        values = self._retry_or_stop(c, exc, "event", context)
+        if values["status"] == "failed":
+            values["processed_at"] = self.svc.clock.now()
+        with self.svc.db.session() as s:
+            finish(s, Event, c, **values)
+
+    def _retry_or_stop(self, c: Claim, exc: Exception, what: str, context: dict) -> dict:
+        """The outcome of a failed attempt: retry later (transient, attempts left) or stop as failed."""
+        reason = _reason(exc)
+        transient = isinstance(exc, (TransientError,) + TRANSIENT_DB_ERRORS)
         if transient and c.attempts < self.settings.worker_max_attempts:
             delay = getattr(exc, "retry_after", None) or backoff_seconds(
                 c.attempts, self.settings.worker_retry_base_seconds, self.settings.worker_retry_max_seconds)
-            values = dict(status="pending", run_at=now + timedelta(seconds=delay), last_error=_reason(exc))
-            log.warning("event will be retried in %.0fs: %s", delay, _reason(exc), extra=context)
+            log.warning("%s will be retried in %.0fs: %s", what, delay, reason, extra=context)
+            return dict(status="pending", run_at=self.svc.clock.now() + timedelta(seconds=delay), last_error=reason)
+        if transient or isinstance(exc, PermanentError):
+            log.error("%s failed: %s", what, reason, extra=context)
         else:
-            values = dict(status="failed", processed_at=now, last_error=_reason(exc))
-            if isinstance(exc, (PermanentError, BadPayload, TransientError) + TRANSIENT_DB_ERRORS):
-                log.error("event failed: %s", _reason(exc), extra=context)
-            else:
-                log.error("event handler crashed (a bug): %s", _reason(exc), exc_info=exc, extra=context)
-                report_exception(exc)
-        with self.svc.db.session() as s:
-            finish(s, Event, c, **values)
+            log.error("%s crashed (a bug): %s", what, reason, exc_info=exc, extra=context)
+            report_exception(exc)
+        return dict(status="failed", last_error=reason)
 
     # -- notifications --------------------------------------------------------------------------
     def send_notifications(self, limit: int = 1) -> int:
@@ -160,26 +165,16 @@ class Worker:
             self._send_failed(c, exc, context)
 
     def _send_failed(self, c: Claim, exc: Exception, context: dict) -> None:
-        now = self.svc.clock.now()
         if isinstance(exc, ConfigurationNeeded):
-            values = dict(status="held", run_at=now + timedelta(seconds=exc.hold_seconds), last_error=_reason(exc))
-            log.error("notification held until an operator acts: %s", _reason(exc), extra=context)
+            reason = _reason(exc)
+            values = dict(status="held", run_at=self.svc.clock.now() + timedelta(seconds=exc.hold_seconds),
+                          last_error=reason)
+            log.error("notification held until an operator acts: %s", reason, extra=context)
             report_exception(exc)
-        elif (isinstance(exc, TransientError) or isinstance(exc, TRANSIENT_DB_ERRORS)) \
-                and c.attempts < self.settings.worker_max_attempts:
-            delay = getattr(exc, "retry_after", None) or backoff_seconds(
-                c.attempts, self.settings.worker_retry_base_seconds, self.settings.worker_retry_max_seconds)
-            values = dict(status="pending", run_at=now + timedelta(seconds=delay), last_error=_reason(exc))
-            log.warning("send will be retried in %.0fs: %s", delay, _reason(exc), extra=context)
         else:
-            values = dict(status="failed", last_error=_reason(exc))
-            if isinstance(exc, CustomerMissing):
+            values = self._retry_or_stop(c, exc, "notification", context)
+            if values["status"] == "failed" and isinstance(exc, CustomerMissing):
                 sending.mark_case_error(self.svc, c, exc)
-            if isinstance(exc, (PermanentError, TransientError) + TRANSIENT_DB_ERRORS):
-                log.error("notification failed: %s", _reason(exc), extra=context)
-            else:
-                log.error("sending crashed (a bug): %s", _reason(exc), exc_info=exc, extra=context)
-                report_exception(exc)
         with self.svc.db.session() as s:
             finish(s, Notification, c, **values)
 
