@@ -17,6 +17,7 @@ from webhook_app import dunning
 from webhook_app.clock import from_unix
 from webhook_app.config import Settings
 from webhook_app.errors import BadPayload
+from webhook_app.finance import corrections
 from webhook_app.invoices import InvoiceView
 from webhook_app.models import DunningCase
 
@@ -88,4 +89,8 @@ HANDLERS: dict[str, Handler] = {
     "invoice.voided": invoice_voided,
     "invoice.marked_uncollectible": invoice_marked_uncollectible,
     "customer.subscription.deleted": customer_subscription_deleted,
+    # Money given back on a recovered invoice: offsetting ledger rows (see finance/corrections.py).
+    "charge.refunded": corrections.charge_refunded,
+    "credit_note.created": corrections.credit_note_created,
+    "credit_note.voided": corrections.credit_note_voided,
 }

@@ -1,13 +1,16 @@
-"""Finance review: recovered revenue for humans (dashboard) and machines (CSV, JSON)."""
+"""Finance review: recovered revenue for humans (dashboard), machines (CSV, JSON) and terminals (report).
+
+Layout: `period` / `cursor` parse parameters, `queries` computes the figures per currency, `chart` lays
+out the weekly SVG chart, `export` streams CSV, `views` is the blueprint, `report` the CLI command,
+`corrections` the handlers that append refunds and credit notes to the ledger.
+"""
 from __future__ import annotations
 
 from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """Attach the finance blueprint (built in `finance.views`)."""
-    try:
-        from webhook_app.finance.views import bp
-    except ImportError:  # the finance pages are not built yet
-        return
+    """Attach the finance blueprint (`/finance`, `/finance/recoveries.csv`, `/finance/recoveries.json`)."""
+    from webhook_app.finance.views import bp
+
     app.register_blueprint(bp)

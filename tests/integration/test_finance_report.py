@@ -1,0 +1,95 @@
+"""`webhook-app report`: the dashboard's numbers in the terminal, as a table, CSV and JSON."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.integration.test_finance_dataset import EXPECTED_Q2, NOW, seed
+from webhook_app.clock import FrozenClock
+
+
+@pytest.fixture
+def clock():
+    return FrozenClock(NOW)
+
+
+@pytest.fixture
+def report(app):
+    seed(app.extensions["webhook_app"].db)
+    runner = app.test_cli_runner()
+
+    def _run(*args: str):
+        result = runner.invoke(args=["report", *args])
+        return result
+
+    return _run
+
+
+def test_json_report_has_the_known_figures_per_currency(report):
+    result = report("--since", "2025-04-01", "--until", "2025-06-30", "--format", "json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["period"] == {"since": "2025-04-01T00:00:00Z", "until": "2025-07-01T00:00:00Z"}
+    by = {c["currency"]: c for c in body["currencies"]}
+    assert list(by) == ["eur", "jpy", "usd"]
+    for currency, expected in EXPECTED_Q2.items():
+        got = by[currency]
+        assert got["recovered_net_minor"] == expected["recovered_net"]
+        assert got["recovered_gross_minor"] == expected["recovered_gross"]
+        assert got["corrections_minor"] == expected["corrections"]
+        assert got["recoveries"] == expected["recoveries"]
+        assert (got["lost_cases"], got["lost_minor"]) == (expected["lost_cases"], expected["lost_amount"])
+        assert (got["open_cases"], got["at_risk_minor"]) == (expected["open_cases"], expected["at_risk"])
+        assert got["recovery_rate"] == pytest.approx(expected["recovery_rate"], abs=1e-4)
+        assert got["median_seconds_to_recover"] == expected["median_seconds"]
+        for name, (count, amount) in expected["attribution"].items():
+            assert (got[f"{name}_count"], got[f"{name}_amount_minor"]) == (count, amount)
+    assert (by["usd"]["recovered_net"], by["jpy"]["recovered_net"]) == ("43.00", "15800")
+
+
+def test_csv_report_is_one_row_per_currency(report):
+    result = report("--since", "2025-04-01", "--until", "2025-06-30", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [r["currency"] for r in rows] == ["eur", "jpy", "usd"]
+    usd = rows[2]
+    assert (usd["since"], usd["until"]) == ("2025-04-01T00:00:00Z", "2025-07-01T00:00:00Z")
+    assert (usd["recovered_net_minor"], usd["recovered_net"], usd["lost"], usd["recovery_rate"]) == (
+        "4300", "43.00", "100.00", "0.6")
+
+
+def test_table_report_puts_currencies_in_columns_and_formats_money(report):
+    result = report("--since", "2025-04-01", "--until", "2025-06-30")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Recovery report 2025-04-01 – 2025-06-30 (UTC)"
+    assert lines[1].split() == ["EUR", "JPY", "USD"]
+    row = {line[:26].strip(): line[26:].split() for line in lines[3:]}
+    assert row["Recovered (net)"] == ["€12.50", "¥15,800", "$43.00"]
+    assert row["Recovery rate"] == ["100.0%", "75.0%", "60.0%"]
+    assert row["Median time to recover"] == ["2h", "3d", "2d"]
+    assert row["Lost"] == ["€0.00", "¥3,000", "$100.00"]
+    assert row["amount at risk"] == ["€0.00", "¥4,000", "$40.00"]
+
+
+def test_report_defaults_to_the_last_90_days_and_filters_by_currency(report):
+    result = report("--currency", "jpy", "--format", "json")
+    body = json.loads(result.output)
+    assert body["period"] == {"since": "2025-04-02T00:00:00Z", "until": "2025-07-01T00:00:00Z"}
+    assert [c["currency"] for c in body["currencies"]] == ["jpy"]
+
+
+def test_report_rejects_a_bad_period_with_a_clear_message(report):
+    result = report("--since", "last tuesday")
+    assert result.exit_code == 2
+    assert "since must be a date" in result.output
+
+
+def test_report_for_an_empty_period_says_so(report):
+    result = report("--since", "2024-01-01", "--until", "2024-01-31")
+    assert result.exit_code == 0 and "No recoveries, losses or open cases in this period." in result.output
+    empty_csv = report("--since", "2024-01-01", "--until", "2024-01-31", "--format", "csv")
+    assert empty_csv.output.startswith("since,until,currency,recovered_net_minor")

@@ -1,0 +1,409 @@
+"""The finance figures, computed in the database, one currency at a time.
+
+Money in different currencies is never added together: every figure is grouped by currency and every
+amount stays an integer in minor units until it is displayed (`invoices.format_amount`).
+Definitions (shown on the dashboard too), for a period `[since, until)` in UTC:
+- recovered (gross): recovery rows of the ledger dated in the period (`recovered_at` = payment time);
+- corrections: refund / credit-note rows dated in the period (negative), whatever month the recovery was
+  in, so a closed month's figures never change; recovered (net) = gross + corrections;
+- lost: cases closed as void / uncollectible / canceled in the period, at their amount due;
+- open at period end / at risk: cases that had failed and were not yet settled at `until`;
+- recovery rate: recoveries / (recoveries + lost cases) settled in the period (and the same by amount);
+- median time to recover: from the first failed payment to the payment, over the period's recoveries;
+- attribution: the period's recoveries by link click / Stripe retry / out of band.
+The ledger is read through the (recovered_at, currency) and (currency, recovered_at) indexes.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Iterable
+
+from sqlalchemy import Select, and_, case, func, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from webhook_app.finance.cursor import SORTS, Cursor
+from webhook_app.finance.period import Period, iso
+from webhook_app.invoices import format_amount, to_decimal
+from webhook_app.models import DunningCase, LedgerEntry
+
+ATTRIBUTIONS = ("link_click", "stripe_retry", "out_of_band")
+ATTRIBUTION_LABELS = {"link_click": "Recovery link", "stripe_retry": "Stripe retry", "out_of_band": "Out of band"}
+LOST_STATUSES = ("void", "uncollectible", "canceled")
+OPEN_STATUSES = ("open", "paused")
+# A case closed after `until` was still open at `until`, whatever it became later.
+SETTLED_STATUSES = ("recovered", "error") + LOST_STATUSES
+CURRENCY = re.compile(r"^[a-z]{3}$")
+DASHBOARD = "https://dashboard.stripe.com"
+MAX_PAGE_SIZE = 500
+
+
+class FilterError(ValueError):
+    """A filter parameter is malformed; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What every finance query is restricted to: a period, optionally one currency and one mode."""
+
+    period: Period
+    currency: str | None = None
+    livemode: bool | None = None
+
+    def query_args(self) -> dict:
+        """The filters as URL query parameters (for links that keep them)."""
+        args = {"since": self.period.since_date.isoformat(), "until": self.period.until_date.isoformat()}
+        if self.currency:
+            args["currency"] = self.currency
+        if self.livemode is not None:
+            args["mode"] = "live" if self.livemode else "test"
+        return args
+
+
+def parse_currency(raw: str | None) -> str | None:
+    """A lowercase ISO currency code, or None for all currencies."""
+    if raw is None or not raw.strip() or raw.strip().lower() == "all":
+        return None
+    value = raw.strip().lower()
+    if not CURRENCY.match(value):
+        raise FilterError("currency must be a three-letter ISO code such as usd or jpy")
+    return value
+
+
+def parse_mode(raw: str | None) -> bool | None:
+    """`live` / `test` as a livemode flag; None (both) when absent or `all`."""
+    value = (raw or "all").strip().lower()
+    if value not in ("all", "live", "test"):
+        raise FilterError("mode must be live, test or all")
+    return None if value == "all" else value == "live"
+
+
+# -- summary ---------------------------------------------------------------------------------------
+@dataclass
+class Attribution:
+    """Recoveries credited to one cause."""
+
+    count: int = 0
+    amount: int = 0
+
+
+@dataclass
+class CurrencySummary:
+    """Every dashboard figure for one currency (amounts in minor units)."""
+
+    currency: str
+    recovered_gross: int = 0
+    recoveries: int = 0
+    corrections: int = 0
+    correction_count: int = 0
+    lost_amount: int = 0
+    lost_cases: int = 0
+    lost_by_status: dict[str, int] = field(default_factory=dict)
+    open_cases: int = 0
+    at_risk: int = 0
+    median_seconds: float | None = None
+    attribution: dict[str, Attribution] = field(default_factory=lambda: {a: Attribution() for a in ATTRIBUTIONS})
+
+    @property
+    def recovered_net(self) -> int:
+        """Recovered money minus refunds and credit notes issued in the period."""
+        return self.recovered_gross + self.corrections
+
+    @property
+    def recovery_rate(self) -> float | None:
+        """Recovered cases / (recovered + lost) cases settled in the period; None when none settled."""
+        settled = self.recoveries + self.lost_cases
+        return self.recoveries / settled if settled else None
+
+    @property
+    def amount_recovery_rate(self) -> float | None:
+        """The same ratio by amount."""
+        settled = self.recovered_gross + self.lost_amount
+        return self.recovered_gross / settled if settled > 0 else None
+
+    def money(self, amount: int) -> str:
+        """An amount of this currency for humans."""
+        return format_amount(amount, self.currency)
+
+    def as_dict(self) -> dict:
+        """Plain values for JSON / CSV: minor units plus decimal strings, rates as fractions."""
+        def pair(name: str, amount: int) -> dict:
+            return {f"{name}_minor": amount, name: str(to_decimal(amount, self.currency))}
+
+        out = {"currency": self.currency}
+        out.update(pair("recovered_net", self.recovered_net))
+        out.update(pair("recovered_gross", self.recovered_gross))
+        out.update(pair("corrections", self.corrections))
+        out.update({"recoveries": self.recoveries, "corrections_count": self.correction_count})
+        out.update({"open_cases": self.open_cases, **pair("at_risk", self.at_risk)})
+        out.update({"lost_cases": self.lost_cases, **pair("lost", self.lost_amount)})
+        out["recovery_rate"] = None if self.recovery_rate is None else round(self.recovery_rate, 4)
+        out["amount_recovery_rate"] = (None if self.amount_recovery_rate is None
+                                       else round(self.amount_recovery_rate, 4))
+        out["median_seconds_to_recover"] = None if self.median_seconds is None else int(round(self.median_seconds))
+        for name in ATTRIBUTIONS:
+            out[f"{name}_count"] = self.attribution[name].count
+            out.update(pair(f"{name}_amount", self.attribution[name].amount))
+        return out
+
+
+def _ledger_where(f: Filters) -> list:
+    clauses = [LedgerEntry.recovered_at >= f.period.since, LedgerEntry.recovered_at < f.period.until]
+    if f.currency:
+        clauses.append(LedgerEntry.currency == f.currency)
+    if f.livemode is not None:
+        clauses.append(LedgerEntry.livemode == f.livemode)
+    return clauses
+
+
+def _case_where(f: Filters) -> list:
+    clauses = []
+    if f.currency:
+        clauses.append(DunningCase.currency == f.currency)
+    if f.livemode is not None:
+        clauses.append(DunningCase.livemode == f.livemode)
+    return clauses
+
+
+def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
+    """The period's figures, one `CurrencySummary` per currency with any activity, by currency code."""
+    by_currency: dict[str, CurrencySummary] = {}
+
+    def get(currency: str) -> CurrencySummary:
+        return by_currency.setdefault(currency, CurrencySummary(currency))
+
+    ledger = session.execute(
+        select(LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution, func.count(), func.sum(LedgerEntry.amount))
+        .where(*_ledger_where(f))
+        .group_by(LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution)
+    )
+    for currency, kind, attribution, count, amount in ledger:
+        s, amount = get(currency), int(amount or 0)
+        if kind == "recovery":
+            s.recoveries += count
+            s.recovered_gross += amount
+            if attribution in s.attribution:
+                s.attribution[attribution].count += count
+                s.attribution[attribution].amount += amount
+        else:
+            s.correction_count += count
+            s.corrections += amount
+
+    lost = session.execute(
+        select(DunningCase.currency, DunningCase.status, func.count(), func.sum(DunningCase.amount_due))
+        .where(DunningCase.status.in_(LOST_STATUSES), DunningCase.closed_at >= f.period.since,
+               DunningCase.closed_at < f.period.until, *_case_where(f))
+        .group_by(DunningCase.currency, DunningCase.status)
+    )
+    for currency, status, count, amount in lost:
+        s = get(currency)
+        s.lost_cases += count
+        s.lost_amount += int(amount or 0)
+        s.lost_by_status[status] = s.lost_by_status.get(status, 0) + count
+
+    end = f.period.until
+    still_open = session.execute(
+        select(DunningCase.currency, func.count(), func.sum(DunningCase.amount_due))
+        .where(DunningCase.first_failed_at < end,
+               or_(DunningCase.status.in_(OPEN_STATUSES),
+                   and_(DunningCase.status.in_(SETTLED_STATUSES), DunningCase.closed_at >= end)),
+               *_case_where(f))
+        .group_by(DunningCase.currency)
+    )
+    for currency, count, amount in still_open:
+        s = get(currency)
+        s.open_cases, s.at_risk = count, int(amount or 0)
+
+    for currency, median in medians(session, f).items():
+        get(currency).median_seconds = median
+    return [by_currency[c] for c in sorted(by_currency)]
+
+
+def medians(session: Session, f: Filters) -> dict[str, float]:
+    """Median seconds from first failure to payment, per currency, over the period's recoveries."""
+    where = [*_ledger_where(f), LedgerEntry.kind == "recovery", LedgerEntry.seconds_to_recover.is_not(None)]
+    if session.get_bind().dialect.name == "postgresql":
+        median = func.percentile_cont(0.5).within_group(LedgerEntry.seconds_to_recover)
+        rows = session.execute(select(LedgerEntry.currency, median).where(*where).group_by(LedgerEntry.currency))
+        return {currency: float(value) for currency, value in rows if value is not None}
+    # SQLite has no percentile function: count, then read the middle one or two values in order.
+    counts = session.execute(select(LedgerEntry.currency, func.count()).where(*where).group_by(LedgerEntry.currency))
+    out = {}
+    for currency, n in counts.all():
+        middle = session.scalars(
+            select(LedgerEntry.seconds_to_recover).where(*where, LedgerEntry.currency == currency)
+            .order_by(LedgerEntry.seconds_to_recover).offset((n - 1) // 2).limit(2 - n % 2)
+        ).all()
+        out[currency] = sum(middle) / len(middle)
+    return out
+
+
+# -- weekly series -----------------------------------------------------------------------------------
+@dataclass
+class Week:
+    """One week (Monday to Sunday, UTC) of one currency: money recovered, given back, lost."""
+
+    start: date
+    recovered: int = 0
+    corrections: int = 0
+    lost: int = 0
+
+
+def _week_start(column, dialect: str):
+    if dialect == "postgresql":
+        return func.date_trunc("week", column)  # ISO weeks: Monday
+    return func.date(column, "weekday 0", "-6 days")  # the Sunday on or after, minus six days
+
+
+def _as_date(value) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def monday(day: date) -> date:
+    """The Monday starting `day`'s week."""
+    return day - timedelta(days=day.weekday())
+
+
+def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
+    """Per currency, every week touching the period (empty weeks included, so the chart is honest)."""
+    dialect = session.get_bind().dialect.name
+    series: dict[str, dict[date, Week]] = defaultdict(dict)
+
+    def week(currency: str, start) -> Week:
+        start = _as_date(start)
+        return series[currency].setdefault(start, Week(start))
+
+    week_col = _week_start(LedgerEntry.recovered_at, dialect).label("week")
+    is_recovery = LedgerEntry.kind == "recovery"
+    ledger = session.execute(
+        select(LedgerEntry.currency, week_col,
+               func.sum(case((is_recovery, LedgerEntry.amount), else_=0)),
+               func.sum(case((is_recovery, 0), else_=LedgerEntry.amount)))
+        .where(*_ledger_where(f)).group_by(LedgerEntry.currency, week_col)
+    )
+    for currency, start, recovered, corrections in ledger:
+        w = week(currency, start)
+        w.recovered += int(recovered or 0)
+        w.corrections += int(corrections or 0)
+
+    lost_week = _week_start(DunningCase.closed_at, dialect).label("week")
+    lost = session.execute(
+        select(DunningCase.currency, lost_week, func.sum(DunningCase.amount_due))
+        .where(DunningCase.status.in_(LOST_STATUSES), DunningCase.closed_at >= f.period.since,
+               DunningCase.closed_at < f.period.until, *_case_where(f))
+        .group_by(DunningCase.currency, lost_week)
+    )
+    for currency, start, amount in lost:
+        week(currency, start).lost += int(amount or 0)
+
+    first, last = monday(f.period.since_date), monday(f.period.until_date)
+    out = {}
+    for currency, weeks in series.items():
+        day, filled = first, []
+        while day <= last:
+            filled.append(weeks.get(day) or Week(day))
+            day += timedelta(days=7)
+        out[currency] = filled
+    return dict(sorted(out.items()))
+
+
+# -- ledger rows -----------------------------------------------------------------------------------
+ROW_COLUMNS = (
+    LedgerEntry.id, LedgerEntry.entry_key, LedgerEntry.kind, LedgerEntry.invoice_id, LedgerEntry.customer_id,
+    LedgerEntry.amount, LedgerEntry.currency, LedgerEntry.livemode, LedgerEntry.recovered_at,
+    LedgerEntry.first_failed_at, LedgerEntry.seconds_to_recover, LedgerEntry.attribution,
+)
+
+
+def dashboard_url(kind: str, object_id: str, livemode: bool) -> str:
+    """The Stripe Dashboard page of an invoice or customer (`/test/` for test-mode objects)."""
+    return f"{DASHBOARD}{'' if livemode else '/test'}/{kind}/{object_id}"
+
+
+def row_dict(row) -> dict:
+    """One ledger row for JSON and CSV: minor units plus a decimal string, ISO 8601 UTC times."""
+    return {
+        "entry_key": row.entry_key,
+        "kind": row.kind,
+        "invoice_id": row.invoice_id,
+        "customer_id": row.customer_id,
+        "currency": row.currency,
+        "amount_minor": row.amount,
+        "amount": str(to_decimal(row.amount, row.currency)),
+        "recovered_at": iso(row.recovered_at),
+        "first_failed_at": iso(row.first_failed_at),
+        "seconds_to_recover": row.seconds_to_recover,
+        "attribution": row.attribution,
+        "livemode": bool(row.livemode),
+        "invoice_url": dashboard_url("invoices", row.invoice_id, row.livemode),
+        "customer_url": dashboard_url("customers", row.customer_id, row.livemode),
+    }
+
+
+def rows_query(f: Filters) -> Select:
+    """The period's ledger rows (no order, no limit)."""
+    return select(*ROW_COLUMNS).where(*_ledger_where(f))
+
+
+@dataclass
+class Page:
+    """One page of ledger rows with cursors to its neighbours (None at either end)."""
+
+    rows: list
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+def _sort_column(sort: str):
+    return LedgerEntry.recovered_at if SORTS[sort][0] == "date" else LedgerEntry.amount
+
+
+def page(session: Session, f: Filters, sort: str, cursor: Cursor | None = None, limit: int = 50) -> Page:
+    """A page of ledger rows in `sort` order, after (or before) `cursor` (keyset pagination)."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    if cursor is not None:
+        sort = cursor.sort
+    column, descending = _sort_column(sort), SORTS[sort][1]
+    forward = cursor is None or cursor.forward
+    # Reading backwards = reading the reverse order forwards, then flipping the page.
+    reverse = descending == forward
+    query = rows_query(f)
+    if cursor is not None:
+        key = tuple_(column, LedgerEntry.id)
+        bound = tuple_(cursor.key, cursor.row_id)
+        query = query.where(key < bound if reverse else key > bound)
+    order = (column.desc(), LedgerEntry.id.desc()) if reverse else (column.asc(), LedgerEntry.id.asc())
+    rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not forward:
+        rows.reverse()
+
+    def at(row, fwd: bool) -> str:
+        key = row.recovered_at if SORTS[sort][0] == "date" else row.amount
+        return Cursor(sort, key, row.id, fwd).encode()
+
+    if not rows:
+        return Page([], None, None)
+    has_next = more if forward else True
+    has_prev = (cursor is not None) if forward else more
+    return Page(rows, at(rows[-1], True) if has_next else None, at(rows[0], False) if has_prev else None)
+
+
+def currencies_in(summaries: Iterable[CurrencySummary], extra: str | None = None) -> list[str]:
+    """Currency codes to offer in the filter (those with activity, plus the selected one)."""
+    codes = {s.currency for s in summaries}
+    if extra:
+        codes.add(extra)
+    return sorted(codes)
+
+
+def day_start(day: date) -> datetime:
+    """Midnight UTC of `day`."""
+    return datetime.combine(day, time())
