@@ -201,6 +201,15 @@ def test_csv_has_every_row_of_the_period_with_minor_units_decimals_and_utc_times
     assert by_key["recovery:in_e1"]["livemode"] == "true"
 
 
+def test_csv_fields_match_the_json_fields_row_for_row(get):
+    csv_rows = read_csv(get("/finance/recoveries.csv", **Q2))
+    json_rows = {r["entry_key"]: r for r in get("/finance/recoveries.json", limit=100, **Q2).get_json()["data"]}
+    for row in csv_rows:
+        expected = {k: ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+                    for k, v in json_rows[row["entry_key"]].items()}
+        assert row == {k: expected[k] for k in row}
+
+
 def test_csv_filters_by_period_currency_and_mode(get):
     jpy = read_csv(get("/finance/recoveries.csv", currency="JPY", **Q2))
     assert sorted(r["entry_key"] for r in jpy) == ["credit_note:cn_j2", "recovery:in_j1", "recovery:in_j2",

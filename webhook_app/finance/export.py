@@ -12,10 +12,12 @@ import csv
 import io
 from typing import Iterator
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
 from webhook_app.db import Database
-from webhook_app.finance.queries import Filters, row_dict, rows_query
+from webhook_app.finance.period import iso
+from webhook_app.finance.queries import DASHBOARD, Filters, after_key, narrowed, rows_query
+from webhook_app.invoices import to_decimal
 from webhook_app.models import LedgerEntry
 
 BATCH_SIZE = 2000
@@ -37,29 +39,39 @@ def iter_rows(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterato
         last_id = s.scalar(select(func.max(LedgerEntry.id)))
     if last_id is None:
         return
-    after = None
+    window = f
+    query = ordered.where(LedgerEntry.id <= last_id)
     while True:
-        query = ordered.where(LedgerEntry.id <= last_id)
-        if after is not None:
-            query = query.where(tuple_(LedgerEntry.recovered_at, LedgerEntry.id) > tuple_(*after))
         with db.session() as s:
             batch = s.execute(query.limit(batch_size)).all()
         yield from batch
         if len(batch) < batch_size:
             return
-        after = (batch[-1].recovered_at, batch[-1].id)
+        last = batch[-1]
+        window = narrowed(window, last.recovered_at, before=False)
+        query = (rows_query(window).order_by(LedgerEntry.recovered_at, LedgerEntry.id)
+                 .where(LedgerEntry.id <= last_id, after_key(LedgerEntry.recovered_at, last.recovered_at, last.id, before=False)))
+
+
+def csv_values(row) -> tuple:
+    """One ledger row as CSV fields, in CSV_COLUMNS order (the same values as `row_dict`, built faster)."""
+    mode = "" if row.livemode else "/test"
+    return (
+        iso(row.recovered_at), row.kind, row.currency, row.amount, to_decimal(row.amount, row.currency),
+        row.invoice_id, row.customer_id, row.attribution or "", iso(row.first_failed_at) or "",
+        "" if row.seconds_to_recover is None else row.seconds_to_recover, "true" if row.livemode else "false",
+        row.entry_key, f"{DASHBOARD}{mode}/invoices/{row.invoice_id}", f"{DASHBOARD}{mode}/customers/{row.customer_id}",
+    )
 
 
 def iter_csv(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterator[str]:
     """CSV text in chunks (a header, then about one chunk per batch of rows)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
     pending = 0
     for row in iter_rows(db, f, batch_size):
-        values = row_dict(row)
-        values["livemode"] = "true" if values["livemode"] else "false"
-        writer.writerow(values)
+        writer.writerow(csv_values(row))
         pending += 1
         if pending >= batch_size:
             yield buffer.getvalue()

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from typing import Iterable
 
-from sqlalchemy import Select, and_, case, func, or_, select, tuple_
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from webhook_app.finance.cursor import SORTS, Cursor
@@ -351,6 +351,24 @@ def rows_query(f: Filters) -> Select:
     return select(*ROW_COLUMNS).where(*_ledger_where(f))
 
 
+def narrowed(f: Filters, at: datetime, *, before: bool) -> Filters:
+    """`f` with its period cut at a keyset position, so the index range starts (or ends) there.
+
+    A second bound on `recovered_at` next to the period's would leave the database free to range-scan from
+    the period's start (SQLite does), making each later page slower than the one before.
+    """
+    p = f.period
+    period = Period(p.since, min(p.until, at + timedelta(microseconds=1))) if before else Period(max(p.since, at), p.until)
+    return replace(f, period=period)
+
+
+def after_key(column, key, row_id: int, *, before: bool):
+    """Rows strictly after (or before) `(key, row_id)` in `(column, id)` order."""
+    if before:
+        return or_(column < key, and_(column == key, LedgerEntry.id < row_id))
+    return or_(column > key, and_(column == key, LedgerEntry.id > row_id))
+
+
 @dataclass
 class Page:
     """One page of ledger rows with cursors to its neighbours (None at either end)."""
@@ -373,11 +391,11 @@ def page(session: Session, f: Filters, sort: str, cursor: Cursor | None = None, 
     forward = cursor is None or cursor.forward
     # Reading backwards = reading the reverse order forwards, then flipping the page.
     reverse = descending == forward
+    if cursor is not None and SORTS[sort][0] == "date":
+        f = narrowed(f, cursor.key, before=reverse)
     query = rows_query(f)
     if cursor is not None:
-        key = tuple_(column, LedgerEntry.id)
-        bound = tuple_(cursor.key, cursor.row_id)
-        query = query.where(key < bound if reverse else key > bound)
+        query = query.where(after_key(column, cursor.key, cursor.row_id, before=reverse))
     order = (column.desc(), LedgerEntry.id.desc()) if reverse else (column.asc(), LedgerEntry.id.asc())
     rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
     more = len(rows) > limit
@@ -403,7 +421,3 @@ def currencies_in(summaries: Iterable[CurrencySummary], extra: str | None = None
         codes.add(extra)
     return sorted(codes)
 
-
-def day_start(day: date) -> datetime:
-    """Midnight UTC of `day`."""
-    return datetime.combine(day, time())
