@@ -34,9 +34,12 @@ test: install-dev
 test-reliability: install-dev
 	$(BIN)/python -m pytest -m "reliability" --run-slow
 
-## Headless Chromium for the browser tests (Debian packages; needs root or sudo).
+## Headless Chromium for the browser tests: Debian's `chromium` at /usr/bin/chromium, driven by Playwright
+## (never `playwright install`). Needs root or sudo; where it is missing the browser tests skip and say why.
 browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+	@test -x /usr/bin/chromium && echo "chromium: /usr/bin/chromium"
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
