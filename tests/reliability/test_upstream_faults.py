@@ -1,7 +1,8 @@
 """Upstream faults: stand-in Stripe and Loops fail 30% of requests (500s, 429s, and timeouts where the
 work is still done) while 200 recovery messages go out; one customer Stripe no longer knows and one
-address Loops refuses are permanent 4xx errors. Every message must reach Loops exactly once; each
-permanent error must stop after the one request that got it, with the reason kept; a validly signed
+address Loops refuses are permanent 4xx errors (their own requests carry no injected fault, so the
+4xx is what the client sees). Every message must reach Loops exactly once; each permanent error must
+stop after the one request that got it, with the reason kept; a validly signed
 but unusable event shows its reason in `webhook-app events list`.
 """
 from __future__ import annotations

@@ -11,7 +11,8 @@ from tests.standins import Faults
 class LoopsStandIn:
     """Records every accepted message; a repeated Idempotency-Key answers 409 like Loops.
 
-    Fault knobs beyond `faults`: `reject_emails` answers 400 for those recipients (a permanent error),
+    Fault knobs beyond `faults`: `reject_emails` answers 400 for those recipients (a permanent error,
+    exempt from `faults`),
     `after_accept(message)` runs after a message is recorded and before the answer (e.g. to kill the
     sender in the window between "sent" and "recorded"). `conflicts` counts 409s, `rejections` 400s.
     """
@@ -38,6 +39,8 @@ class LoopsStandIn:
                 self.requests += 1
             if request.headers.get("Authorization") != f"Bearer {self.api_key}":
                 return jsonify({"success": False, "message": "Invalid API key"}), 401
+            if (request.get_json(silent=True) or {}).get("email") in self.reject_emails:
+                return None  # a permanent refusal is answered as such, never masked by an injected fault
             status = self.faults.verdict()
             if status == 429:
                 return jsonify({"success": False, "message": "Rate limit exceeded"}), 429, {"Retry-After": "1"}

@@ -40,6 +40,8 @@ class StripeStandIn:
                 self.requests.append((request.method, request.path))
             if not request.headers.get("Authorization", "").startswith("Bearer sk_"):
                 return self._error(401, "invalid_request_error", "Invalid API Key provided")
+            if request.form.get("customer", "").startswith("cus_missing"):
+                return None  # a permanent 400 is answered as such, never masked by an injected fault
             status = self.faults.verdict()
             if status == 429:
                 return self._error(429, "invalid_request_error", "Too many requests", "rate_limit")
