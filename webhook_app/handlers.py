@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session
 from webhook_app import dunning
 from webhook_app.clock import from_unix
 from webhook_app.config import Settings
-from webhook_app.errors import BadPayload
 from webhook_app.finance import corrections
-from webhook_app.invoices import InvoiceView
+from webhook_app.invoices import InvoiceView, stripe_id
 from webhook_app.models import DunningCase
 
 
@@ -71,14 +70,30 @@ def invoice_marked_uncollectible(session: Session, event: dict, ctx: Context) ->
 
 def customer_subscription_deleted(session: Session, event: dict, ctx: Context) -> None:
     """The subscription ended: stop chasing its invoices."""
-    subscription = event["data"]["object"]
-    sub_id = subscription.get("id")
-    if not isinstance(sub_id, str):
-        raise BadPayload("subscription has no id")
+    sub_id = stripe_id(event["data"]["object"].get("id"), "subscription.id")
     invoice_ids = session.scalars(select(DunningCase.invoice_id).where(
         DunningCase.subscription_id == sub_id, DunningCase.status.in_(DunningCase.OPEN_STATUSES))).all()
     for invoice_id in invoice_ids:
         dunning.close_case(session, invoice_id, "canceled", "subscription canceled", ctx.now)
+
+
+def customer_updated(session: Session, event: dict, ctx: Context) -> None:
+    """A new default payment method: pause the customer's sequences until Stripe retries."""
+    customer = event["data"]["object"]
+    previous = event["data"].get("previous_attributes") or {}
+    changed = isinstance(previous.get("invoice_settings"), dict) and \
+        "default_payment_method" in previous["invoice_settings"]
+    new_method = (customer.get("invoice_settings") or {}).get("default_payment_method")
+    if changed and new_method:
+        dunning.pause_customer(session, stripe_id(customer.get("id"), "customer.id"), ctx.now)
+
+
+def payment_method_attached(session: Session, event: dict, ctx: Context) -> None:
+    """The customer added a payment method: pause their sequences until Stripe retries."""
+    customer = event["data"]["object"].get("customer")
+    customer_id = customer.get("id") if isinstance(customer, dict) else customer
+    if customer_id is not None:  # a payment method attached to no customer concerns no case
+        dunning.pause_customer(session, stripe_id(customer_id, "payment_method.customer"), ctx.now)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -89,6 +104,8 @@ HANDLERS: dict[str, Handler] = {
     "invoice.voided": invoice_voided,
     "invoice.marked_uncollectible": invoice_marked_uncollectible,
     "customer.subscription.deleted": customer_subscription_deleted,
+    "customer.updated": customer_updated,
+    "payment_method.attached": payment_method_attached,
     # Money given back on a recovered invoice: offsetting ledger rows (see finance/corrections.py).
     "charge.refunded": corrections.charge_refunded,
     "credit_note.created": corrections.credit_note_created,
