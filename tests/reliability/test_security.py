@@ -161,7 +161,7 @@ def test_link_tokens_cannot_be_forged_or_moved_to_another_case(secure_app):
         "case id edited, signature kept": f"{moved_payload}.{stamp_a}.{sig_a}",
         "B's payload with A's signature": f"{payload_b}.{stamp_b}.{sig_a}",
         "A's payload with B's signature": f"{payload_a}.{stamp_a}.{sig_b}",
-        "timestamp edited": f"{payload_a}.{stamp_b[:-1]}A.{sig_a}",
+        "timestamp edited": f"{payload_a}.{stamp_a[:-1]}{'B' if stamp_a.endswith('A') else 'A'}.{sig_a}",
         "signature truncated": token_a[:-3],
         "signature removed": f"{payload_a}.{stamp_a}",
         "Flask session cookie with the same SECRET_KEY": flask_cookie,
