@@ -56,7 +56,8 @@ def postgres_url():
     if not PG_URL:
         pytest.skip(NO_PG_REASON)
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_database_url(PG_URL), isolation_level="AUTOCOMMIT")
+    # pool_pre_ping: the teardown still works after a test restarted the server.
+    admin = create_engine(normalize_database_url(PG_URL), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:

@@ -94,6 +94,13 @@ def _str(value: Any, name: str) -> str | None:
     return value
 
 
+def _email(value: Any) -> str | None:
+    email = _str(value, "customer_email")
+    if email is not None and len(email) > 320:  # RFC 5321's limit; the column's too
+        raise BadPayload("invoice field 'customer_email' is longer than an email address can be")
+    return email
+
+
 def _time(value: Any, name: str) -> datetime | None:
     if value is None:
         return None
@@ -170,9 +177,10 @@ class InvoiceView:
         return cls(
             id=invoice_id,
             customer_id=customer_id,
-            customer_email=_str(obj.get("customer_email"), "customer_email"),
-            customer_name=_str(obj.get("customer_name"), "customer_name"),
-            number=_str(obj.get("number"), "number"),
+            customer_email=_email(obj.get("customer_email")),
+            # Display text: shortened to what the column holds rather than refusing the event.
+            customer_name=(_str(obj.get("customer_name"), "customer_name") or "")[:255] or None,
+            number=(_str(obj.get("number"), "number") or "")[:255] or None,
             currency=currency.lower(),
             amount_due=_int(obj.get("amount_due"), "amount_due", 0),
             amount_paid=_int(obj.get("amount_paid"), "amount_paid", 0),

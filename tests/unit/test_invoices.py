@@ -53,3 +53,13 @@ def test_expanded_customer_and_decline_reason():
 def test_strange_payloads_raise_bad_payload_with_the_field(change):
     with pytest.raises(BadPayload):
         InvoiceView.from_stripe(dict(so.invoice(), **change))
+
+
+def test_overlong_display_text_is_shortened_to_what_the_database_holds():
+    view = InvoiceView.from_stripe(so.invoice(customer_name="N" * 600, number="9" * 300))
+    assert len(view.customer_name) == 255 and len(view.number) == 255
+
+
+def test_an_email_longer_than_any_address_is_bad_payload():
+    with pytest.raises(BadPayload, match="customer_email"):
+        InvoiceView.from_stripe(so.invoice(email="a" * 330 + "@example.com"))
