@@ -105,6 +105,9 @@ def register(app: Flask) -> None:
     app.cli.add_command(db_group)
     app.cli.add_command(worker_command)
     app.cli.add_command(events_group)
+    from webhook_app.ops import commands as ops_commands
+
+    ops_commands.register(app.cli, events_group)  # portal setup, doctor, stripe, campaign, events sync
     from webhook_app.finance.report import report_command  # finance figures in the terminal
 
     app.cli.add_command(report_command)

@@ -2,6 +2,7 @@
 from alembic import context
 
 from webhook_app.models import Base
+import webhook_app.ops.models  # noqa: F401  (campaign_contacts, migration 0002)
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,353 @@
+"""`webhook-app campaign` against requests-mock stand-ins for Stripe and Loops, on SQLite and PostgreSQL.
+
+The scenario of issue 7: 250 open invoices for 200 customers across 3 pages -> 200 messages; a
+rerun sends 0; a crash after 50 then a rerun sends the other 150; dry-run and CSV send nothing;
+429s are absorbed. The real Stripe SDK, Loops adapter and database run; only HTTP is mocked.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from tests.fixtures import stripe_objects as so
+from tests.integration.ops_mocks import OpsEnv, SimulatedCrash, StripeMock, open_ops_env
+from webhook_app import dunning
+from webhook_app.invoices import InvoiceView
+from webhook_app.models import DunningCase, Notification
+from webhook_app.ops.campaign import CSV_COLUMNS, CampaignOptions, run_campaign
+from webhook_app.ops.models import CampaignContact
+
+# Rates far above what the stand-ins need and tiny backoffs: the suite measures behaviour, not waiting.
+FAST = dict(stripe_rate=5000, messenger_rate=5000, backoff_base=0.001, backoff_max=0.005, concurrency=8,
+            progress_interval=3600)
+PUBLIC_URL = "https://recover.example.test"
+
+
+class Env(OpsEnv):
+    def run(self, **options):
+        echo = options.pop("echo", lambda line: None)
+        return run_campaign(self.svc, CampaignOptions(**{**FAST, **options}), echo=echo,
+                            progress_stream=io.StringIO(), tty=False)
+
+    def contacts(self) -> list[CampaignContact]:
+        with self.svc.db.session() as s:
+            return s.scalars(select(CampaignContact)).all()
+
+
+def open_env(database_url, clock, **overrides):
+    return open_ops_env(database_url, clock, env_class=Env, **overrides)
+
+
+@pytest.fixture
+def env(database_url, clock):
+    environment, close = open_env(database_url, clock)
+    yield environment
+    close()
+
+
+def customer(n: int) -> str:
+    return f"cus_{n:04d}"
+
+
+def seed(stripe: StripeMock, customers: int = 200, doubles: int = 50) -> None:
+    """`customers` customers with one open, failed invoice; the first `doubles` have a second one,
+    listed last, so one customer's invoices sit on different pages (250 invoices = 3 pages of 100)."""
+    n = 0
+    for c in range(1, customers + 1):
+        n += 1
+        stripe.invoices.append(so.invoice(invoice_id=f"in_{n:05d}", customer=customer(c),
+                                          email=f"{customer(c)}@example.com", amount_due=4900, attempt_count=2))
+    for c in range(1, doubles + 1):
+        n += 1
+        stripe.invoices.append(so.invoice(invoice_id=f"in_{n:05d}", customer=customer(c),
+                                          email=f"{customer(c)}@example.com", amount_due=1500, attempt_count=1))
+
+
+def listing_pages(stripe: StripeMock) -> list[dict]:
+    """Params of the campaign's full listings (not the per-customer re-reads)."""
+    return [p for m, path, p in stripe.requests if m == "GET" and path == "/v1/invoices" and "customer" not in p]
+
+
+def test_250_invoices_over_3_pages_make_200_messages_and_a_rerun_sends_none(env, clock):
+    seed(env.stripe)
+
+    report = env.run()
+
+    pages = listing_pages(env.stripe)
+    assert len(pages) == 3
+    assert [p.get("starting_after") for p in pages] == [None, "in_00100", "in_00200"]
+    assert all(p["status"] == "open" and p["collection_method"] == "charge_automatically" for p in pages)
+    assert report.listed == 250 and report.customers == 200
+    assert report.sent == 200 and not report.errors
+    emails = env.loops.emails()
+    assert len(emails) == 200 and len(set(emails)) == 200  # one message per customer
+
+    # A customer whose two invoices were on page 1 and page 3 gets one message naming both.
+    first = next(m for m in env.loops.accepted if m["email"] == "cus_0001@example.com")
+    data = first["dataVariables"]
+    assert data["invoiceCount"] == 2
+    assert {i["invoiceId"] for i in data["invoices"]} == {"in_00001", "in_00201"}
+    # The link is made at send time: our durable link (PUBLIC_URL is set), plus a fresh portal session.
+    assert data["updatePaymentUrl"].startswith(f"{PUBLIC_URL}/r/")
+    assert data["portalUrl"].startswith("https://billing.stripe.mock/p/session/")
+    assert len(env.stripe.sessions) == 200
+
+    rerun = env.run()
+    assert rerun.sent == 0
+    assert rerun.skipped == {"cooldown (campaign message)": 200}
+    assert len(env.loops.accepted) == 200
+
+
+def test_after_the_cooldown_a_customer_gets_a_new_message(env, clock):
+    seed(env.stripe, customers=3, doubles=0)
+    env.run()
+    clock.advance(days=2, hours=23)
+    assert env.run().sent == 0
+
+    clock.advance(hours=1, seconds=1)
+    later = env.run()
+
+    assert later.sent == 3
+    assert sorted(m["key"] for m in env.loops.accepted[-3:]) == [
+        f"webhook-app-campaign-{customer(n)}-2" for n in (1, 2, 3)]  # a new message, a new idempotency key
+
+
+def test_crash_after_50_then_rerun_sends_the_other_150(env, clock):
+    seed(env.stripe)
+    env.loops.crash_after = 50
+
+    with pytest.raises(SimulatedCrash):
+        env.run()
+    assert len(env.loops.accepted) == 50
+
+    env.loops.revive()
+    clock.advance(minutes=6)  # a rerun takes over the dead run's claims once their 5-minute lease is over
+    report = env.run()
+
+    assert report.sent == 150 and report.already_sent == 0
+    emails = env.loops.emails()
+    assert len(emails) == 200 and len(set(emails)) == 200  # nobody emailed twice, nobody missed
+    assert all(c.status == "sent" and c.sends == 1 for c in env.contacts())
+
+
+def test_a_send_that_reached_loops_before_the_crash_is_not_emailed_again(env, clock):
+    seed(env.stripe, customers=20, doubles=0)
+    env.loops.crash_after = 5
+    env.loops.crash_before_answer = False  # Loops accepts the 5th message, then the process dies
+
+    with pytest.raises(SimulatedCrash):
+        env.run(concurrency=1)
+    env.loops.revive()
+    clock.advance(minutes=6)
+    report = env.run()
+
+    # The rerun sent the unrecorded 5th message again with the same idempotency key (and the same
+    # link and created_at); Loops answered 409 instead of emailing a second time.
+    assert report.sent == 15 and report.already_sent == 1
+    emails = env.loops.emails()
+    assert len(emails) == 20 and len(set(emails)) == 20
+    assert env.loops.requests == 20 + 1 + 1  # 20 accepted, the killed 6th attempt, one 409
+
+
+def test_a_rerun_during_the_crashed_runs_lease_leaves_its_customers_alone(env):
+    seed(env.stripe, customers=30, doubles=0)
+    env.loops.crash_after = 10
+
+    with pytest.raises(SimulatedCrash):
+        env.run(concurrency=4)
+    env.loops.revive()
+    in_flight = [c.customer_id for c in env.contacts() if c.status == "sending"]
+    assert in_flight  # the dead run held some customers when it died
+
+    report = env.run()  # same minute: their claims are still leased to the dead run
+
+    assert report.skipped["claimed by another run (retried after its lease)"] == len(in_flight)
+    assert report.sent == 30 - 10 - len(in_flight)
+    assert len(set(env.loops.emails())) == len(env.loops.emails())
+
+
+def test_dry_run_prints_and_csv_writes_links_but_neither_sends(env, tmp_path):
+    seed(env.stripe)
+    lines: list[str] = []
+
+    dry = env.run(dry_run=True, echo=lines.append)
+
+    assert dry.targets == 200
+    plans = [line for line in lines if line.startswith("would message")]
+    assert len(plans) == 200
+    assert any("cus_0001 (c***@example.com): 2 invoice(s), $64.00" in line for line in plans)
+    assert env.loops.requests == 0 and env.stripe.sessions == [] and env.contacts() == []
+
+    path = tmp_path / "links.csv"
+    written = env.run(csv_path=str(path))
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+    assert written.csv_rows == len(rows) == 250
+    mine = [r for r in rows if r["customer_id"] == "cus_0001"]
+    assert {r["invoice_id"] for r in mine} == {"in_00001", "in_00201"}
+    assert {r["amount_due"] for r in mine} == {"49.00", "15.00"} and {r["currency"] for r in mine} == {"usd"}
+    assert len({r["update_url"] for r in mine}) == 1 and mine[0]["update_url"].startswith(f"{PUBLIC_URL}/r/")
+    assert env.loops.requests == 0 and env.contacts() == []
+    # Nothing was sent, so nobody is in a cooldown: everyone is still due a message.
+    assert env.run(dry_run=True).targets == 200
+
+
+def test_429s_from_stripe_and_loops_are_absorbed(env):
+    seed(env.stripe, customers=30, doubles=0)
+    env.stripe.throttle["/v1/invoices"] = 3  # the listing page is refused three times
+    env.stripe.throttle["/v1/billing_portal/sessions"] = 5
+    env.loops.throttle = 4
+
+    report = env.run()
+
+    assert report.sent == 30 and not report.errors
+    assert report.stripe_throttled == 8 and report.messenger_throttled == 4
+    assert len(set(env.loops.emails())) == 30 and len(listing_pages(env.stripe)) == 1 + 3
+    assert "rate limits absorbed: Stripe 8, messenger 4" in "\n".join(report.summary())
+
+
+def test_per_customer_errors_are_counted_summarised_and_never_abort(env):
+    seed(env.stripe, customers=40, doubles=0)
+    env.stripe.missing_customers = {customer(3), customer(20), customer(35)}
+    env.loops.reject_emails = {f"{customer(7)}@example.com", f"{customer(8)}@example.com"}
+
+    report = env.run()
+
+    assert report.sent == 35
+    assert report.errors == {"resource_missing": 3, "messenger rejected": 2}
+    summary = "\n".join(report.summary())
+    assert "errors: 5 (messenger rejected 2, resource_missing 3)" in summary
+    assert "cus_0003: Stripe resource_missing" in summary
+    failed = {c.customer_id for c in env.contacts() if c.status == "failed"}
+    assert failed == {customer(3), customer(20), customer(35), customer(7), customer(8)}
+
+    # A rerun retries the failures only; the others are in their cooldown.
+    again = env.run()
+    assert again.sent == 0 and sum(again.errors.values()) == 5
+    assert again.skipped == {"cooldown (campaign message)": 35}
+
+
+def test_invoice_paid_between_listing_and_send_is_not_messaged(env):
+    seed(env.stripe, customers=5, doubles=0)
+    env.stripe.settled_at_send = {customer(2)}
+
+    report = env.run()
+
+    assert report.sent == 4 and report.skipped == {"paid meanwhile": 1}
+    assert f"{customer(2)}@example.com" not in env.loops.emails()
+
+
+def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env, clock):
+    seed(env.stripe, customers=6, doubles=0)
+    now = clock.now()
+    invoice = {i["customer"]: InvoiceView.from_stripe(i) for i in env.stripe.invoices}
+    svc = env.svc
+    with svc.db.session() as s:
+        dunning.record_failure(s, invoice[customer(1)], failed_at=now, now=now)      # message scheduled
+        sent = dunning.record_failure(s, invoice[customer(2)], failed_at=now, now=now)
+        s.flush()
+        s.execute(update(Notification).where(Notification.case_id == sent.id)
+                  .values(status="sent", sent_at=now - timedelta(days=1)))           # emailed yesterday
+        dunning.open_case(s, invoice[customer(3)], now)
+        dunning.close_case(s, invoice[customer(3)].id, "canceled", "subscription canceled", now)
+
+    report = env.run()
+
+    assert report.skipped == {"dunning message scheduled": 1, "cooldown (dunning message)": 1}
+    assert report.excluded == {"case canceled in webhook_app": 1}
+    assert report.sent == 3
+    assert sorted(env.loops.emails()) == [f"{customer(n)}@example.com" for n in (4, 5, 6)]
+
+
+def test_only_attempted_invoices_count_and_limit_caps_the_run(env):
+    seed(env.stripe, customers=12, doubles=0)
+    env.stripe.invoices.append(so.invoice(invoice_id="in_new", customer="cus_fresh", attempt_count=0))
+
+    report = env.run(limit=5)
+
+    assert report.excluded == {"not attempted yet": 1}
+    assert report.sent == 5 and report.skipped == {"over --limit": 7}
+    assert len(env.loops.accepted) == 5
+
+
+def test_sent_link_opens_a_portal_session_and_the_cases_count_the_message(env):
+    seed(env.stripe, customers=1, doubles=1)
+    env.run()
+    url = env.loops.accepted[0]["dataVariables"]["updatePaymentUrl"]
+
+    response = env.app.test_client().get(url.replace(PUBLIC_URL, ""),
+                                         headers={"User-Agent": "Mozilla/5.0 (Macintosh) Firefox/130.0"})
+
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("https://billing.stripe.mock/p/session/")
+    with env.svc.db.session() as s:
+        cases = s.scalars(select(DunningCase).order_by(DunningCase.invoice_id)).all()
+        assert [(c.invoice_id, c.status, c.messages_sent) for c in cases] == [
+            ("in_00001", "open", 1), ("in_00002", "open", 1)]
+        assert all(c.first_message_at is not None for c in cases)
+
+
+def test_without_public_url_the_message_carries_a_fresh_portal_session(database_url, clock):
+    environment, close = open_env(database_url, clock, PUBLIC_URL="")
+    try:
+        seed(environment.stripe, customers=3, doubles=0)
+        report = environment.run()
+        assert report.sent == 3
+        urls = {m["dataVariables"]["updatePaymentUrl"] for m in environment.loops.accepted}
+        assert urls == {s["url"] for s in environment.stripe.sessions}
+        # An emailed session URL may be opened late: Stripe falls back to its login page.
+        assert all(s["params"]["after_expiration"] == {"type": "customer_login"} for s in environment.stripe.sessions)
+        with environment.svc.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(DunningCase)) == 0
+    finally:
+        close()
+
+
+def test_campaign_command_dry_run_limit_and_errors(env):
+    seed(env.stripe, customers=8, doubles=0)
+    runner = env.app.test_cli_runner()
+
+    dry = runner.invoke(args=["campaign", "--dry-run", "--stripe-rate", "1000", "--messenger-rate", "1000"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.count("would message") == 8
+    assert "would send: 8 message(s); nothing was sent" in dry.stdout
+
+    sent = runner.invoke(args=["campaign", "--limit", "3", "--stripe-rate", "1000", "--messenger-rate", "1000"])
+    assert sent.exit_code == 0, sent.output
+    assert "sent: 3" in sent.stdout
+    assert "campaign: 3/3 customers" in sent.stderr  # plain progress lines when not a terminal
+    assert len(env.loops.accepted) == 3
+
+    both = runner.invoke(args=["campaign", "--dry-run", "--csv", "x.csv"])
+    assert both.exit_code == 2 and "pick one" in both.output
+
+
+def test_campaign_stops_when_a_setting_blocks_every_customer(env):
+    seed(env.stripe, customers=40, doubles=0)
+    env.stripe.portal_configured = False  # every portal session would fail the same way
+
+    result = env.cli("campaign", "--concurrency", "2", "--stripe-rate", "1000", "--messenger-rate", "1000")
+
+    assert result.exit_code == 1
+    assert "STOPPED: Stripe Billing Portal is not configured: run `webhook-app portal setup`" in result.output
+    assert len(env.stripe.sessions) == 0 and env.loops.requests == 0
+    # It stopped early instead of failing 40 customers one by one; the next run retries them all.
+    assert len([r for r in env.stripe.requests if r[1] == "/v1/billing_portal/sessions"]) < 40
+    assert {c.status for c in env.contacts()} == {"failed"}
+
+
+def test_campaign_without_a_stripe_key_fails_clearly(database_url, clock):
+    environment, close = open_env(database_url, clock, STRIPE_SECRET_KEY="")
+    try:
+        result = environment.cli("campaign")
+        assert result.exit_code == 1
+        assert "STRIPE_SECRET_KEY is not set" in result.output
+    finally:
+        close()

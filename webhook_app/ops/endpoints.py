@@ -1,0 +1,74 @@
+"""`webhook-app stripe register-endpoint`: the Stripe webhook endpoint, subscribed to exactly the
+event types the app handles (`handlers.HANDLERS`).
+
+Stripe returns an endpoint's signing secret only in the create response, so it is printed once
+then; an update keeps the secret the app already has.
+https://docs.stripe.com/api/webhook_endpoints/create
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import stripe
+
+from webhook_app.adapters import Billing
+from webhook_app.handlers import HANDLERS
+from webhook_app.ops.portal import MANAGED_BY
+
+DESCRIPTION = "webhook-app payment recovery"
+WEBHOOK_PATH = "/webhooks/stripe"
+
+
+def handled_event_types() -> list[str]:
+    """The event types the app has a handler for, sorted."""
+    return sorted(HANDLERS)
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    """The endpoint registered; `secret` only when it was just created."""
+
+    endpoint_id: str
+    url: str
+    created: bool
+    enabled_events: tuple[str, ...]
+    secret: str | None = None
+    api_version: str | None = None
+    others: tuple[str, ...] = ()  # other endpoints this app registered, at other URLs
+
+
+def validate_url(url: str) -> list[str]:
+    """Problems with `url` as a webhook URL (empty when fine); raises ValueError when unusable."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"--url must be an absolute http(s) URL ending in {WEBHOOK_PATH}")
+    warnings = []
+    if parsed.scheme != "https":
+        warnings.append("live mode requires an https URL; Stripe accepts http only in test mode")
+    if not parsed.path.rstrip("/").endswith(WEBHOOK_PATH):
+        warnings.append(f"the app receives webhooks at {WEBHOOK_PATH}; this URL has a different path")
+    return warnings
+
+
+def register_endpoint(billing: Billing, url: str, api_version: str | None = None) -> EndpointResult:
+    """Create the endpoint for `url`, or update the one already there to exactly the handled types."""
+    events = handled_event_types()
+    existing = list(billing.list_webhook_endpoints())
+    same_url = [e for e in existing if e.get("url") == url]
+    others = tuple(e["id"] for e in existing
+                   if e.get("url") != url and (e.get("metadata") or {}).get("managed_by") == MANAGED_BY)
+    params = {"url": url, "enabled_events": events, "description": DESCRIPTION,
+              "metadata": {"managed_by": MANAGED_BY}}
+    if same_url:
+        endpoint = billing.update_webhook_endpoint(same_url[0]["id"], {**params, "disabled": False})
+        return EndpointResult(endpoint["id"], endpoint.get("url", url), False,
+                              tuple(endpoint.get("enabled_events") or events),
+                              api_version=endpoint.get("api_version"), others=others)
+    # Pin the payload version to the SDK's, so events and API reads share one invoice shape
+    # (invoices.py reads both generations anyway). Stripe cannot change it later on update.
+    endpoint = billing.create_webhook_endpoint(
+        {**params, "api_version": api_version or stripe.api_version})
+    return EndpointResult(endpoint["id"], endpoint.get("url", url), True,
+                          tuple(endpoint.get("enabled_events") or events), secret=endpoint.get("secret"),
+                          api_version=endpoint.get("api_version"), others=others)
