@@ -110,7 +110,7 @@ def init_sentry(settings: Settings, transport=None) -> bool:
         dsn=settings.sentry_dsn,
         environment=settings.sentry_environment,
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        send_default_pii=False,
+        # send_default_pii is left unset: its default collects no user data (and setting it is deprecated).
         max_request_body_size="never",  # webhook bodies carry customer emails
         integrations=[FlaskIntegration()],
         before_send=make_before_send(settings),
