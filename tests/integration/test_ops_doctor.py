@@ -182,3 +182,12 @@ def test_missing_public_url_is_a_warning_not_a_failure(sqlite_url, clock):
     assert text.startswith("!") and "raw portal session URLs" in text and "PUBLIC_URL" in fix
     # Without PUBLIC_URL the endpoint check looks for any URL ending in /webhooks/stripe.
     assert line(result.output, "webhook endpoint")[0].startswith("✓")
+
+
+def test_checks_that_need_a_working_key_say_they_were_not_checked(sqlite_url, clock):
+    result = doctor(sqlite_url, clock, setup=rejected_key)
+
+    for name in ("webhook endpoint", "billing portal"):
+        text, _ = line(result.output, name)
+        assert text.startswith("!") and "not checked: Stripe rejected the key" in text
+    assert "1 problem(s) to fix" in result.output

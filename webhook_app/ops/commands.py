@@ -20,12 +20,17 @@ portal_group = click.Group("portal", help="The Stripe Billing Portal configurati
 stripe_group = click.Group("stripe", help="Stripe account set-up.")
 
 
-def _fail(svc: Services, message: str) -> click.ClickException:
-    """A ClickException (exit 1) whose text is scrubbed of every configured secret."""
+def _scrub(svc: Services, text: str) -> str:
+    """`text` without any configured secret (provider error texts can echo what they were sent)."""
     s = svc.settings
     secrets = tuple(v for v in (s.stripe_secret_key, s.loops_api_key, s.intercom_access_token, s.secret_key,
                                 *s.stripe_webhook_secrets) if v)
-    return click.ClickException(scrub(message, secrets))
+    return scrub(text, secrets)
+
+
+def _fail(svc: Services, message: str) -> click.ClickException:
+    """A ClickException (exit 1) whose text is scrubbed of every configured secret."""
+    return click.ClickException(_scrub(svc, message))
 
 
 def _billing(svc: Services):
@@ -168,7 +173,7 @@ def campaign_command(dry_run: bool, csv_path: str | None, limit: int | None, coo
     except RecoveryError as exc:
         raise _fail(svc, f"campaign stopped before messaging anyone: {exc}") from None
     for line in report.summary():
-        click.echo(line)
+        click.echo(_scrub(svc, line))
     if report.stopped:
         sys.exit(1)
 
