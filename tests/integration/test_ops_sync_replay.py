@@ -12,7 +12,10 @@ from tests.integration.ops_mocks import open_ops_env
 from webhook_app import inbox
 from webhook_app.clock import from_unix
 from webhook_app.handlers import HANDLERS
+from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.models import DunningCase, Event, Notification
+from webhook_app.ops.pacing import Pacer
+from webhook_app.ops.sync import sync_events
 from webhook_app.worker import Worker
 
 
@@ -93,6 +96,17 @@ def test_sync_pages_through_every_undelivered_event(env, clock):
     assert "230 missing and now queued" in result.output
     assert len(stored(env)) == 230
     assert len([r for r in env.stripe.requests if r[1] == "/v1/events"]) == 3
+
+
+def test_sync_absorbs_429s(env, clock):
+    env.stripe.events = [failed_event(clock, f"evt_{n:04d}", f"in_{n:04d}") for n in range(120)]
+    env.stripe.throttle["/v1/events"] = 2
+    pacer = Pacer("stripe", TokenBucket(1000), backoff_max=0.005)
+
+    result = sync_events(env.svc, call=pacer)
+
+    assert result.inserted == 120 and pacer.throttled == 2
+    assert len(stored(env)) == 120
 
 
 def test_replay_reruns_stored_events_without_a_second_effect(env, clock):

@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from webhook_app import inbox
+from webhook_app.adapters.ratelimit import TokenBucket
+from webhook_app.errors import ConfigurationNeeded
 from webhook_app.intake import Rejected, parse_event
+from webhook_app.ops.campaign import STRIPE_RATE_LIVE, STRIPE_RATE_TEST
 from webhook_app.ops.endpoints import handled_event_types
+from webhook_app.ops.pacing import Pacer
 from webhook_app.services import Services
 
 log = logging.getLogger(__name__)
@@ -36,12 +40,15 @@ class SyncResult:
     malformed: list[str] = field(default_factory=list)
 
 
-def sync_events(svc: Services, since: datetime | None = None, call=None) -> SyncResult:
-    """Insert the handled events Stripe lists as undelivered (and, with `since`, all of them since then)."""
-    if svc.billing is None:
-        from webhook_app.errors import ConfigurationNeeded
+def sync_events(svc: Services, since: datetime | None = None, call: Pacer | None = None) -> SyncResult:
+    """Insert the handled events Stripe lists as undelivered (and, with `since`, all of them since then).
 
+    `call` paces each page request; by default under the campaign's Stripe rate, retrying 429s.
+    """
+    if svc.billing is None:
         raise ConfigurationNeeded("STRIPE_SECRET_KEY is not set: events sync reads events from Stripe")
+    if call is None:
+        call = Pacer("stripe", TokenBucket(STRIPE_RATE_LIVE if svc.settings.stripe_livemode else STRIPE_RATE_TEST))
     types = handled_event_types()
     # `types` takes at most 20 names per request.
     chunks = [types[i:i + TYPES_PER_REQUEST] for i in range(0, len(types), TYPES_PER_REQUEST)]
