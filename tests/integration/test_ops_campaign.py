@@ -44,7 +44,16 @@ def open_env(database_url, clock, **overrides):
 
 @pytest.fixture
 def env(database_url, clock):
+    """On SQLite and PostgreSQL: for what depends on the database (claims, leases, cooldowns)."""
     environment, close = open_env(database_url, clock)
+    yield environment
+    close()
+
+
+@pytest.fixture
+def lite(sqlite_url, clock):
+    """On SQLite only: for behaviour that does not depend on the database engine (HTTP, limits, output)."""
+    environment, close = open_env(sqlite_url, clock)
     yield environment
     close()
 
@@ -170,20 +179,20 @@ def test_a_rerun_during_the_crashed_runs_lease_leaves_its_customers_alone(env):
     assert len(set(env.loops.emails())) == len(env.loops.emails())
 
 
-def test_dry_run_prints_and_csv_writes_links_but_neither_sends(env, tmp_path):
-    seed(env.stripe)
+def test_dry_run_prints_and_csv_writes_links_but_neither_sends(lite, tmp_path):
+    seed(lite.stripe)
     lines: list[str] = []
 
-    dry = env.run(dry_run=True, echo=lines.append)
+    dry = lite.run(dry_run=True, echo=lines.append)
 
     assert dry.targets == 200
     plans = [line for line in lines if line.startswith("would message")]
     assert len(plans) == 200
     assert any("cus_0001 (c***@example.com): 2 invoice(s), $64.00" in line for line in plans)
-    assert env.loops.requests == 0 and env.stripe.sessions == [] and env.contacts() == []
+    assert lite.loops.requests == 0 and lite.stripe.sessions == [] and lite.contacts() == []
 
     path = tmp_path / "links.csv"
-    written = env.run(csv_path=str(path))
+    written = lite.run(csv_path=str(path))
 
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -194,54 +203,54 @@ def test_dry_run_prints_and_csv_writes_links_but_neither_sends(env, tmp_path):
     assert {r["invoice_id"] for r in mine} == {"in_00001", "in_00201"}
     assert {r["amount_due"] for r in mine} == {"49.00", "15.00"} and {r["currency"] for r in mine} == {"usd"}
     assert len({r["update_url"] for r in mine}) == 1 and mine[0]["update_url"].startswith(f"{PUBLIC_URL}/r/")
-    assert env.loops.requests == 0 and env.contacts() == []
+    assert lite.loops.requests == 0 and lite.contacts() == []
     # Nothing was sent, so nobody is in a cooldown: everyone is still due a message.
-    assert env.run(dry_run=True).targets == 200
+    assert lite.run(dry_run=True).targets == 200
 
 
-def test_429s_from_stripe_and_loops_are_absorbed(env):
-    seed(env.stripe, customers=30, doubles=0)
-    env.stripe.throttle["/v1/invoices"] = 3  # the listing page is refused three times
-    env.stripe.throttle["/v1/billing_portal/sessions"] = 5
-    env.loops.throttle = 4
+def test_429s_from_stripe_and_loops_are_absorbed(lite):
+    seed(lite.stripe, customers=30, doubles=0)
+    lite.stripe.throttle["/v1/invoices"] = 3  # the listing page is refused three times
+    lite.stripe.throttle["/v1/billing_portal/sessions"] = 5
+    lite.loops.throttle = 4
 
-    report = env.run()
+    report = lite.run()
 
     assert report.sent == 30 and not report.errors
     assert report.stripe_throttled == 8 and report.messenger_throttled == 4
-    assert len(set(env.loops.emails())) == 30 and len(listing_pages(env.stripe)) == 1 + 3
+    assert len(set(lite.loops.emails())) == 30 and len(listing_pages(lite.stripe)) == 1 + 3
     assert "rate limits absorbed: Stripe 8, messenger 4" in "\n".join(report.summary())
 
 
-def test_per_customer_errors_are_counted_summarised_and_never_abort(env):
-    seed(env.stripe, customers=40, doubles=0)
-    env.stripe.missing_customers = {customer(3), customer(20), customer(35)}
-    env.loops.reject_emails = {f"{customer(7)}@example.com", f"{customer(8)}@example.com"}
+def test_per_customer_errors_are_counted_summarised_and_never_abort(lite):
+    seed(lite.stripe, customers=40, doubles=0)
+    lite.stripe.missing_customers = {customer(3), customer(20), customer(35)}
+    lite.loops.reject_emails = {f"{customer(7)}@example.com", f"{customer(8)}@example.com"}
 
-    report = env.run()
+    report = lite.run()
 
     assert report.sent == 35
     assert report.errors == {"resource_missing": 3, "messenger rejected": 2}
     summary = "\n".join(report.summary())
     assert "errors: 5 (messenger rejected 2, resource_missing 3)" in summary
     assert "cus_0003: Stripe resource_missing" in summary
-    failed = {c.customer_id for c in env.contacts() if c.status == "failed"}
+    failed = {c.customer_id for c in lite.contacts() if c.status == "failed"}
     assert failed == {customer(3), customer(20), customer(35), customer(7), customer(8)}
 
     # A rerun retries the failures only; the others are in their cooldown.
-    again = env.run()
+    again = lite.run()
     assert again.sent == 0 and sum(again.errors.values()) == 5
     assert again.skipped == {"cooldown (campaign message)": 35}
 
 
-def test_invoice_paid_between_listing_and_send_is_not_messaged(env):
-    seed(env.stripe, customers=5, doubles=0)
-    env.stripe.settled_at_send = {customer(2)}
+def test_invoice_paid_between_listing_and_send_is_not_messaged(lite):
+    seed(lite.stripe, customers=5, doubles=0)
+    lite.stripe.settled_at_send = {customer(2)}
 
-    report = env.run()
+    report = lite.run()
 
     assert report.sent == 4 and report.skipped == {"paid meanwhile": 1}
-    assert f"{customer(2)}@example.com" not in env.loops.emails()
+    assert f"{customer(2)}@example.com" not in lite.loops.emails()
 
 
 def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env, clock):
@@ -266,36 +275,36 @@ def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env,
     assert sorted(env.loops.emails()) == [f"{customer(n)}@example.com" for n in (4, 5, 6)]
 
 
-def test_only_attempted_invoices_count_and_limit_caps_the_run(env):
-    seed(env.stripe, customers=12, doubles=0)
-    env.stripe.invoices.append(so.invoice(invoice_id="in_new", customer="cus_fresh", attempt_count=0))
+def test_only_attempted_invoices_count_and_limit_caps_the_run(lite):
+    seed(lite.stripe, customers=12, doubles=0)
+    lite.stripe.invoices.append(so.invoice(invoice_id="in_new", customer="cus_fresh", attempt_count=0))
 
-    report = env.run(limit=5)
+    report = lite.run(limit=5)
 
     assert report.excluded == {"not attempted yet": 1}
     assert report.sent == 5 and report.skipped == {"over --limit": 7}
-    assert len(env.loops.accepted) == 5
+    assert len(lite.loops.accepted) == 5
 
 
-def test_sent_link_opens_a_portal_session_and_the_cases_count_the_message(env):
-    seed(env.stripe, customers=1, doubles=1)
-    env.run()
-    url = env.loops.accepted[0]["dataVariables"]["updatePaymentUrl"]
+def test_sent_link_opens_a_portal_session_and_the_cases_count_the_message(lite):
+    seed(lite.stripe, customers=1, doubles=1)
+    lite.run()
+    url = lite.loops.accepted[0]["dataVariables"]["updatePaymentUrl"]
 
-    response = env.app.test_client().get(url.replace(PUBLIC_URL, ""),
+    response = lite.app.test_client().get(url.replace(PUBLIC_URL, ""),
                                          headers={"User-Agent": "Mozilla/5.0 (Macintosh) Firefox/130.0"})
 
     assert response.status_code == 303
     assert response.headers["Location"].startswith("https://billing.stripe.mock/p/session/")
-    with env.svc.db.session() as s:
+    with lite.svc.db.session() as s:
         cases = s.scalars(select(DunningCase).order_by(DunningCase.invoice_id)).all()
         assert [(c.invoice_id, c.status, c.messages_sent) for c in cases] == [
             ("in_00001", "open", 1), ("in_00002", "open", 1)]
         assert all(c.first_message_at is not None for c in cases)
 
 
-def test_without_public_url_the_message_carries_a_fresh_portal_session(database_url, clock):
-    environment, close = open_env(database_url, clock, PUBLIC_URL="")
+def test_without_public_url_the_message_carries_a_fresh_portal_session(sqlite_url, clock):
+    environment, close = open_env(sqlite_url, clock, PUBLIC_URL="")
     try:
         seed(environment.stripe, customers=3, doubles=0)
         report = environment.run()
@@ -310,9 +319,9 @@ def test_without_public_url_the_message_carries_a_fresh_portal_session(database_
         close()
 
 
-def test_campaign_command_dry_run_limit_and_errors(env):
-    seed(env.stripe, customers=8, doubles=0)
-    runner = env.app.test_cli_runner()
+def test_campaign_command_dry_run_limit_and_errors(lite):
+    seed(lite.stripe, customers=8, doubles=0)
+    runner = lite.app.test_cli_runner()
 
     dry = runner.invoke(args=["campaign", "--dry-run", "--stripe-rate", "1000", "--messenger-rate", "1000"])
     assert dry.exit_code == 0, dry.output
@@ -323,28 +332,28 @@ def test_campaign_command_dry_run_limit_and_errors(env):
     assert sent.exit_code == 0, sent.output
     assert "sent: 3" in sent.stdout
     assert "campaign: 3/3 customers" in sent.stderr  # plain progress lines when not a terminal
-    assert len(env.loops.accepted) == 3
+    assert len(lite.loops.accepted) == 3
 
     both = runner.invoke(args=["campaign", "--dry-run", "--csv", "x.csv"])
     assert both.exit_code == 2 and "pick one" in both.output
 
 
-def test_campaign_stops_when_a_setting_blocks_every_customer(env):
-    seed(env.stripe, customers=40, doubles=0)
-    env.stripe.portal_configured = False  # every portal session would fail the same way
+def test_campaign_stops_when_a_setting_blocks_every_customer(lite):
+    seed(lite.stripe, customers=40, doubles=0)
+    lite.stripe.portal_configured = False  # every portal session would fail the same way
 
-    result = env.cli("campaign", "--concurrency", "2", "--stripe-rate", "1000", "--messenger-rate", "1000")
+    result = lite.cli("campaign", "--concurrency", "2", "--stripe-rate", "1000", "--messenger-rate", "1000")
 
     assert result.exit_code == 1
     assert "STOPPED: Stripe Billing Portal is not configured: run `webhook-app portal setup`" in result.output
-    assert len(env.stripe.sessions) == 0 and env.loops.requests == 0
+    assert len(lite.stripe.sessions) == 0 and lite.loops.requests == 0
     # It stopped early instead of failing 40 customers one by one; the next run retries them all.
-    assert len([r for r in env.stripe.requests if r[1] == "/v1/billing_portal/sessions"]) < 40
-    assert {c.status for c in env.contacts()} == {"failed"}
+    assert len([r for r in lite.stripe.requests if r[1] == "/v1/billing_portal/sessions"]) < 40
+    assert {c.status for c in lite.contacts()} == {"failed"}
 
 
-def test_campaign_without_a_stripe_key_fails_clearly(database_url, clock):
-    environment, close = open_env(database_url, clock, STRIPE_SECRET_KEY="")
+def test_campaign_without_a_stripe_key_fails_clearly(sqlite_url, clock):
+    environment, close = open_env(sqlite_url, clock, STRIPE_SECRET_KEY="")
     try:
         result = environment.cli("campaign")
         assert result.exit_code == 1
