@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import timedelta
 
 import pytest
@@ -177,6 +178,27 @@ def test_a_rerun_during_the_crashed_runs_lease_leaves_its_customers_alone(env):
     assert report.skipped["claimed by another run (retried after its lease)"] == len(in_flight)
     assert report.sent == 30 - 10 - len(in_flight)
     assert len(set(env.loops.emails())) == len(env.loops.emails())
+
+
+def test_two_campaigns_running_at_once_message_each_customer_once(env):
+    seed(env.stripe, customers=40, doubles=0)
+    reports = []
+
+    def run():
+        with env.app.app_context():
+            reports.append(env.run(concurrency=4))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    emails = env.loops.emails()
+    assert len(emails) == 40 and len(set(emails)) == 40
+    assert sum(r.sent for r in reports) == 40
+    # Whatever one run claimed, the other skipped (or found in its cooldown if it came later).
+    assert all(r.sent + sum(r.skipped.values()) == 40 for r in reports)
 
 
 def test_dry_run_prints_and_csv_writes_links_but_neither_sends(lite, tmp_path):
