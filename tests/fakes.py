@@ -9,6 +9,23 @@ from webhook_app.adapters import Message, PortalSession, SendResult
 from webhook_app.invoices import InvoiceView
 
 
+class FakeTime:
+    """A monotonic clock whose sleep() just moves time forward and records the wait (rate limiters)."""
+
+    def __init__(self, start: float = 0.0):
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
 class FakeBilling:
     """Keeps invoices in a dict; mints numbered portal sessions; can be told to fail."""
 

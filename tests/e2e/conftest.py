@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,13 @@ import requests
 
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
 from tests.standins import free_port, serve
+from tests.waiting import wait_for
 from tests.standins.intercom import IntercomStandIn
 from tests.standins.loops import LoopsStandIn
 from tests.standins.stripe import StripeStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
-    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

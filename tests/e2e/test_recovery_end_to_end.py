@@ -9,8 +9,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from tests.conftest import WEBHOOK_SECRET
-from tests.e2e.conftest import wait_for
 from tests.fixtures import stripe_objects as so
+from tests.waiting import wait_for
 from webhook_app.config import normalize_database_url
 from webhook_app.models import LedgerEntry
 

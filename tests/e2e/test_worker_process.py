@@ -10,7 +10,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT_ENV_KEYS, base_config
-from tests.e2e.conftest import ROOT, wait_for
+from tests.e2e.conftest import ROOT
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,6 +9,7 @@ import pytest
 import requests
 import requests_mock
 
+from tests.fakes import FakeTime
 from webhook_app.adapters import InvoiceLine, Message, SendResult
 from webhook_app.adapters.intercom import INTERCOM_VERSION, METADATA_LIMIT, IntercomMessenger
 from webhook_app.adapters.ratelimit import TokenBucket
@@ -23,17 +24,6 @@ CONTRACT_KEYS = {"update_payment_url", "amount_due", "invoice_id", "invoice_numb
                  "attempt_count"}
 
 
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_message(**overrides) -> Message:

@@ -7,6 +7,7 @@ import pytest
 import requests
 import requests_mock
 
+from tests.fakes import FakeTime
 from webhook_app.adapters import InvoiceLine, Message, SendResult
 from webhook_app.adapters.loops import IDEMPOTENCY_KEY_MAX, LoopsMessenger
 from webhook_app.adapters.ratelimit import TokenBucket
@@ -22,17 +23,6 @@ CONTRACT_FIELDS = {"updatePaymentUrl", "portalUrl", "hostedInvoiceUrl", "amountD
                    "invoiceNumber", "customerName", "attemptCount", "nextPaymentAttempt"}
 
 
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_message(**overrides) -> Message:

@@ -193,17 +193,6 @@ class WorkerProcess:
             self._log = None
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
-    """Poll `predicate` until truthy; fail after `timeout` seconds naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 class Peek:
     """Read-only counts from the scenario's database, through its own small engine."""
 

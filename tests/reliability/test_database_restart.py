@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import PG_URL, WEBHOOK_SECRET, postgres_schema_url
 from tests.fixtures import stripe_objects as so
-from tests.reliability.support import Paced, Peek, figure, wait_until
+from tests.reliability.support import Paced, Peek, figure
+from tests.waiting import wait_for
 from webhook_app.config import normalize_database_url
 from webhook_app.models import Event, Notification
 
@@ -117,7 +118,7 @@ def test_postgres_restart_during_intake_loses_no_delivery(stack, restart_schema_
     clients = Paced(deliver_like_stripe, events, threads=6).start()
     down_at = None
     try:
-        wait_until(lambda: len(answered_200) >= EVENTS // 4, timeout=120, what="a quarter of the load accepted")
+        wait_for(lambda: len(answered_200) >= EVENTS // 4, timeout=120, what="a quarter of the load accepted")
         down_at = time.monotonic()
         pg_ctl("stop", version, name)
         time.sleep(DOWN_SECONDS)
@@ -128,11 +129,11 @@ def test_postgres_restart_during_intake_loses_no_delivery(stack, restart_schema_
 
     peek = Peek(postgres_url)
     try:
-        wait_until(lambda: _ready(peek), timeout=60, what="PostgreSQL to accept connections again")
+        wait_for(lambda: _ready(peek), timeout=60, what="PostgreSQL to accept connections again")
         with Session(peek.engine) as s:
             stored = set(s.scalars(select(Event.stripe_id)))
         lost = answered_200 - stored
-        wait_until(lambda: peek.count(Event, Event.status == "done") >= EVENTS
+        wait_for(lambda: peek.count(Event, Event.status == "done") >= EVENTS
                    and peek.count(Notification, Notification.status == "sent") >= EVENTS,
                    timeout=240, what=f"all {EVENTS} events processed and messages sent")
         events_by_status = peek.by_status(Event)

@@ -13,7 +13,8 @@ import requests
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.fixtures import stripe_objects as so
-from tests.reliability.support import Paced, Peek, figure, wait_until
+from tests.reliability.support import Paced, Peek, figure
+from tests.waiting import wait_for
 from webhook_app.models import DunningCase, Event, Notification
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.postgres]
@@ -63,7 +64,7 @@ def test_duplicate_storm_gives_one_case_and_one_message_per_invoice(stack, postg
 
     peek = Peek(postgres_url)
     try:
-        wait_until(lambda: peek.count(Notification, Notification.status == "sent") >= EVENTS
+        wait_for(lambda: peek.count(Notification, Notification.status == "sent") >= EVENTS
                    and peek.count(Event, Event.status == "done") >= EVENTS,
                    timeout=300, what=f"{EVENTS} events processed and {EVENTS} messages sent")
         time.sleep(2.0)  # a late duplicate send would land now

@@ -16,7 +16,8 @@ import requests
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.fixtures import stripe_objects as so
-from tests.reliability.support import Peek, figure, wait_until
+from tests.reliability.support import Peek, figure
+from tests.waiting import wait_for
 from tests.standins import Faults
 from webhook_app.models import DunningCase, Event, Notification
 
@@ -56,7 +57,7 @@ def test_faulty_upstreams_send_every_message_once_and_stop_permanent_errors_afte
 
     peek = Peek(database_url)
     try:
-        wait_until(lambda: peek.count(Notification, Notification.status == "sent") >= MESSAGES
+        wait_for(lambda: peek.count(Notification, Notification.status == "sent") >= MESSAGES
                    and peek.count(Notification, Notification.status == "failed") >= 2,
                    timeout=400, what=f"{MESSAGES} messages sent and 2 permanent failures recorded", interval=0.5)
         seconds = time.monotonic() - started

@@ -5,6 +5,7 @@ import io
 
 import pytest
 
+from tests.fakes import FakeTime
 from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.errors import PermanentError, TransientError
 from webhook_app.ops.campaign import eligible_reason, mask_email
@@ -14,19 +15,6 @@ from webhook_app.invoices import InvoiceView
 from tests.fixtures import stripe_objects as so
 
 
-class FakeTime:
-    """A monotonic clock and a sleep that only moves it."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def flaky(failures: list[Exception], value="ok"):
@@ -80,8 +68,8 @@ def test_retry_after_is_capped_and_5xx_back_off_exponentially_then_give_up():
 
     assert len(calls) == 4  # the first try and 3 retries
     # 0.5, 1.0 -> capped 0.75, 2.0 -> capped 0.75; each with up to 20% jitter off
-    assert len(t.slept) == 3
-    assert all(0.8 * cap <= s <= cap for s, cap in zip(t.slept, (0.5, 0.75, 0.75)))
+    assert len(t.sleeps) == 3
+    assert all(0.8 * cap <= s <= cap for s, cap in zip(t.sleeps, (0.5, 0.75, 0.75)))
 
 
 def test_permanent_errors_are_not_retried():

@@ -5,24 +5,10 @@ import threading
 
 import pytest
 
+from tests.fakes import FakeTime
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 
 
-class FakeTime:
-    """A monotonic clock whose sleep() just moves time forward and records the wait."""
-
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 def bucket(fake: FakeTime, rate: float, burst: float | None = None) -> TokenBucket:
@@ -154,3 +140,11 @@ def test_retry_after_reads_seconds_and_http_dates_and_clamps_them(header, expect
     now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
 
     assert parse_retry_after(header, now=now) == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_refill_rounding_never_leaves_a_caller_waiting_forever():
+    fake = FakeTime(start=1_000_000.0)
+    limiter = TokenBucket(20, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(200):
+        limiter.acquire()
+    assert abs((fake.now - 1_000_000.0) - 9.0) < 1e-6  # 200 requests at 20/s after a burst of 20

@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from webhook_app.adapters import Message, SendResult
+from webhook_app.adapters import Message, SendResult, http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 from webhook_app.config import Settings
 from webhook_app.errors import ConfigurationNeeded, MessengerRejected, TransientError
@@ -129,7 +129,7 @@ class IntercomMessenger:
         response = self._request("GET", "/me", "token check", ())
         if not response.ok:
             raise self._error(response, "token check", ())
-        app = _json(response).get("app") or {}
+        app = http.json_object(response).get("app") or {}
         workspace = app.get("name") or "(unnamed workspace)"
         if app.get("id_code"):
             workspace += f" ({app['id_code']})"
@@ -143,7 +143,7 @@ class IntercomMessenger:
         response = self._request("POST", "/contacts/search", f"contact search by {field}", secrets, json=body)
         if not response.ok:
             raise self._error(response, f"contact search by {field}", secrets)
-        contacts = [c for c in _json(response).get("data") or [] if isinstance(c, dict) and c.get("id")]
+        contacts = [c for c in http.json_object(response).get("data") or [] if isinstance(c, dict) and c.get("id")]
         if not contacts:
             return None
         # An email can match a lead and a user; the user is the paying customer's record.
@@ -171,7 +171,7 @@ class IntercomMessenger:
                                  f"does not show it yet (HTTP 409: {detail})", retry_after=60)
         if not response.ok:
             raise self._error(response, "contact creation", secrets)
-        contact_id = _json(response).get("id")
+        contact_id = http.json_object(response).get("id")
         if not isinstance(contact_id, str) or not contact_id:
             raise TransientError("Intercom created a contact but returned no id")
         log.info("intercom contact created for customer %s", message.customer_id, extra={"provider": self.name})
@@ -184,20 +184,12 @@ class IntercomMessenger:
             raise ConfigurationNeeded("INTERCOM_ACCESS_TOKEN is not set, so Intercom cannot send recovery messages")
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
                    "Intercom-Version": INTERCOM_VERSION}
-        self.bucket.acquire()
-        try:
-            return self._session.request(method, self._base + path, headers=headers,
-                                         timeout=self._timeout, **kwargs)
-        except requests.Timeout as exc:
-            raise TransientError(f"Intercom did not answer the {what} within {self._timeout:g}s") from exc
-        except requests.ConnectionError as exc:
-            raise TransientError(f"could not reach Intercom for the {what} (connection error)") from exc
-        except requests.RequestException as exc:
-            raise TransientError(f"the {what} to Intercom failed ({type(exc).__name__})") from exc
+        return http.call(self._session, self.bucket, "Intercom", method, self._base + path, what=what,
+                         timeout=self._timeout, headers=headers, **kwargs)
 
     def _detail(self, response: requests.Response, secrets: tuple[str, ...]) -> str:
         """Intercom's `errors[].code: message` list and request id, scrubbed of the token and the email."""
-        payload = _json(response)
+        payload = http.json_object(response)
         parts = []
         for error in payload.get("errors") or []:
             if isinstance(error, dict):
@@ -237,10 +229,3 @@ def _rate_limit_wait(response: requests.Response) -> float:
     except ValueError:
         return DEFAULT_RETRY_AFTER
 
-
-def _json(response: requests.Response) -> dict:
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}

@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from webhook_app.adapters import Message, SendResult
+from webhook_app.adapters import Message, SendResult, http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 from webhook_app.config import Settings
 from webhook_app.errors import ConfigurationNeeded, MessengerRejected, TransientError
@@ -114,7 +114,7 @@ class LoopsMessenger:
             return SendResult(provider=self.name, duplicate=True)
         if not response.ok:
             raise self._error(response, what, secrets)
-        payload = _json(response)
+        payload = http.json_object(response)
         if payload.get("success") is False:
             raise MessengerRejected(f"Loops did not accept the {what}: {self._detail(response, secrets)}")
         log.info("loops accepted the %s for customer %s", what, message.customer_id,
@@ -127,7 +127,7 @@ class LoopsMessenger:
         response = self._request("GET", "/v1/api-key", "API key check", ())
         if not response.ok:
             raise self._error(response, "API key check", ())
-        team = _json(response).get("teamName") or "(unnamed team)"
+        team = http.json_object(response).get("teamName") or "(unnamed team)"
         mode = (f"transactional email {self._transactional_id}" if self._transactional_id
                 else f"event {self._event_name!r}")
         return f"Loops team {team}: sends {mode}"
@@ -139,21 +139,12 @@ class LoopsMessenger:
             raise ConfigurationNeeded("LOOPS_API_KEY is not set, so Loops cannot send recovery messages")
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json",
                    **kwargs.pop("headers", {})}
-        self.bucket.acquire()
-        try:
-            return self._session.request(method, self._base + path, headers=headers,
-                                         timeout=self._timeout, **kwargs)
-        # A timed-out POST may still have been sent; the retry carries the same Idempotency-Key.
-        except requests.Timeout as exc:
-            raise TransientError(f"Loops did not answer the {what} within {self._timeout:g}s") from exc
-        except requests.ConnectionError as exc:
-            raise TransientError(f"could not reach Loops for the {what} (connection error)") from exc
-        except requests.RequestException as exc:
-            raise TransientError(f"the {what} to Loops failed ({type(exc).__name__})") from exc
+        return http.call(self._session, self.bucket, "Loops", method, self._base + path, what=what,
+                         timeout=self._timeout, headers=headers, **kwargs)
 
     def _detail(self, response: requests.Response, secrets: tuple[str, ...]) -> str:
         """Loops' own `message` (or legacy `error`) text, scrubbed of the key and the email."""
-        payload = _json(response)
+        payload = http.json_object(response)
         text = payload.get("message")
         error = payload.get("error")
         if not text and isinstance(error, str):
@@ -184,10 +175,3 @@ class LoopsMessenger:
             hint = " (check LOOPS_TRANSACTIONAL_ID and that the transactional email is published)"
         return MessengerRejected(f"Loops rejected the {what} with HTTP {status}{hint}: {detail}")
 
-
-def _json(response: requests.Response) -> dict:
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}

@@ -59,8 +59,10 @@ class TokenBucket:
                     delay = self._paused_until - now
                 else:
                     self._refill(now)
-                    if self._tokens >= 1:
-                        self._tokens -= 1
+                    # Tolerance: refilling for exactly the computed delay can land a hair under 1.0 in
+                    # floating point, and a delay of 1e-17 s does not move a clock: wait forever.
+                    if self._tokens >= 1 - 1e-9:
+                        self._tokens = max(0.0, self._tokens - 1)
                         return waited
                     delay = (1 - self._tokens) / self.rate
             # Sleep outside the lock so other callers can still pause or take refilled tokens.
