@@ -34,6 +34,19 @@ test: install-dev
 test-reliability: install-dev
 	$(BIN)/python -m pytest -m "reliability" --run-slow
 
+## Benchmarks (about 25 minutes; not part of `make test`): prints the table of figures and targets, writes
+## benches/results/*.json, the chart and docs/performance.md. Installs wrk (apt-get) and matplotlib (venv);
+## PostgreSQL figures need BENCH_DATABASE_URL (an admin URL; default below). BENCH_ARGS="--only ack" etc.
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(VENV)/.installed $@
+
+bench: $(VENV)/.installed-bench
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) PYTHON=$(BIN)/python sh benches/setup.sh
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m benches.run $(BENCH_ARGS)
+
 ## Headless Chromium for the browser tests: Debian's `chromium` at /usr/bin/chromium, driven by Playwright
 ## (never `playwright install`). Needs root or sudo; where it is missing the browser tests skip and say why.
 browser:

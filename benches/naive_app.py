@@ -1,0 +1,68 @@
+"""The naive design, for comparison only: all the work done inline before answering the webhook.
+
+`POST /webhooks/stripe-naive` verifies and stores the event like the real intake, then, before
+answering, runs the event's handler and sends the resulting message: re-read the invoice from Stripe,
+create a portal session, send through the email tool. The work is the product's own (the worker's
+`_process_event` and `_send` on exactly this event's rows); only *when* it happens differs. This is
+what the inbox exists to avoid: the answer now waits on three external calls.
+    gunicorn --config gunicorn.conf.py benches.naive_app:app
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select, update
+
+from webhook_app import create_app, inbox
+from webhook_app.claims import Claim
+from webhook_app.intake import Rejected, parse_event, verify_signature
+from webhook_app.models import DunningCase, Event, Notification
+from webhook_app.services import services
+from webhook_app.worker import Worker
+
+bp = Blueprint("naive", __name__)
+
+
+def _claim_row(svc, model, row_id: int, busy: str) -> Claim:
+    """Claim one specific row (the worker would claim any due row; here it must be this request's)."""
+    token = str(uuid.uuid4())
+    now = svc.clock.now()
+    with svc.db.session() as s:
+        attempts = s.execute(
+            update(model).where(model.id == row_id)
+            .values(status=busy, claim_token=token, locked_until=now + timedelta(seconds=120),
+                    attempts=model.attempts + 1)
+            .returning(model.attempts)).scalar_one()
+    return Claim(row_id, token, attempts)
+
+
+@bp.post("/webhooks/stripe-naive")
+def receive_inline():
+    """Verify, store, handle and send, all before answering."""
+    svc = services()
+    body = request.get_data(cache=False)
+    try:
+        verify_signature(body, request.headers.get("Stripe-Signature"), svc.settings.stripe_webhook_secrets,
+                         svc.settings.webhook_tolerance_seconds)
+        event = parse_event(body)
+    except Rejected as exc:
+        return jsonify({"error": "invalid_delivery", "message": str(exc)}), 400
+    inbox.store(svc.db, event, body.decode("utf-8"), svc.clock.now())
+    worker = Worker(svc)
+    with svc.db.session() as s:
+        event_row_id = s.scalar(select(Event.id).where(Event.stripe_id == event["id"]))
+    worker._process_event(_claim_row(svc, Event, event_row_id, "processing"))
+    invoice_id = event["data"]["object"].get("id")
+    with svc.db.session() as s:
+        due = s.scalars(select(Notification.id).join(DunningCase, DunningCase.id == Notification.case_id)
+                        .where(DunningCase.invoice_id == invoice_id, Notification.status == "pending",
+                               Notification.run_at <= svc.clock.now())).all()
+    for notification_id in due:
+        worker._send(_claim_row(svc, Notification, notification_id, "sending"))
+    return jsonify({"received": True, "sent": len(due)}), 200
+
+
+app = create_app()
+app.register_blueprint(bp)

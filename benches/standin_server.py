@@ -1,0 +1,158 @@
+"""Run one stand-in (Stripe or Loops, from tests/standins) in its own process, for benchmarks.
+
+A benchmark's load must not share a GIL with the servers it waits on, so each stand-in gets a process:
+    python -m benches.standin_server --kind stripe --port 8101 --latency 0.1 --rate-limit 25
+
+Besides the stand-in's own API (with its `Faults`: latency, rate limit), `/_bench/...` is a control
+surface that bypasses the faults: load invoices, read counters (status codes per path, first and last
+request times), reset them.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections import Counter
+
+from flask import Flask, jsonify, request
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import make_server
+
+from tests.standins import Faults
+
+
+class Stats:
+    """Answers per (path kind, status) and the times of the first and last answered request."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.counts: Counter = Counter()
+        self.first_ok: float | None = None
+        self.last_ok: float | None = None
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def reset(self) -> None:
+        with self.lock:
+            self._clear()
+
+    def record(self, path: str, status: int) -> None:
+        now = time.time()
+        kind = path.rstrip("/").split("/")[-1] if not path.startswith("/v1/invoices/") else "invoice"
+        with self.lock:
+            self.counts[f"{kind} {status}"] += 1
+            self.first = self.first or now
+            self.last = now
+            if 200 <= status < 300:
+                self.first_ok = self.first_ok or now
+                self.last_ok = now
+
+    def as_dict(self) -> dict:
+        with self.lock:
+            ok = sum(n for k, n in self.counts.items() if k.split()[-1].startswith("2"))
+            throttled = sum(n for k, n in self.counts.items() if k.endswith(" 429"))
+            return {"counts": dict(self.counts), "ok": ok, "throttled": throttled,
+                    "total": sum(self.counts.values()), "first_ok": self.first_ok, "last_ok": self.last_ok,
+                    "first": self.first, "last": self.last}
+
+
+def _add_invoice_list(standin, app: Flask) -> None:
+    """`GET /v1/invoices` (Stripe's list, cursor paging) when the stand-in does not serve it itself."""
+    if any(rule.rule == "/v1/invoices" for rule in app.url_map.iter_rules()):
+        return
+
+    index: dict = {"size": -1}
+
+    def ids_for(customer: str | None) -> list[str]:
+        # Rebuilt when invoices were added: the position of every id, and the ids of every customer.
+        if index["size"] != len(standin.invoices):
+            ids = list(standin.invoices)
+            by_customer: dict[str, list[str]] = {}
+            for invoice_id in ids:
+                by_customer.setdefault(standin.invoices[invoice_id].get("customer"), []).append(invoice_id)
+            index.update(size=len(ids), ids=ids, by_customer=by_customer)
+        return index["by_customer"].get(customer, []) if customer else index["ids"]
+
+    @app.get("/v1/invoices")
+    def list_invoices():
+        args = request.args
+        limit = max(1, min(int(args.get("limit", 10)), 100))
+        wanted = {k: args.get(k) for k in ("status", "collection_method") if args.get(k)}
+        ids = ids_for(args.get("customer"))
+        start = ids.index(args["starting_after"]) + 1 if args.get("starting_after") else 0
+        page, i = [], start
+        while i < len(ids) and len(page) <= limit:
+            invoice = standin.invoices[ids[i]]
+            if all(invoice.get(k) == v for k, v in wanted.items()):
+                page.append(invoice)
+            i += 1
+        return jsonify({"object": "list", "url": "/v1/invoices", "has_more": len(page) > limit,
+                        "data": page[:limit]})
+
+
+def build(kind: str, faults: Faults):
+    """The stand-in's WSGI app with `/_bench` mounted beside it."""
+    if kind == "stripe":
+        from tests.standins.stripe import StripeStandIn
+
+        standin = StripeStandIn(faults=faults)
+        _add_invoice_list(standin, standin.app)
+    else:
+        from tests.standins.loops import LoopsStandIn
+
+        standin = LoopsStandIn(faults=faults)
+    stats = Stats()
+
+    @standin.app.after_request
+    def _count(response):
+        stats.record(request.path, response.status_code)
+        return response
+
+    control = Flask(f"{kind}-control")
+
+    @control.post("/invoices")
+    def load_invoices():
+        for invoice in request.get_json():
+            standin.invoices[invoice["id"]] = invoice
+        return jsonify({"invoices": len(standin.invoices)})
+
+    @control.get("/stats")
+    def get_stats():
+        data = stats.as_dict()
+        data["messages"] = len(getattr(standin, "messages", ()))
+        data["portal_sessions"] = len(getattr(standin, "portal_sessions", ()))
+        data["distinct_message_keys"] = len({m.get("key") for m in getattr(standin, "messages", ())})
+        return jsonify(data)
+
+    @control.post("/reset")
+    def reset():
+        stats.reset()
+        return jsonify({"ok": True})
+
+    @control.get("/healthz")
+    def healthz():
+        return "ok"
+
+    return standin, DispatcherMiddleware(standin.app, {"/_bench": control})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kind", choices=("stripe", "loops"), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=float, default=None)
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    standin, app = build(args.kind, Faults(latency=args.latency, rate_limit=args.rate_limit))
+    standin.base_url = f"http://127.0.0.1:{args.port}"
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
