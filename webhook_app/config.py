@@ -55,7 +55,7 @@ class Settings:
     intercom_event_name: str = "payment-failed"
     http_timeout_seconds: float = 10.0
     worker_mode: str = "embedded"
-    worker_concurrency: int = 4
+    worker_concurrency: int = 8
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: int = 120
     worker_retry_base_seconds: float = 10.0
@@ -256,7 +256,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
         intercom_event_name=r.text("INTERCOM_EVENT_NAME", "payment-failed"),
         http_timeout_seconds=r.number("HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1),
         worker_mode=r.choice("WORKER_MODE", "embedded", WORKER_MODES),
-        worker_concurrency=int(r.number("WORKER_CONCURRENCY", 4, int, minimum=1)),
+        worker_concurrency=int(r.number("WORKER_CONCURRENCY", 8, int, minimum=1)),
         worker_poll_seconds=r.number("WORKER_POLL_SECONDS", 1.0, minimum=0.01),
         worker_lease_seconds=int(r.number("WORKER_LEASE_SECONDS", 120, int, minimum=1)),
         worker_retry_base_seconds=r.number("WORKER_RETRY_BASE_SECONDS", 10.0),

@@ -77,7 +77,10 @@ class DunningCase(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_dunning_cases_status", "status", "currency"),)
+    __table_args__ = (
+        Index("ix_dunning_cases_status", "status", "currency"),
+        Index("ix_dunning_cases_closed", "status", "closed_at"),  # finance: lost and open-at-period-end
+    )
 
     OPEN_STATUSES = ("open", "paused")
 

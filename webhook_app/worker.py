@@ -13,7 +13,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from webhook_app import inbox, sending
 from webhook_app.dunning import Cadence
@@ -81,8 +81,13 @@ class Worker:
         while not self.stop_event.is_set():
             try:
                 handled = self.process_events() + self.send_notifications(limit=1)
-            except TRANSIENT_DB_ERRORS + (DBAPIError,):
-                log.warning("database unavailable; the worker will retry", exc_info=True)
+            except SQLAlchemyError as exc:  # connection lost, pool exhausted, server restarting
+                log.warning("database unavailable; the worker will retry: %s", _reason(exc))
+                handled = 0
+                self.stop_event.wait(min(5.0, self.settings.worker_poll_seconds * 5))
+            except Exception as exc:  # a bug: report it, but never let a worker thread die silently
+                log.error("worker loop crashed (a bug); continuing: %s", _reason(exc), exc_info=exc)
+                report_exception(exc)
                 handled = 0
                 self.stop_event.wait(min(5.0, self.settings.worker_poll_seconds * 5))
             if handled == 0:
