@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,40 +13,43 @@ import requests
 
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
 from tests.standins import free_port, serve
-from tests.waiting import wait_for
 from tests.standins.intercom import IntercomStandIn
 from tests.standins.loops import LoopsStandIn
 from tests.standins.stripe import StripeStandIn
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 
+@contextmanager
+def serving(standin):
+    """Serve a stand-in on a real socket for one test; its `url` is set while it runs."""
+    served = serve(standin.app)
+    standin.url = served.url
+    try:
+        yield standin
+    finally:
+        served.stop()
+
+
 @pytest.fixture
 def stripe_standin():
-    standin = StripeStandIn()
-    served = serve(standin.app)
-    standin.base_url = served.url
-    yield standin
-    served.stop()
+    with serving(StripeStandIn()) as standin:
+        standin.base_url = standin.url  # portal session URLs point back at the stand-in
+        yield standin
 
 
 @pytest.fixture
 def loops_standin():
-    standin = LoopsStandIn()
-    served = serve(standin.app)
-    standin.url = served.url
-    yield standin
-    served.stop()
+    with serving(LoopsStandIn()) as standin:
+        yield standin
 
 
 @pytest.fixture
 def intercom_standin():
-    standin = IntercomStandIn()
-    served = serve(standin.app)
-    standin.url = served.url
-    yield standin
-    served.stop()
+    with serving(IntercomStandIn()) as standin:
+        yield standin
 
 
 class LiveApp:
