@@ -201,21 +201,14 @@ class IntercomMessenger:
         return scrub(text, (self._token or "", *secrets))[:_DETAIL_MAX]
 
     def _error(self, response: requests.Response, what: str, secrets: tuple[str, ...]) -> Exception:
-        status = response.status_code
         detail = self._detail(response, secrets)
-        if status == 429:
-            retry_after = _rate_limit_wait(response)
-            self.bucket.pause_for(retry_after)  # the limit is the app's: hold every sender
-            return TransientError(f"Intercom rate limit (429) on the {what}; retry in {retry_after:g}s",
-                                  retry_after=retry_after)
-        if status >= 500 or status == 408:
-            return TransientError(f"Intercom answered {status} to the {what}: {detail}",
-                                  retry_after=parse_retry_after(response.headers.get("Retry-After")))
-        if status in (401, 403):
-            # Bad credentials are the operator's to fix: hold the messages rather than drop them.
-            return ConfigurationNeeded(f"Intercom rejected INTERCOM_ACCESS_TOKEN (HTTP {status}; check the token "
-                                       f"and INTERCOM_API_BASE's region) on the {what}: {detail}")
-        return MessengerRejected(f"Intercom rejected the {what} with HTTP {status}: {detail}")
+        refused = http.refusal(response, self.bucket, "Intercom", what=what, detail=detail,
+                               rate_limit_wait=lambda: _rate_limit_wait(response),  # the app's limit
+                               credentials="INTERCOM_ACCESS_TOKEN",
+                               credentials_hint="; check the token and INTERCOM_API_BASE's region")
+        if refused is not None:
+            return refused
+        return MessengerRejected(f"Intercom rejected the {what} with HTTP {response.status_code}: {detail}")
 
 
 def _rate_limit_wait(response: requests.Response) -> float:

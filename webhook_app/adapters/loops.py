@@ -23,13 +23,18 @@ import requests
 from webhook_app.adapters import Message, SendResult, http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 from webhook_app.config import Settings
-from webhook_app.errors import ConfigurationNeeded, MessengerRejected, TransientError
+from webhook_app.errors import ConfigurationNeeded, MessengerRejected
 from webhook_app.observability import scrub
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_MAX = 100  # Loops rejects longer keys
 DEFAULT_RETRY_AFTER = 1.0  # Loops meters per second and documents no Retry-After header
+
+
+def _retry_after(response: requests.Response) -> float:
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return DEFAULT_RETRY_AFTER if retry_after is None else retry_after
 _DETAIL_MAX = 300
 
 
@@ -157,19 +162,10 @@ class LoopsMessenger:
     def _error(self, response: requests.Response, what: str, secrets: tuple[str, ...]) -> Exception:
         status = response.status_code
         detail = self._detail(response, secrets)
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if retry_after is None:
-                retry_after = DEFAULT_RETRY_AFTER
-            self.bucket.pause_for(retry_after)  # hold every sender sharing this team's limit
-            return TransientError(f"Loops rate limit (429) on the {what}; retry in {retry_after:g}s",
-                                  retry_after=retry_after)
-        if status >= 500 or status == 408:
-            return TransientError(f"Loops answered {status} to the {what}: {detail}",
-                                  retry_after=parse_retry_after(response.headers.get("Retry-After")))
-        if status in (401, 403):
-            # Bad credentials are the operator's to fix: hold the messages rather than drop them.
-            return ConfigurationNeeded(f"Loops rejected LOOPS_API_KEY (HTTP {status}) on the {what}: {detail}")
+        refused = http.refusal(response, self.bucket, "Loops", what=what, detail=detail,
+                               rate_limit_wait=lambda: _retry_after(response), credentials="LOOPS_API_KEY")
+        if refused is not None:
+            return refused
         hint = ""
         if status == 404 and self._transactional_id:
             hint = " (check LOOPS_TRANSACTIONAL_ID and that the transactional email is published)"
