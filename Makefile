@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
 
-.PHONY: lock run test test-reliability bench install install-dev browser clean
+.PHONY: lock lint run test test-reliability bench install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ run: install
 	PORT=$(PORT) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn --config gunicorn.conf.py webhook_app.wsgi:app
 
 ## The whole suite (PostgreSQL tests run when TEST_DATABASE_URL is set, and skip with a reason otherwise).
-test: install-dev
+test: install-dev lint
 	$(BIN)/python -m pytest
+
+## Lint, format check and types: part of `make test`, so CI fails on any of them.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## The slow fault-injection scenarios too.
 test-reliability: install-dev

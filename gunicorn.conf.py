@@ -1,4 +1,5 @@
 """Gunicorn settings for the web process (Procfile `web`). Every value can be overridden by env."""
+
 import multiprocessing
 import os
 

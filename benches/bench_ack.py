@@ -16,6 +16,7 @@ started and warmed for 2 s): load from anything else on the machine then weighs 
 A ratio is computed per round (app against that round's floor) and the median is the figure. The
 server's CPU time per request (gunicorn master and workers, from /proc) is kept with each run.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,22 @@ from pathlib import Path
 
 import requests
 
-from benches.common import (BENCHES, LOOPS_KEY, STRIPE_KEY, WEBHOOK_SECRET, Figure, PgDatabase, Processes, base_env,
-                            free_port, log, pg_available, run_cli, start_gunicorn, wait_http)
+from benches.common import (
+    BENCHES,
+    LOOPS_KEY,
+    STRIPE_KEY,
+    WEBHOOK_SECRET,
+    Figure,
+    PgDatabase,
+    Processes,
+    base_env,
+    free_port,
+    log,
+    pg_available,
+    run_cli,
+    start_gunicorn,
+    wait_http,
+)
 
 BENCH = "Ack path"
 CONNECTIONS = 32
@@ -50,10 +65,18 @@ def write_bodies(path: Path, count: int, run: str) -> None:
     now = int(time.time())
     with open(path, "w") as out:
         for i in range(count):
-            inv = invoice(invoice_id=f"in_{run}_{i:07d}", customer=f"cus_{run}_{i:07d}",
-                          email=f"customer{i}@example.com", attempt_count=1, next_payment_attempt=now + 3 * 86400)
-            body, headers = signed(event("invoice.payment_failed", inv, event_id=f"evt_{run}_{i:07d}", created=now),
-                                   WEBHOOK_SECRET, timestamp=now)
+            inv = invoice(
+                invoice_id=f"in_{run}_{i:07d}",
+                customer=f"cus_{run}_{i:07d}",
+                email=f"customer{i}@example.com",
+                attempt_count=1,
+                next_payment_attempt=now + 3 * 86400,
+            )
+            body, headers = signed(
+                event("invoice.payment_failed", inv, event_id=f"evt_{run}_{i:07d}", created=now),
+                WEBHOOK_SECRET,
+                timestamp=now,
+            )
             out.write(headers["Stripe-Signature"] + "\t" + body.decode() + "\n")
 
 
@@ -62,23 +85,53 @@ def invoices_for(run: str, count: int) -> list[dict]:
     from tests.fixtures.stripe_objects import invoice
 
     now = int(time.time())
-    return [invoice(invoice_id=f"in_{run}_{i:07d}", customer=f"cus_{run}_{i:07d}", email=f"customer{i}@example.com",
-                    attempt_count=1, next_payment_attempt=now + 3 * 86400) for i in range(count)]
+    return [
+        invoice(
+            invoice_id=f"in_{run}_{i:07d}",
+            customer=f"cus_{run}_{i:07d}",
+            email=f"customer{i}@example.com",
+            attempt_count=1,
+            next_payment_attempt=now + 3 * 86400,
+        )
+        for i in range(count)
+    ]
 
 
 # -- wrk ---------------------------------------------------------------------------------------------
-def wrk(url: str, bodies: Path, *, seconds: int, rate: float = 0, path: str = "/webhooks/stripe",
-        connections: int = CONNECTIONS) -> dict:
+def wrk(
+    url: str,
+    bodies: Path,
+    *,
+    seconds: int,
+    rate: float = 0,
+    path: str = "/webhooks/stripe",
+    connections: int = CONNECTIONS,
+) -> dict:
     """One wrk run; returns its counts, throughput (req/s) and latency percentiles (ms)."""
-    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_PATH": path, "BENCH_RATE": str(rate),
-           "BENCH_THREADS": str(WRK_THREADS), "BENCH_CONNECTIONS": str(connections)}
-    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-           "-s", str(BENCHES / "ack.lua"), url]
+    env = {
+        **os.environ,
+        "BENCH_BODIES": str(bodies),
+        "BENCH_PATH": path,
+        "BENCH_RATE": str(rate),
+        "BENCH_THREADS": str(WRK_THREADS),
+        "BENCH_CONNECTIONS": str(connections),
+    }
+    cmd = [
+        "wrk",
+        f"-t{WRK_THREADS}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCHES / "ack.lua"),
+        url,
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
-    result = json.loads(line[len("BENCH_RESULT "):])
+    result = json.loads(line[len("BENCH_RESULT ") :])
     if result["requests"] == 0:
         raise RuntimeError(f"no answer from {url} in {seconds} s (errors {result['errors']})")
     seconds_run = result["duration_us"] / 1e6
@@ -95,8 +148,16 @@ def wrk(url: str, bodies: Path, *, seconds: int, rate: float = 0, path: str = "/
     return result
 
 
-def _load(url: str, workdir: Path, run: str, *, seconds: int, rate: float = 0, path: str = "/webhooks/stripe",
-          bodies: int | None = None) -> dict:
+def _load(
+    url: str,
+    workdir: Path,
+    run: str,
+    *,
+    seconds: int,
+    rate: float = 0,
+    path: str = "/webhooks/stripe",
+    bodies: int | None = None,
+) -> dict:
     count = bodies or int((rate * 1.3 if rate else MAX_BODIES_PER_SECOND) * seconds) + 1000
     file = workdir / f"bodies-{run}.txt"
     write_bodies(file, count, run)  # signed now: well inside the 300 s tolerance for the run
@@ -104,15 +165,23 @@ def _load(url: str, workdir: Path, run: str, *, seconds: int, rate: float = 0, p
         result = wrk(url, file, seconds=seconds, rate=rate, path=path)
     finally:
         file.unlink(missing_ok=True)
-    log(f"  {run}: {result['throughput']:.0f} req/s, p50 {result['latency_ms']['p50']} ms, "
-        f"p99 {result['latency_ms']['p99']} ms, failed {result['failed']} ({result['statuses'] or 'all 2xx'})")
+    log(
+        f"  {run}: {result['throughput']:.0f} req/s, p50 {result['latency_ms']['p50']} ms, "
+        f"p99 {result['latency_ms']['p99']} ms, failed {result['failed']} ({result['statuses'] or 'all 2xx'})"
+    )
     return result
 
 
 # -- servers -----------------------------------------------------------------------------------------
 def _app_env(database_url: str, **extra: str) -> dict:
-    return base_env(DATABASE_URL=database_url, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, STRIPE_SECRET_KEY=STRIPE_KEY,
-                    SECRET_KEY="bench-secret-key", WORKER_MODE="external", **extra)
+    return base_env(
+        DATABASE_URL=database_url,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_SECRET_KEY=STRIPE_KEY,
+        SECRET_KEY="bench-secret-key",
+        WORKER_MODE="external",
+        **extra,
+    )
 
 
 def _stored_events(database_url: str) -> int:
@@ -141,7 +210,7 @@ def _cpu_seconds(master_pid: int) -> float:
             text = Path(f"/proc/{pid}/stat").read_text()
         except FileNotFoundError:
             return []
-        return text[text.rindex(")") + 2:].split()
+        return text[text.rindex(")") + 2 :].split()
 
     master = fields(master_pid)
     total = sum(int(x) for x in master[11:15]) if master else 0  # utime stime cutime cstime
@@ -153,13 +222,15 @@ def _cpu_seconds(master_pid: int) -> float:
 
 def _server(procs: Processes, name: str, database_url: str | None, tag: str):
     if database_url is None:
-        return start_gunicorn(procs, f"ack-floor-{tag}", "benches.floor_app:app",
-                              base_env(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET))
+        return start_gunicorn(
+            procs, f"ack-floor-{tag}", "benches.floor_app:app", base_env(STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        )
     return start_gunicorn(procs, f"ack-app-{name}-{tag}", "webhook_app.wsgi:app", _app_env(database_url))
 
 
-def _measured(procs: Processes, workdir: Path, name: str, database_url: str | None, tag: str, *,
-              seconds: int, rate: float = 0) -> dict:
+def _measured(
+    procs: Processes, workdir: Path, name: str, database_url: str | None, tag: str, *, seconds: int, rate: float = 0
+) -> dict:
     """Start the server, warm it, run one load against it with its CPU time counted, stop it."""
     proc, url = _server(procs, name, database_url, tag)
     _load(url, workdir, f"w{tag}{name}", seconds=2, rate=rate)  # imports, pools, SQLite's WAL file
@@ -183,8 +254,10 @@ def _attempt(procs: Processes, workdir: Path, name: str, database_url: str | Non
             return _measured(procs, workdir, name, database_url, tag, **kwargs)
         except Exception as exc:  # a stalled machine, a server that did not start: retry, then drop the round
             procs.stop_all()
-            log(f"  {tag}{name}: failed ({type(exc).__name__}: {str(exc)[:160]}); "
-                + ("retrying in 10 s" if attempt == 1 else "round left out"))
+            log(
+                f"  {tag}{name}: failed ({type(exc).__name__}: {str(exc)[:160]}); "
+                + ("retrying in 10 s" if attempt == 1 else "round left out")
+            )
             time.sleep(10)
     return None
 
@@ -196,8 +269,9 @@ def _rounds(procs: Processes, workdir: Path, servers: list, phase: str, seconds:
         for name, database_url in servers:
             what = f"at a fixed {rate:.0f} req/s" if rate else f"saturating ({CONNECTIONS} connections)"
             log(f"ack path: round {round_}/{ROUNDS}, {name} {what}, {seconds} s")
-            out[name].append(_attempt(procs, workdir, name, database_url, f"{phase}{round_}", seconds=seconds,
-                                      rate=rate))
+            out[name].append(
+                _attempt(procs, workdir, name, database_url, f"{phase}{round_}", seconds=seconds, rate=rate)
+            )
     valid = [i for i in range(ROUNDS) if all(out[name][i] is not None for name, _ in servers)]
     if len(valid) < MIN_ROUNDS:
         raise RuntimeError(f"only {len(valid)} of {ROUNDS} {phase} rounds completed (need {MIN_ROUNDS})")
@@ -249,12 +323,36 @@ def _naive(procs: Processes, workdir: Path) -> dict:
     stripe_port, loops_port = free_port(), free_port()
     from benches.common import PYTHON
 
-    stripe = procs.start("naive-stripe-standin", [PYTHON, "-m", "benches.standin_server", "--kind", "stripe",
-                                                  "--port", str(stripe_port), "--latency", str(NAIVE_LATENCY)],
-                         base_env())
-    loops = procs.start("naive-loops-standin", [PYTHON, "-m", "benches.standin_server", "--kind", "loops",
-                                                "--port", str(loops_port), "--latency", str(NAIVE_LATENCY)],
-                        base_env())
+    stripe = procs.start(
+        "naive-stripe-standin",
+        [
+            PYTHON,
+            "-m",
+            "benches.standin_server",
+            "--kind",
+            "stripe",
+            "--port",
+            str(stripe_port),
+            "--latency",
+            str(NAIVE_LATENCY),
+        ],
+        base_env(),
+    )
+    loops = procs.start(
+        "naive-loops-standin",
+        [
+            PYTHON,
+            "-m",
+            "benches.standin_server",
+            "--kind",
+            "loops",
+            "--port",
+            str(loops_port),
+            "--latency",
+            str(NAIVE_LATENCY),
+        ],
+        base_env(),
+    )
     stripe_url, loops_url = f"http://127.0.0.1:{stripe_port}", f"http://127.0.0.1:{loops_port}"
     wait_http(stripe_url + "/_bench/healthz", stripe)
     wait_http(loops_url + "/_bench/healthz", loops)
@@ -263,17 +361,24 @@ def _naive(procs: Processes, workdir: Path) -> dict:
     for run_id in runs:
         invoices = invoices_for(run_id, count)
         for i in range(0, count, 1000):
-            requests.post(stripe_url + "/_bench/invoices", json=invoices[i:i + 1000], timeout=30).raise_for_status()
+            requests.post(stripe_url + "/_bench/invoices", json=invoices[i : i + 1000], timeout=30).raise_for_status()
     database_url = f"sqlite:///{workdir / 'naive.sqlite3'}"
-    env = _app_env(database_url, STRIPE_API_BASE=stripe_url, MESSAGING_PROVIDER="loops", LOOPS_API_KEY=LOOPS_KEY,
-                   LOOPS_API_BASE=loops_url + "/api", LOOPS_TRANSACTIONAL_ID="tx_bench",
-                   # No client-side limit: the naive figure is its best case (real Loops allows ~10 req/s).
-                   LOOPS_RATE_PER_SECOND="100000", PORTAL_RETURN_URL="https://app.example.test/billing",
-                   PUBLIC_URL="https://recover.example.test", LOG_LEVEL="WARNING")
+    env = _app_env(
+        database_url,
+        STRIPE_API_BASE=stripe_url,
+        MESSAGING_PROVIDER="loops",
+        LOOPS_API_KEY=LOOPS_KEY,
+        LOOPS_API_BASE=loops_url + "/api",
+        LOOPS_TRANSACTIONAL_ID="tx_bench",
+        # No client-side limit: the naive figure is its best case (real Loops allows ~10 req/s).
+        LOOPS_RATE_PER_SECOND="100000",
+        PORTAL_RETURN_URL="https://app.example.test/billing",
+        PUBLIC_URL="https://recover.example.test",
+        LOG_LEVEL="WARNING",
+    )
     run_cli(env, "db", "upgrade")
     proc, url = start_gunicorn(procs, "ack-naive", "benches.naive_app:app", env)
-    log(f"ack path: naive design (inline sends, stand-ins at {NAIVE_LATENCY * 1000:.0f} ms), "
-        f"{SATURATION_SECONDS} s")
+    log(f"ack path: naive design (inline sends, stand-ins at {NAIVE_LATENCY * 1000:.0f} ms), {SATURATION_SECONDS} s")
     _load(url, workdir, "warmnaive", seconds=3, path="/webhooks/stripe-naive", bodies=count)
     result = _load(url, workdir, "satnaive", seconds=SATURATION_SECONDS, path="/webhooks/stripe-naive", bodies=count)
     result["loops_messages"] = requests.get(loops_url + "/_bench/stats", timeout=5).json()["messages"]
@@ -289,63 +394,121 @@ def _figures(sat: dict, fixed: dict, stored: dict, naive: dict, rate: float, pg_
     floor = _median_run(sat["floor"], by_throughput)
     floor_fixed = _median_run(fixed["floor"], by_p99)
     dropped = {phase: sum(r is None for r in runs["floor"]) for phase, runs in (("saturation", sat), ("fixed", fixed))}
-    rounds_note = "" if not any(dropped.values()) else \
-        f"; rounds left out (a server failed twice): {dropped['saturation']} saturated, {dropped['fixed']} fixed"
+    rounds_note = (
+        ""
+        if not any(dropped.values())
+        else f"; rounds left out (a server failed twice): {dropped['saturation']} saturated, {dropped['fixed']} fixed"
+    )
     figures = [
-        Figure.measured("ack.floor.throughput", BENCH, "floor: throughput, saturated (median of rounds)",
-                        floor["throughput"], "req/s",
-                        note=f"CPU {floor['server_cpu_ms_per_request']} ms/request; p99 at {rate:.0f} req/s "
-                             f"{floor_fixed['latency_ms']['p99']:.1f} ms{rounds_note}",
-                        detail={"saturation_rounds": sat["floor"], "fixed_rounds": fixed["floor"],
-                                "rounds_left_out": dropped}),
+        Figure.measured(
+            "ack.floor.throughput",
+            BENCH,
+            "floor: throughput, saturated (median of rounds)",
+            floor["throughput"],
+            "req/s",
+            note=f"CPU {floor['server_cpu_ms_per_request']} ms/request; p99 at {rate:.0f} req/s "
+            f"{floor_fixed['latency_ms']['p99']:.1f} ms{rounds_note}",
+            detail={"saturation_rounds": sat["floor"], "fixed_rounds": fixed["floor"], "rounds_left_out": dropped},
+        ),
     ]
     for name, label, ratio in (("sqlite", "SQLite", 0.8), ("postgresql", "PostgreSQL", 0.7)):
         key = f"ack.{name}"
         if name not in sat:
-            for what, op, threshold in (("throughput_ratio", ">=", ratio), ("p99_ratio", "<=", 2),
-                                        ("non2xx", "==", 0)):
-                figures.append(Figure.missing(f"{key}.{what}", BENCH, f"{label}: {what.replace('_', ' ')}",
-                                              pg_reason or "not run", op=op, threshold=threshold))
+            for what, op, threshold in (("throughput_ratio", ">=", ratio), ("p99_ratio", "<=", 2), ("non2xx", "==", 0)):
+                figures.append(
+                    Figure.missing(
+                        f"{key}.{what}",
+                        BENCH,
+                        f"{label}: {what.replace('_', ' ')}",
+                        pg_reason or "not run",
+                        op=op,
+                        threshold=threshold,
+                    )
+                )
             continue
         # Ratios per round (each app run next to its own round's floor run), then the median.
-        ratios = [a["throughput"] / f["throughput"] for a, f in zip(sat[name], sat["floor"]) if a and f]
-        p99_ratios = [a["latency_ms"]["p99"] / max(f["latency_ms"]["p99"], 0.001)
-                      for a, f in zip(fixed[name], fixed["floor"]) if a and f]
+        ratios = [a["throughput"] / f["throughput"] for a, f in zip(sat[name], sat["floor"], strict=False) if a and f]
+        p99_ratios = [
+            a["latency_ms"]["p99"] / max(f["latency_ms"]["p99"], 0.001)
+            for a, f in zip(fixed[name], fixed["floor"], strict=False)
+            if a and f
+        ]
         s = _median_run(sat[name], by_throughput)
         f = _median_run(fixed[name], by_p99)
         runs = [r for r in sat[name] + fixed[name] if r]
         failed = sum(r["failed"] for r in runs)
         total = sum(r["requests"] for r in runs)
-        figures.append(Figure.measured(
-            f"{key}.throughput_ratio", BENCH, f"{label}: throughput / floor",
-            round(statistics.median(ratios), 3), "×", op=">=", threshold=ratio,
-            note=f"{s['throughput']:.0f} vs {floor['throughput']:.0f} req/s; rounds "
-                 + ", ".join(f"{r:.2f}" for r in ratios)
-                 + f"; CPU {s['server_cpu_ms_per_request']} vs {floor['server_cpu_ms_per_request']} ms/request",
-            detail={"saturation_rounds": sat[name], "ratios": ratios}))
-        figures.append(Figure.measured(
-            f"{key}.p99_ratio", BENCH, f"{label}: p99 / floor p99, both at {rate:.0f} req/s",
-            round(statistics.median(p99_ratios), 2), "×", op="<=", threshold=2,
-            note=f"p99 {f['latency_ms']['p99']:.1f} vs {floor_fixed['latency_ms']['p99']:.1f} ms, p50 "
-                 f"{f['latency_ms']['p50']:.1f} vs {floor_fixed['latency_ms']['p50']:.1f} ms; achieved "
-                 f"{f['throughput']:.0f} req/s; rounds " + ", ".join(f"{r:.2f}" for r in p99_ratios),
-            detail={"fixed_rounds": fixed[name], "ratios": p99_ratios, "offered_rate": rate}))
-        figures.append(Figure.measured(
-            f"{key}.non2xx", BENCH, f"{label}: non-2xx answers (all runs)", failed, "", op="==", threshold=0,
-            note=f"of {total:,} requests; {stored.get(name, 0):,} events stored (warm-ups included)",
-            detail={"stored_events": stored.get(name)}))
+        figures.append(
+            Figure.measured(
+                f"{key}.throughput_ratio",
+                BENCH,
+                f"{label}: throughput / floor",
+                round(statistics.median(ratios), 3),
+                "×",
+                op=">=",
+                threshold=ratio,
+                note=f"{s['throughput']:.0f} vs {floor['throughput']:.0f} req/s; rounds "
+                + ", ".join(f"{r:.2f}" for r in ratios)
+                + f"; CPU {s['server_cpu_ms_per_request']} vs {floor['server_cpu_ms_per_request']} ms/request",
+                detail={"saturation_rounds": sat[name], "ratios": ratios},
+            )
+        )
+        figures.append(
+            Figure.measured(
+                f"{key}.p99_ratio",
+                BENCH,
+                f"{label}: p99 / floor p99, both at {rate:.0f} req/s",
+                round(statistics.median(p99_ratios), 2),
+                "×",
+                op="<=",
+                threshold=2,
+                note=f"p99 {f['latency_ms']['p99']:.1f} vs {floor_fixed['latency_ms']['p99']:.1f} ms, p50 "
+                f"{f['latency_ms']['p50']:.1f} vs {floor_fixed['latency_ms']['p50']:.1f} ms; achieved "
+                f"{f['throughput']:.0f} req/s; rounds " + ", ".join(f"{r:.2f}" for r in p99_ratios),
+                detail={"fixed_rounds": fixed[name], "ratios": p99_ratios, "offered_rate": rate},
+            )
+        )
+        figures.append(
+            Figure.measured(
+                f"{key}.non2xx",
+                BENCH,
+                f"{label}: non-2xx answers (all runs)",
+                failed,
+                "",
+                op="==",
+                threshold=0,
+                note=f"of {total:,} requests; {stored.get(name, 0):,} events stored (warm-ups included)",
+                detail={"stored_events": stored.get(name)},
+            )
+        )
     if naive is None or "error" in naive:
         reason = (naive or {}).get("error", "not run")
         figures.append(Figure.missing("ack.naive.throughput", BENCH, "naive design: throughput", reason))
         return figures
-    figures.append(Figure.measured(
-        "ack.naive.throughput", BENCH, "naive design (inline sends, 100 ms stand-ins): throughput",
-        naive["throughput"], "req/s",
-        note=f"{naive['throughput'] / floor['throughput']:.3f} × floor; {naive['failed']} non-2xx; "
-             f"{naive.get('loops_messages', 0):,} messages sent inline",
-        detail={"saturation": naive}))
-    figures.append(Figure.measured(
-        "ack.naive.p99", BENCH, "naive design: p99 latency, saturated", naive["latency_ms"]["p99"], "ms",
-        note=f"p50 {naive['latency_ms']['p50']:.0f} ms; the floor's saturated p99 {floor['latency_ms']['p99']:.0f} ms",
-        detail={}))
+    figures.append(
+        Figure.measured(
+            "ack.naive.throughput",
+            BENCH,
+            "naive design (inline sends, 100 ms stand-ins): throughput",
+            naive["throughput"],
+            "req/s",
+            note=f"{naive['throughput'] / floor['throughput']:.3f} × floor; {naive['failed']} non-2xx; "
+            f"{naive.get('loops_messages', 0):,} messages sent inline",
+            detail={"saturation": naive},
+        )
+    )
+    figures.append(
+        Figure.measured(
+            "ack.naive.p99",
+            BENCH,
+            "naive design: p99 latency, saturated",
+            naive["latency_ms"]["p99"],
+            "ms",
+            note=(
+                f"p50 {naive['latency_ms']['p50']:.0f} ms; "
+                f"the floor's saturated p99 {floor['latency_ms']['p99']:.0f} ms"
+            ),
+            detail={},
+        )
+    )
     return figures

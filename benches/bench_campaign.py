@@ -14,6 +14,7 @@ Figures: effective Stripe rate = successful Stripe requests / the span from the 
 (listing 100 pages, then per customer a re-list and a portal session), against 0.9 x 25; customers
 not messaged (target 0); peak RSS of the campaign process (`ru_maxrss` from wait4), against 200 MB.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,19 @@ import time
 from pathlib import Path
 
 from benches.bench_worker import StandIn
-from benches.common import (LOOPS_KEY, STRIPE_KEY, WEBHOOK_SECRET, Figure, PgDatabase, Processes, base_env, cli_cmd,
-                            log, pg_available, run_cli)
+from benches.common import (
+    LOOPS_KEY,
+    STRIPE_KEY,
+    WEBHOOK_SECRET,
+    Figure,
+    PgDatabase,
+    Processes,
+    base_env,
+    cli_cmd,
+    log,
+    pg_available,
+    run_cli,
+)
 
 BENCH = "Campaign"
 INVOICES = 10_000
@@ -40,10 +52,17 @@ def _invoices(run: str, count: int) -> list[dict]:
     out = []
     for i in range(count):
         customer = i // INVOICES_PER_CUSTOMER
-        out.append(invoice(invoice_id=f"in_{run}_{i:06d}", customer=f"cus_{run}_{customer:06d}",
-                           email=f"customer{customer}@example.com", attempt_count=1 + i % 4,
-                           amount_due=1000 + (i % 50) * 100, next_payment_attempt=now + 86400 * (1 + i % 5),
-                           number=f"INV-{i:06d}"))
+        out.append(
+            invoice(
+                invoice_id=f"in_{run}_{i:06d}",
+                customer=f"cus_{run}_{customer:06d}",
+                email=f"customer{customer}@example.com",
+                attempt_count=1 + i % 4,
+                amount_due=1000 + (i % 50) * 100,
+                next_payment_attempt=now + 86400 * (1 + i % 5),
+                number=f"INV-{i:06d}",
+            )
+        )
     return out
 
 
@@ -63,19 +82,31 @@ def _one(procs: Processes, database_url: str, run: str, invoices: int, stripe_ra
     loops = StandIn(procs, "loops", f"{run}-loops", LATENCY)
     stripe.load_invoices(_invoices(run, invoices))
     env = base_env(
-        DATABASE_URL=database_url, STRIPE_SECRET_KEY=STRIPE_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        STRIPE_API_BASE=stripe.url, MESSAGING_PROVIDER="loops", LOOPS_API_KEY=LOOPS_KEY,
-        LOOPS_API_BASE=loops.url + "/api", LOOPS_TRANSACTIONAL_ID="tx_bench", LOOPS_RATE_PER_SECOND="100000",
-        SECRET_KEY="bench-secret-key", PUBLIC_URL="https://recover.example.test",
-        PORTAL_RETURN_URL="https://app.example.test/billing", WORKER_MODE="external", LOG_LEVEL="WARNING")
+        DATABASE_URL=database_url,
+        STRIPE_SECRET_KEY=STRIPE_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_API_BASE=stripe.url,
+        MESSAGING_PROVIDER="loops",
+        LOOPS_API_KEY=LOOPS_KEY,
+        LOOPS_API_BASE=loops.url + "/api",
+        LOOPS_TRANSACTIONAL_ID="tx_bench",
+        LOOPS_RATE_PER_SECOND="100000",
+        SECRET_KEY="bench-secret-key",
+        PUBLIC_URL="https://recover.example.test",
+        PORTAL_RETURN_URL="https://app.example.test/billing",
+        WORKER_MODE="external",
+        LOG_LEVEL="WARNING",
+    )
     run_cli(env, "db", "upgrade")
     stripe.reset()
     customers = invoices // INVOICES_PER_CUSTOMER
     calls = invoices // 100 + 1 + 2 * customers
     rate_args = ["--stripe-rate", f"{stripe_rate:g}"] if stripe_rate else []
-    log(f"campaign {run}: {invoices:,} open invoices, {customers:,} customers, Stripe limited to "
+    log(
+        f"campaign {run}: {invoices:,} open invoices, {customers:,} customers, Stripe limited to "
         f"{STRIPE_LIMIT:g} req/s ({LATENCY * 1000:.0f} ms), {' '.join(rate_args) or 'default --stripe-rate'}; "
-        f"at least {calls / (stripe_rate or 20) / 60:.1f} min")
+        f"at least {calls / (stripe_rate or 20) / 60:.1f} min"
+    )
     proc = procs.start(run, cli_cmd("campaign", *rate_args, "--messenger-rate", "100000"), env)
     started = time.monotonic()
     try:
@@ -94,18 +125,29 @@ def _one(procs: Processes, database_url: str, run: str, invoices: int, stripe_ra
     rate = (stripe_stats["ok"] - 1) / span if span > 0 else None
     sent = contacts.get("sent", 0)
     result = {
-        "run": run, "invoices": invoices, "customers": customers, "stripe_rate_option": stripe_rate or "default",
-        "exit_code": code, "elapsed_seconds": round(elapsed, 1), "stripe": stripe_stats,
-        "stripe_rate": round(rate, 2) if rate else None, "span_seconds": round(span, 1),
-        "loops_messages": loops_stats["messages"], "contacts": contacts, "sent": sent,
+        "run": run,
+        "invoices": invoices,
+        "customers": customers,
+        "stripe_rate_option": stripe_rate or "default",
+        "exit_code": code,
+        "elapsed_seconds": round(elapsed, 1),
+        "stripe": stripe_stats,
+        "stripe_rate": round(rate, 2) if rate else None,
+        "span_seconds": round(span, 1),
+        "loops_messages": loops_stats["messages"],
+        "contacts": contacts,
+        "sent": sent,
         "failed_customers": customers - sent if code is not None else None,
         "errors_in_summary": _summary_errors(output),
-        "summary": [l for l in output.splitlines() if l.startswith(("campaign send", "  "))][-12:],
-        "peak_rss_kb": peak_kb, "customers_per_second": round(sent / elapsed, 2) if elapsed else None,
+        "summary": [ln for ln in output.splitlines() if ln.startswith(("campaign send", "  "))][-12:],
+        "peak_rss_kb": peak_kb,
+        "customers_per_second": round(sent / elapsed, 2) if elapsed else None,
     }
-    log(f"  {run}: exit {code}, {sent}/{customers} customers sent in {elapsed:.0f} s, Stripe "
+    log(
+        f"  {run}: exit {code}, {sent}/{customers} customers sent in {elapsed:.0f} s, Stripe "
         f"{result['stripe_rate']} req/s ({stripe_stats['throttled']} answered 429), peak RSS "
-        f"{peak_kb and peak_kb / 1024:.0f} MB")
+        f"{peak_kb and peak_kb / 1024:.0f} MB"
+    )
     return result
 
 
@@ -113,10 +155,11 @@ def run(workdir: Path) -> list[Figure]:
     """All campaign figures."""
     missing = campaign_available()
     if missing:
-        return [Figure.missing("campaign.rate", BENCH, "effective Stripe rate / limit", missing, op=">=",
-                               threshold=0.9),
-                Figure.missing("campaign.failed", BENCH, "failed customers", missing, op="==", threshold=0),
-                Figure.missing("campaign.rss", BENCH, "peak RSS", missing, op="<=", threshold=200)]
+        return [
+            Figure.missing("campaign.rate", BENCH, "effective Stripe rate / limit", missing, op=">=", threshold=0.9),
+            Figure.missing("campaign.failed", BENCH, "failed customers", missing, op="==", threshold=0),
+            Figure.missing("campaign.rss", BENCH, "peak RSS", missing, op="<=", threshold=200),
+        ]
     pg_reason = pg_available()
     procs = Processes(workdir)
     pg = None if pg_reason else PgDatabase("campaign")
@@ -131,26 +174,56 @@ def run(workdir: Path) -> list[Figure]:
 
     def rate_note(r: dict) -> str:
         timeout = "" if r["exit_code"] is not None else f"; did not finish within {TIMEOUT} s"
-        return (f"{r['stripe_rate']} req/s over {r['span_seconds']:.0f} s, {r['stripe']['throttled']} answers 429, "
-                f"{r['customers_per_second']} customers/s{timeout}")
+        return (
+            f"{r['stripe_rate']} req/s over {r['span_seconds']:.0f} s, {r['stripe']['throttled']} answers 429, "
+            f"{r['customers_per_second']} customers/s{timeout}"
+        )
 
     ratio = lambda r: round(r["stripe_rate"] / STRIPE_LIMIT, 3) if r["stripe_rate"] else None  # noqa: E731
     return [
-        Figure.measured("campaign.rate", BENCH,
-                        f"{INVOICES:,} invoices, default --stripe-rate (20 in test mode): Stripe rate / limit",
-                        ratio(main), "×", op=">=", threshold=0.9, note=rate_note(main), detail=main),
-        Figure.measured("campaign.failed", BENCH, f"{INVOICES:,} invoices: failed customers", main["failed_customers"],
-                        "", op="==", threshold=0,
-                        note=f"{main['sent']:,}/{main['customers']:,} messaged; summary errors: "
-                             f"{main['errors_in_summary']}; exit code {main['exit_code']}"),
-        Figure.measured("campaign.rss", BENCH, f"{INVOICES:,} invoices: peak RSS of the campaign process",
-                        round(main["peak_rss_kb"] / 1024, 1) if main["peak_rss_kb"] else None, "MB", op="<=",
-                        threshold=200, note="ru_maxrss of the `webhook-app campaign` process"),
-        Figure.measured("campaign.at_limit.rate", BENCH,
-                        f"{AT_LIMIT_INVOICES:,} invoices, --stripe-rate {STRIPE_LIMIT:g} (= the limit): Stripe rate / limit",
-                        ratio(at_limit), "×", op=">=", threshold=0.9,
-                        note=rate_note(at_limit) + f"; {at_limit['failed_customers']} failed customers",
-                        detail=at_limit),
+        Figure.measured(
+            "campaign.rate",
+            BENCH,
+            f"{INVOICES:,} invoices, default --stripe-rate (20 in test mode): Stripe rate / limit",
+            ratio(main),
+            "×",
+            op=">=",
+            threshold=0.9,
+            note=rate_note(main),
+            detail=main,
+        ),
+        Figure.measured(
+            "campaign.failed",
+            BENCH,
+            f"{INVOICES:,} invoices: failed customers",
+            main["failed_customers"],
+            "",
+            op="==",
+            threshold=0,
+            note=f"{main['sent']:,}/{main['customers']:,} messaged; summary errors: "
+            f"{main['errors_in_summary']}; exit code {main['exit_code']}",
+        ),
+        Figure.measured(
+            "campaign.rss",
+            BENCH,
+            f"{INVOICES:,} invoices: peak RSS of the campaign process",
+            round(main["peak_rss_kb"] / 1024, 1) if main["peak_rss_kb"] else None,
+            "MB",
+            op="<=",
+            threshold=200,
+            note="ru_maxrss of the `webhook-app campaign` process",
+        ),
+        Figure.measured(
+            "campaign.at_limit.rate",
+            BENCH,
+            f"{AT_LIMIT_INVOICES:,} invoices, --stripe-rate {STRIPE_LIMIT:g} (= the limit): Stripe rate / limit",
+            ratio(at_limit),
+            "×",
+            op=">=",
+            threshold=0.9,
+            note=rate_note(at_limit) + f"; {at_limit['failed_customers']} failed customers",
+            detail=at_limit,
+        ),
     ]
 
 
@@ -168,8 +241,12 @@ def _contact_counts(database_url: str, run: str) -> dict:
     engine = create_engine(normalize_database_url(database_url))
     try:
         with engine.connect() as conn:
-            return dict(conn.execute(select(CampaignContact.status, func.count())
-                                     .where(CampaignContact.customer_id.like(f"cus_{run}_%"))
-                                     .group_by(CampaignContact.status)).all())
+            return dict(
+                conn.execute(
+                    select(CampaignContact.status, func.count())
+                    .where(CampaignContact.customer_id.like(f"cus_{run}_%"))
+                    .group_by(CampaignContact.status)
+                ).all()
+            )
     finally:
         engine.dispose()

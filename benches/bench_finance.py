@@ -13,6 +13,7 @@ The app runs under the Procfile's gunicorn config (`WORKER_MODE=external`, finan
   peak RSS (VmHWM) of the gunicorn worker that served it, against 150 MB, with its RSS sampled during
   the export to show it stays flat.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,23 @@ from pathlib import Path
 
 import requests
 
-from benches.common import (FINANCE_PASSWORD, FINANCE_USER, STRIPE_KEY, WEBHOOK_SECRET, Figure, PgDatabase, Processes,
-                            base_env, children, log, peak_rss_kb, pg_available, rss_kb, run_cli, start_gunicorn)
+from benches.common import (
+    FINANCE_PASSWORD,
+    FINANCE_USER,
+    STRIPE_KEY,
+    WEBHOOK_SECRET,
+    Figure,
+    PgDatabase,
+    Processes,
+    base_env,
+    children,
+    log,
+    peak_rss_kb,
+    pg_available,
+    rss_kb,
+    run_cli,
+    start_gunicorn,
+)
 
 BENCH = "Finance"
 LEDGER_ROWS = 1_000_000
@@ -159,10 +175,15 @@ def dashboard(url: str, now: datetime) -> dict:
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
     everything = [t for ts in timings.values() for t in ts]
     return {
-        "requests": len(everything), "statuses": statuses, "p50_ms": round(_pct(everything, 50), 1),
-        "p95_ms": round(_pct(everything, 95), 1), "max_ms": round(max(everything), 1),
-        "views": {name: {"path": views[name], "p50_ms": round(_pct(ts, 50), 1), "p95_ms": round(_pct(ts, 95), 1)}
-                  for name, ts in timings.items()},
+        "requests": len(everything),
+        "statuses": statuses,
+        "p50_ms": round(_pct(everything, 50), 1),
+        "p95_ms": round(_pct(everything, 95), 1),
+        "max_ms": round(max(everything), 1),
+        "views": {
+            name: {"path": views[name], "p50_ms": round(_pct(ts, 50), 1), "p95_ms": round(_pct(ts, 95), 1)}
+            for name, ts in timings.items()
+        },
     }
 
 
@@ -204,10 +225,16 @@ def export_csv(url: str, master_pid: int, now: datetime) -> dict:
     peaks = {pid: peak_rss_kb(pid) for pid in workers}
     served_by = max(peaks, key=lambda pid: (peaks[pid] or 0) - (baseline[pid] or 0))
     return {
-        "status": status, "rows": max(0, lines - 1), "bytes": size, "seconds": round(seconds, 1),
+        "status": status,
+        "rows": max(0, lines - 1),
+        "bytes": size,
+        "seconds": round(seconds, 1),
         "rows_per_second": round((lines - 1) / seconds) if seconds else None,
-        "peak_rss_kb": peaks[served_by], "baseline_rss_kb": baseline[served_by], "worker_pid": served_by,
-        "workers": len(workers), "rss_samples_kb": _thin(samples, 120),
+        "peak_rss_kb": peaks[served_by],
+        "baseline_rss_kb": baseline[served_by],
+        "worker_pid": served_by,
+        "workers": len(workers),
+        "rss_samples_kb": _thin(samples, 120),
     }
 
 
@@ -232,9 +259,16 @@ def run(workdir: Path) -> list[Figure]:
     procs = Processes(workdir)
     pg = PgDatabase("finance")
     try:
-        env = base_env(DATABASE_URL=pg.url, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, STRIPE_SECRET_KEY=STRIPE_KEY,
-                       SECRET_KEY="bench-secret-key", WORKER_MODE="external", FINANCE_USERNAME=FINANCE_USER,
-                       FINANCE_PASSWORD=FINANCE_PASSWORD, LOG_LEVEL="WARNING")
+        env = base_env(
+            DATABASE_URL=pg.url,
+            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            STRIPE_SECRET_KEY=STRIPE_KEY,
+            SECRET_KEY="bench-secret-key",
+            WORKER_MODE="external",
+            FINANCE_USERNAME=FINANCE_USER,
+            FINANCE_PASSWORD=FINANCE_PASSWORD,
+            LOG_LEVEL="WARNING",
+        )
         run_cli(env, "db", "upgrade")
         now = datetime.utcnow().replace(microsecond=0)
         log(f"finance: seeding {LEDGER_ROWS:,} ledger rows and {LEDGER_ROWS + LOST_CASES + OPEN_CASES:,} cases")
@@ -248,22 +282,38 @@ def run(workdir: Path) -> list[Figure]:
         proc, url = start_gunicorn(procs, "finance-csv", "webhook_app.wsgi:app", env)
         log("finance: CSV export of every row on a fresh server")
         export = export_csv(url, proc.pid, now)
-        log(f"  CSV: {export['rows']:,} rows in {export['seconds']} s, worker peak RSS "
-            f"{export['peak_rss_kb'] / 1024:.0f} MB (baseline {export['baseline_rss_kb'] / 1024:.0f} MB)")
+        log(
+            f"  CSV: {export['rows']:,} rows in {export['seconds']} s, worker peak RSS "
+            f"{export['peak_rss_kb'] / 1024:.0f} MB (baseline {export['baseline_rss_kb'] / 1024:.0f} MB)"
+        )
         proc.stop()
     finally:
         procs.stop_all()
         pg.drop()
     slowest = max(board["views"].items(), key=lambda kv: kv[1]["p95_ms"])
     return [
-        Figure.measured("finance.dashboard.p95", BENCH, f"dashboard p95, {LEDGER_ROWS:,} ledger rows",
-                        board["p95_ms"], "ms", op="<=", threshold=300,
-                        note=f"p50 {board['p50_ms']} ms over {board['requests']} requests in {len(board['views'])} "
-                             f"views; slowest view {slowest[0]!r} p95 {slowest[1]['p95_ms']} ms",
-                        detail={"dashboard": board, "seed": seeded}),
-        Figure.measured("finance.csv.rss", BENCH, "CSV export of all rows: worker peak RSS",
-                        round(export["peak_rss_kb"] / 1024, 1), "MB", op="<=", threshold=150,
-                        note=f"{export['rows']:,} rows, {export['bytes'] / 1e6:.0f} MB in {export['seconds']} s; "
-                             f"baseline {export['baseline_rss_kb'] / 1024:.0f} MB; HTTP {export['status']}",
-                        detail={"export": export}),
+        Figure.measured(
+            "finance.dashboard.p95",
+            BENCH,
+            f"dashboard p95, {LEDGER_ROWS:,} ledger rows",
+            board["p95_ms"],
+            "ms",
+            op="<=",
+            threshold=300,
+            note=f"p50 {board['p50_ms']} ms over {board['requests']} requests in {len(board['views'])} "
+            f"views; slowest view {slowest[0]!r} p95 {slowest[1]['p95_ms']} ms",
+            detail={"dashboard": board, "seed": seeded},
+        ),
+        Figure.measured(
+            "finance.csv.rss",
+            BENCH,
+            "CSV export of all rows: worker peak RSS",
+            round(export["peak_rss_kb"] / 1024, 1),
+            "MB",
+            op="<=",
+            threshold=150,
+            note=f"{export['rows']:,} rows, {export['bytes'] / 1e6:.0f} MB in {export['seconds']} s; "
+            f"baseline {export['baseline_rss_kb'] / 1024:.0f} MB; HTTP {export['status']}",
+            detail={"export": export},
+        ),
     ]

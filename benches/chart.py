@@ -6,6 +6,7 @@ Six panels: ack throughput against the floor; ack p99 at the same offered load; 
 rates against their limits; the finance dashboard per view against 300 ms; the CSV export's RSS over
 time against 150 MB; and every figure divided by its target (met to the right of 1).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,16 @@ def _colour(figure: dict | None) -> str:
 
 def _missing(ax, title: str, reason: str) -> None:
     ax.set_title(title, fontsize=10)
-    ax.text(0.5, 0.5, "not measured:\n" + reason[:120], ha="center", va="center", fontsize=8, wrap=True,
-            transform=ax.transAxes)
+    ax.text(
+        0.5,
+        0.5,
+        "not measured:\n" + reason[:120],
+        ha="center",
+        va="center",
+        fontsize=8,
+        wrap=True,
+        transform=ax.transAxes,
+    )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -94,12 +103,13 @@ def _ack_latency(ax, f: dict) -> None:
 def _rates(ax, f: dict) -> None:
     title = "Worker and campaign: achieved rate vs its bound (/s)"
     rows = []
-    for key, label, bound, bound_label in (
-            ("worker.rate.default", "worker, default threads,\nno limit", 30, "target 30/s"),
-            ("worker.rate.wide", "worker, more threads,\nno limit", 30, "target 30/s"),
-            ("worker.limited.ratio", "worker, Loops\n10 req/s", 9, "0.9 × 10"),
-            ("campaign.rate", "campaign 10k,\ndefault pacing", 22.5, "0.9 × 25"),
-            ("campaign.at_limit.rate", "campaign 1k,\npaced at 25", 22.5, "0.9 × 25")):
+    for key, label, bound, _bound_label in (
+        ("worker.rate.default", "worker, default threads,\nno limit", 30, "target 30/s"),
+        ("worker.rate.wide", "worker, more threads,\nno limit", 30, "target 30/s"),
+        ("worker.limited.ratio", "worker, Loops\n10 req/s", 9, "0.9 × 10"),
+        ("campaign.rate", "campaign 10k,\ndefault pacing", 22.5, "0.9 × 25"),
+        ("campaign.at_limit.rate", "campaign 1k,\npaced at 25", 22.5, "0.9 × 25"),
+    ):
         fig = f.get(key)
         if not fig:
             continue
@@ -128,8 +138,13 @@ def _dashboard(ax, f: dict) -> None:
     labels = list(views)
     y = range(len(labels))
     ax.barh([i - 0.2 for i in y], [views[v]["p50_ms"] for v in labels], height=0.4, color="#bdbdbd", label="p50")
-    bars = ax.barh([i + 0.2 for i in y], [views[v]["p95_ms"] for v in labels], height=0.4,
-                   color=[GREEN if views[v]["p95_ms"] <= 300 else RED for v in labels], label="p95")
+    bars = ax.barh(
+        [i + 0.2 for i in y],
+        [views[v]["p95_ms"] for v in labels],
+        height=0.4,
+        color=[GREEN if views[v]["p95_ms"] <= 300 else RED for v in labels],
+        label="p95",
+    )
     ax.bar_label(bars, fmt="%.0f", fontsize=8)
     ax.axvline(300, color=BLUE, ls="--", lw=1, label="300 ms (p95 target)")
     ax.set_yticks(list(y), labels, fontsize=7)
@@ -145,8 +160,13 @@ def _csv_memory(ax, f: dict) -> None:
         return _missing(ax, title, (fig or {}).get("not_measured") or "not run")
     export = fig["detail"]["export"]
     samples = export["rss_samples_kb"]
-    ax.plot([s[0] for s in samples], [s[1] / 1024 for s in samples], color=_colour(fig), lw=1.5,
-            label=f"RSS sampled every 0.2 s (peak {fig['value']:.0f} MB)")
+    ax.plot(
+        [s[0] for s in samples],
+        [s[1] / 1024 for s in samples],
+        color=_colour(fig),
+        lw=1.5,
+        label=f"RSS sampled every 0.2 s (peak {fig['value']:.0f} MB)",
+    )
     ax.axhline(150, color=BLUE, ls="--", lw=1, label="150 MB (target)")
     ax.set_ylim(0, max(170, fig["value"] * 1.2))
     ax.set_xlabel(f"seconds ({export['rows']:,} rows)", fontsize=8)
@@ -176,8 +196,7 @@ def _summary(ax, data: dict) -> None:
     ax.axvline(1.0, color=BLUE, lw=1)
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=6.5)
-    ax.set_xlabel("headroom: value / target (or target / value for upper bounds); ≥ 1 is met; capped at 3",
-                  fontsize=7)
+    ax.set_xlabel("headroom: value / target (or target / value for upper bounds); ≥ 1 is met; capped at 3", fontsize=7)
     ax.set_title("Every figure against its target", fontsize=10)
 
 
@@ -196,8 +215,11 @@ def draw(data: dict, path: Path) -> None:
     _dashboard(axes[1][1], f)
     _csv_memory(axes[2][0], f)
     _summary(axes[2][1], data)
-    fig.suptitle(f"webhook_app benchmarks, {data['run_at']} ({data['machine']['cpus']} CPUs); "
-                 "green = target met, red = missed, grey = no target", fontsize=12)
+    fig.suptitle(
+        f"webhook_app benchmarks, {data['run_at']} ({data['machine']['cpus']} CPUs); "
+        "green = target met, red = missed, grey = no target",
+        fontsize=12,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -3,6 +3,7 @@
 Every process a benchmark starts is tracked and stopped by its own pid (never by name); every load is
 bounded in count and time; every target is 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 
@@ -62,8 +63,9 @@ class Proc:
         self.name = name
         self.log_path = logdir / f"{name}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.pid = self.proc.pid
         self.rusage = None
 
@@ -135,8 +137,11 @@ class Processes:
 
 def base_env(**extra: str) -> dict:
     """The environment of a child: ours, with the repo importable and the venv's scripts first."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "LOOPS_", "INTERCOM_", "SENTRY_",
-                                                                      "FINANCE_", "WORKER_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STRIPE_", "LOOPS_", "INTERCOM_", "SENTRY_", "FINANCE_", "WORKER_", "DATABASE_URL"))
+    }
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
     env.update(extra)
@@ -255,7 +260,7 @@ class PgDatabase:
         """Drop the database; retried for a while, and never raising (it runs in `finally` blocks)."""
         import psycopg
 
-        for attempt in range(5):
+        for _attempt in range(5):
             try:
                 with psycopg.connect(self._admin, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
@@ -283,9 +288,19 @@ class Figure:
     detail: dict = field(default_factory=dict)
 
     @classmethod
-    def measured(cls, key: str, bench: str, name: str, value: float | None, unit: str = "", *,
-                 op: str | None = None, threshold: float | None = None, note: str = "",
-                 detail: dict | None = None) -> "Figure":
+    def measured(
+        cls,
+        key: str,
+        bench: str,
+        name: str,
+        value: float | None,
+        unit: str = "",
+        *,
+        op: str | None = None,
+        threshold: float | None = None,
+        note: str = "",
+        detail: dict | None = None,
+    ) -> Figure:
         target, met = None, None
         if op is not None:
             target = f"{op} {threshold:g}"
@@ -302,8 +317,17 @@ class Figure:
         return cls(key, bench, name, value, unit, target, met, note, None, detail or {})
 
     @classmethod
-    def missing(cls, key: str, bench: str, name: str, reason: str, *, op: str | None = None,
-                threshold: float | None = None, unit: str = "") -> "Figure":
+    def missing(
+        cls,
+        key: str,
+        bench: str,
+        name: str,
+        reason: str,
+        *,
+        op: str | None = None,
+        threshold: float | None = None,
+        unit: str = "",
+    ) -> Figure:
         target = f"{op} {threshold:g}" if op is not None else None
         return cls(key, bench, name, None, unit, target, None, "", reason, {})
 

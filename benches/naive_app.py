@@ -7,6 +7,7 @@ create a portal session, send through the email tool. The work is the product's 
 what the inbox exists to avoid: the answer now waits on three external calls.
     gunicorn --config gunicorn.conf.py benches.naive_app:app
 """
+
 from __future__ import annotations
 
 import uuid
@@ -31,10 +32,13 @@ def _claim_row(svc, model, row_id: int, busy: str) -> Claim:
     now = svc.clock.now()
     with svc.db.session() as s:
         attempts = s.execute(
-            update(model).where(model.id == row_id)
-            .values(status=busy, claim_token=token, locked_until=now + timedelta(seconds=120),
-                    attempts=model.attempts + 1)
-            .returning(model.attempts)).scalar_one()
+            update(model)
+            .where(model.id == row_id)
+            .values(
+                status=busy, claim_token=token, locked_until=now + timedelta(seconds=120), attempts=model.attempts + 1
+            )
+            .returning(model.attempts)
+        ).scalar_one()
     return Claim(row_id, token, attempts)
 
 
@@ -44,8 +48,12 @@ def receive_inline():
     svc = services()
     body = request.get_data(cache=False)
     try:
-        verify_signature(body, request.headers.get("Stripe-Signature"), svc.settings.stripe_webhook_secrets,
-                         svc.settings.webhook_tolerance_seconds)
+        verify_signature(
+            body,
+            request.headers.get("Stripe-Signature"),
+            svc.settings.stripe_webhook_secrets,
+            svc.settings.webhook_tolerance_seconds,
+        )
         event = parse_event(body)
     except Rejected as exc:
         return jsonify({"error": "invalid_delivery", "message": str(exc)}), 400
@@ -56,9 +64,15 @@ def receive_inline():
     worker._process_event(_claim_row(svc, Event, event_row_id, "processing"))
     invoice_id = event["data"]["object"].get("id")
     with svc.db.session() as s:
-        due = s.scalars(select(Notification.id).join(DunningCase, DunningCase.id == Notification.case_id)
-                        .where(DunningCase.invoice_id == invoice_id, Notification.status == "pending",
-                               Notification.run_at <= svc.clock.now())).all()
+        due = s.scalars(
+            select(Notification.id)
+            .join(DunningCase, DunningCase.id == Notification.case_id)
+            .where(
+                DunningCase.invoice_id == invoice_id,
+                Notification.status == "pending",
+                Notification.run_at <= svc.clock.now(),
+            )
+        ).all()
     for notification_id in due:
         worker._send(_claim_row(svc, Notification, notification_id, "sending"))
     return jsonify({"received": True, "sent": len(due)}), 200

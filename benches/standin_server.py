@@ -7,6 +7,7 @@ Besides the stand-in's own API (with its `Faults`: latency, rate limit), `/_benc
 surface that bypasses the faults: load invoices, read counters (status codes per path, first and last
 request times), reset them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,16 @@ class Stats:
         with self.lock:
             ok = sum(n for k, n in self.counts.items() if k.split()[-1].startswith("2"))
             throttled = sum(n for k, n in self.counts.items() if k.endswith(" 429"))
-            return {"counts": dict(self.counts), "ok": ok, "throttled": throttled,
-                    "total": sum(self.counts.values()), "first_ok": self.first_ok, "last_ok": self.last_ok,
-                    "first": self.first, "last": self.last}
+            return {
+                "counts": dict(self.counts),
+                "ok": ok,
+                "throttled": throttled,
+                "total": sum(self.counts.values()),
+                "first_ok": self.first_ok,
+                "last_ok": self.last_ok,
+                "first": self.first,
+                "last": self.last,
+            }
 
 
 def _add_invoice_list(standin, app: Flask) -> None:
@@ -90,8 +98,7 @@ def _add_invoice_list(standin, app: Flask) -> None:
             if all(invoice.get(k) == v for k, v in wanted.items()):
                 page.append(invoice)
             i += 1
-        return jsonify({"object": "list", "url": "/v1/invoices", "has_more": len(page) > limit,
-                        "data": page[:limit]})
+        return jsonify({"object": "list", "url": "/v1/invoices", "has_more": len(page) > limit, "data": page[:limit]})
 
 
 def build(kind: str, faults: Faults):

@@ -1,4 +1,5 @@
 """Shared fixtures: real SQLite and real PostgreSQL databases, the app, signed deliveries."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,17 @@ OLD_WEBHOOK_SECRET = "whsec_test_rotated_9876543210"
 STRIPE_KEY = "sk_test_51FakeKeyForTests0000"
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 # Settings a developer may have exported; tests that start processes must not inherit them.
-ROOT_ENV_KEYS = ("DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "MESSAGING_PROVIDER", "SENTRY_DSN",
-                 "WORKER_MODE", "PUBLIC_URL", "SECRET_KEY", "APP_ENV")
+ROOT_ENV_KEYS = (
+    "DATABASE_URL",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "MESSAGING_PROVIDER",
+    "SENTRY_DSN",
+    "WORKER_MODE",
+    "PUBLIC_URL",
+    "SECRET_KEY",
+    "APP_ENV",
+)
 NO_PG_REASON = "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 
 

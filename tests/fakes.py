@@ -1,4 +1,5 @@
 """Test fakes of our own protocols (Billing, Messenger): used by unit tests, never SDK patching."""
+
 from __future__ import annotations
 
 import itertools
@@ -54,8 +55,13 @@ class FakeBilling:
             raise self.fail_with
         with self._lock:
             n = next(self._ids)
-            self.sessions.append({"customer": customer_id, "idempotency_key": idempotency_key,
-                                  "after_expiration_login": after_expiration_login})
+            self.sessions.append(
+                {
+                    "customer": customer_id,
+                    "idempotency_key": idempotency_key,
+                    "after_expiration_login": after_expiration_login,
+                }
+            )
         return PortalSession(id=f"bps_{n}", url=f"https://billing.stripe.test/p/session/bps_{n}")
 
 

@@ -3,10 +3,12 @@
 `create_app(config=None)` builds everything: settings, database, adapters, blueprints, CLI.
 Nothing is created at import time.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -17,7 +19,7 @@ log = logging.getLogger(__name__)
 # Pages are plain server-rendered HTML with no scripts: a strict policy costs nothing.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",

@@ -6,6 +6,7 @@ SQLite has a single writer, so the UPDATE is atomic by itself. A worker that die
 run out; the row is then claimable again. Finishing checks the token, so a worker whose lease was
 taken over cannot overwrite the new owner's outcome.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,8 +27,16 @@ class Claim:
     attempts: int
 
 
-def claim(session: Session, model, *, now: datetime, lease_seconds: float, limit: int,
-          ready: tuple[str, ...] = ("pending",), busy: str = "processing") -> list[Claim]:
+def claim(
+    session: Session,
+    model,
+    *,
+    now: datetime,
+    lease_seconds: float,
+    limit: int,
+    ready: tuple[str, ...] = ("pending",),
+    busy: str = "processing",
+) -> list[Claim]:
     """Claim up to `limit` due rows of `model`; commits nothing (the caller's transaction does)."""
     due = or_(
         and_(model.status.in_(ready), model.run_at <= now),
@@ -36,20 +45,31 @@ def claim(session: Session, model, *, now: datetime, lease_seconds: float, limit
     # A materialized CTE, not `IN (subquery)`: PostgreSQL may re-run an IN-subquery with SKIP LOCKED
     # and so take more rows than LIMIT allows.
     candidates = (
-        select(model.id).where(due).order_by(model.run_at, model.id).limit(limit)
+        select(model.id)
+        .where(due)
+        .order_by(model.run_at, model.id)
+        .limit(limit)
         .with_for_update(skip_locked=True)
-        .cte("claimable").prefix_with("MATERIALIZED", dialect="postgresql")
+        .cte("claimable")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     token = str(uuid.uuid4())
     stmt = (
         update(model)
         .where(model.id.in_(select(candidates.c.id)))
         .where(due)  # re-checked: a row may have been taken between the snapshot and the lock
-        .values(status=busy, claim_token=token, locked_until=now + timedelta(seconds=lease_seconds),
-                attempts=model.attempts + 1)
+        .values(
+            status=busy,
+            claim_token=token,
+            locked_until=now + timedelta(seconds=lease_seconds),
+            attempts=model.attempts + 1,
+        )
         .returning(model.id, model.attempts)
     )
-    return [Claim(row.id, token, row.attempts) for row in session.execute(stmt, execution_options={"synchronize_session": False})]
+    return [
+        Claim(row.id, token, row.attempts)
+        for row in session.execute(stmt, execution_options={"synchronize_session": False})
+    ]
 
 
 def owned(model, claim_: Claim):

@@ -2,6 +2,7 @@
 
 Commands print clear errors with a non-zero exit code and never print secrets.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,13 +71,21 @@ def events_list(status: str | None, limit: int, as_json: bool) -> None:
         rows = s.scalars(query).all()
         counts = dict(s.execute(select(Event.status, func.count()).group_by(Event.status)).all())
     for row in rows:
-        item = {"id": row.stripe_id, "type": row.type, "status": row.status, "attempts": row.attempts,
-                "received_at": row.received_at.isoformat() + "Z", "last_error": row.last_error}
+        item = {
+            "id": row.stripe_id,
+            "type": row.type,
+            "status": row.status,
+            "attempts": row.attempts,
+            "received_at": row.received_at.isoformat() + "Z",
+            "last_error": row.last_error,
+        }
         if as_json:
             click.echo(json.dumps(item))
         else:
-            click.echo(f"{row.stripe_id}  {row.type:<34} {row.status:<9} attempts={row.attempts}"
-                       + (f"  error: {row.last_error}" if row.last_error else ""))
+            click.echo(
+                f"{row.stripe_id}  {row.type:<34} {row.status:<9} attempts={row.attempts}"
+                + (f"  error: {row.last_error}" if row.last_error else "")
+            )
     if not as_json:
         click.echo("totals: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
@@ -117,8 +126,11 @@ def main() -> None:
     """Entry point of the `webhook-app` console script."""
     from webhook_app import create_app
 
-    group = FlaskGroup(create_app=lambda: create_app(), add_version_option=False,
-                       help="Payment recovery for Stripe: intake, worker and operator commands.")
+    group = FlaskGroup(
+        create_app=create_app,
+        add_version_option=False,
+        help="Payment recovery for Stripe: intake, worker and operator commands.",
+    )
     group.main(prog_name="webhook-app")
 
 

@@ -1,19 +1,20 @@
 """Time as a dependency, so tests can drive it (cadence, expiry, backoff)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def utcnow() -> datetime:
     """Naive UTC now: the form every timestamp is stored in."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def from_unix(seconds: int | float | None) -> datetime | None:
     """A Stripe unix timestamp as naive UTC, or None."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(int(seconds), timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(int(seconds), UTC).replace(tzinfo=None)
 
 
 class SystemClock:

@@ -5,12 +5,13 @@
 `problem` naming the variable, so `/healthz` and `/readyz` still answer and the webhook says what is
 missing (503). In production (`APP_ENV=production`) malformed values are fatal at start.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 MESSAGING_PROVIDERS = ("console", "loops", "intercom")
 WORKER_MODES = ("embedded", "external")
@@ -111,9 +112,9 @@ def _default_database_url() -> str:
 def normalize_database_url(url: str) -> str:
     """Accept Heroku's `postgres://` and pick the psycopg 3 driver for PostgreSQL URLs."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

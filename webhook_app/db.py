@@ -4,11 +4,12 @@ SQLite runs in WAL mode with a busy timeout, and every transaction starts with B
 SQLite allows one writer, and taking the write lock up front makes a second writer wait
 (busy_timeout) instead of failing half-way with SQLITE_BUSY on a read-to-write upgrade.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine

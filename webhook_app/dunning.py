@@ -5,6 +5,7 @@ case schedules its messages once per failure *episode* (unique on case/episode/s
 event. An episode ends when the case closes, or pauses because the customer updated their payment
 method; a failure after a pause starts the next episode.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 CLOSED_AS = {"paid": "recovered", "void": "void", "uncollectible": "uncollectible", "canceled": "canceled"}
 
 
-FINAL_STEP = 99          # the last notice before Stripe gives up
-ACTION_STEP = 100        # 3-D Secure: "authenticate this payment", a different message
+FINAL_STEP = 99  # the last notice before Stripe gives up
+ACTION_STEP = 100  # 3-D Secure: "authenticate this payment", a different message
 FINAL_NOTICE_LEAD = timedelta(hours=24)
 
 
@@ -41,7 +42,7 @@ class Cadence:
     stripe_retry_attempts: int | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> "Cadence":
+    def from_settings(cls, settings) -> Cadence:
         return cls(settings.dunning_cadence_days, settings.dunning_final_notice_days, settings.stripe_retry_attempts)
 
     def steps(self) -> list[tuple[int, timedelta]]:
@@ -73,12 +74,24 @@ def _lock_case(session: Session, invoice_id: str) -> DunningCase | None:
 
 def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict:
     return dict(
-        invoice_id=inv.id, customer_id=inv.customer_id, subscription_id=inv.subscription_id,
-        customer_email=inv.customer_email, customer_name=inv.customer_name, invoice_number=inv.number,
-        hosted_invoice_url=inv.hosted_invoice_url, currency=inv.currency, amount_due=inv.amount_due,
-        attempt_count=inv.attempt_count, failure_reason=inv.failure_reason,
-        next_payment_attempt=inv.next_payment_attempt, livemode=inv.livemode, status=status,
-        episode=1, messages_sent=0, created_at=now, updated_at=now,
+        invoice_id=inv.id,
+        customer_id=inv.customer_id,
+        subscription_id=inv.subscription_id,
+        customer_email=inv.customer_email,
+        customer_name=inv.customer_name,
+        invoice_number=inv.number,
+        hosted_invoice_url=inv.hosted_invoice_url,
+        currency=inv.currency,
+        amount_due=inv.amount_due,
+        attempt_count=inv.attempt_count,
+        failure_reason=inv.failure_reason,
+        next_payment_attempt=inv.next_payment_attempt,
+        livemode=inv.livemode,
+        status=status,
+        episode=1,
+        messages_sent=0,
+        created_at=now,
+        updated_at=now,
     )
 
 
@@ -90,8 +103,14 @@ def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = "
     return case
 
 
-def schedule_episode(session: Session, case: DunningCase, start: datetime, now: datetime,
-                     kind: str = "payment_failed", cadence: Cadence = DEFAULT_CADENCE) -> int:
+def schedule_episode(
+    session: Session,
+    case: DunningCase,
+    start: datetime,
+    now: datetime,
+    kind: str = "payment_failed",
+    cadence: Cadence = DEFAULT_CADENCE,
+) -> int:
     """Put the episode's messages in the outbox; returns how many were new (0 on a replay)."""
     if kind == "action_required":
         steps = [(ACTION_STEP, timedelta(0))]  # one message: authenticate on the hosted invoice page
@@ -101,19 +120,32 @@ def schedule_episode(session: Session, case: DunningCase, start: datetime, now: 
             steps = [(step, offset) for step, offset in steps if step != FINAL_STEP]  # a final notice is final
     created = 0
     for step, offset in steps:
-        row = dict(case_id=case.id, episode=case.episode, step=step, kind=kind, status="pending",
-                   run_at=now if not offset else max(now, start + offset), attempts=0, created_at=now)
+        row = dict(
+            case_id=case.id,
+            episode=case.episode,
+            step=step,
+            kind=kind,
+            status="pending",
+            run_at=now if not offset else max(now, start + offset),
+            attempts=0,
+            created_at=now,
+        )
         created += insert_if_absent(session, Notification.__table__, row, ["case_id", "episode", "step"])
     return created
 
 
 def _final_notice_sent(session: Session, case: DunningCase) -> bool:
-    return session.scalar(select(func.count(Notification.id)).where(
-        Notification.case_id == case.id, Notification.step == FINAL_STEP, Notification.status == "sent")) > 0
+    return (
+        session.scalar(
+            select(func.count(Notification.id)).where(
+                Notification.case_id == case.id, Notification.step == FINAL_STEP, Notification.status == "sent"
+            )
+        )
+        > 0
+    )
 
 
-def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now: datetime,
-                      cadence: Cadence) -> None:
+def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now: datetime, cadence: Cadence) -> None:
     """Send the final notice before Stripe's last retry, or now if Stripe will not retry again."""
     if inv.next_payment_attempt is None:
         when = now  # no retry scheduled: this was Stripe's last attempt
@@ -121,9 +153,17 @@ def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now
         when = max(now, inv.next_payment_attempt - FINAL_NOTICE_LEAD)  # the next retry is the last one
     else:
         return
-    session.execute(update(Notification).where(
-        Notification.case_id == case.id, Notification.episode == case.episode, Notification.step == FINAL_STEP,
-        Notification.status == "pending", Notification.run_at > when).values(run_at=when))
+    session.execute(
+        update(Notification)
+        .where(
+            Notification.case_id == case.id,
+            Notification.episode == case.episode,
+            Notification.step == FINAL_STEP,
+            Notification.status == "pending",
+            Notification.run_at > when,
+        )
+        .values(run_at=when)
+    )
 
 
 def cancel_pending(session: Session, case: DunningCase, reason: str) -> int:
@@ -136,16 +176,24 @@ def cancel_pending(session: Session, case: DunningCase, reason: str) -> int:
     return result.rowcount
 
 
-def record_failure(session: Session, inv: InvoiceView, *, failed_at: datetime, now: datetime,
-                   kind: str = "payment_failed", cadence: Cadence = DEFAULT_CADENCE) -> DunningCase:
+def record_failure(
+    session: Session,
+    inv: InvoiceView,
+    *,
+    failed_at: datetime,
+    now: datetime,
+    kind: str = "payment_failed",
+    cadence: Cadence = DEFAULT_CADENCE,
+) -> DunningCase:
     """A payment attempt failed: open or update the invoice's case and schedule its episode."""
     case = open_case(session, inv, now)
     if case.status == "paid":
         # invoice.paid was processed before this older failure: it was a recovery after all.
         case.first_failed_at = case.last_failed_at = failed_at
         case.attempt_count = min(case.attempt_count, inv.attempt_count)
-        _recover(session, case, paid_at=case.paid_at or now, now=now, attempts=case.attempt_count,
-                 attribution="stripe_retry")
+        _recover(
+            session, case, paid_at=case.paid_at or now, now=now, attempts=case.attempt_count, attribution="stripe_retry"
+        )
         return case
     if not case.is_open:
         log.info("failure for a closed case ignored", extra={"case_id": case.id, "invoice_id": inv.id})
@@ -168,8 +216,11 @@ def pause_customer(session: Session, customer_id: str, now: datetime) -> int:
 
     Returns how many cases paused. If the retry fails too, `record_failure` starts a new episode.
     """
-    cases = session.scalars(select(DunningCase).where(DunningCase.customer_id == customer_id,
-                                                      DunningCase.status == "open").with_for_update()).all()
+    cases = session.scalars(
+        select(DunningCase)
+        .where(DunningCase.customer_id == customer_id, DunningCase.status == "open")
+        .with_for_update()
+    ).all()
     for case in cases:
         case.status, case.updated_at = "paused", now
         cancel_pending(session, case, "paused: the customer updated the payment method")
@@ -201,8 +252,15 @@ def record_payment(session: Session, inv: InvoiceView, *, paid_at: datetime, now
         return case  # an invoice paid before any failure is not a recovery
     if case.status in ("recovered", "paid", "void"):
         return case
-    _recover(session, case, paid_at=paid_at, now=now, attempts=max(case.attempt_count, inv.attempt_count),
-             attribution=attribute(session, case, inv, paid_at), amount=inv.amount_paid)
+    _recover(
+        session,
+        case,
+        paid_at=paid_at,
+        now=now,
+        attempts=max(case.attempt_count, inv.attempt_count),
+        attribution=attribute(session, case, inv, paid_at),
+        amount=inv.amount_paid,
+    )
     return case
 
 
@@ -225,9 +283,14 @@ def _first_click(session: Session, case: DunningCase, before: datetime) -> datet
     """
     since = case.first_failed_at or case.created_at
     return session.scalar(
-        select(func.min(Click.clicked_at)).join(DunningCase, DunningCase.id == Click.case_id)
-        .where(DunningCase.customer_id == case.customer_id, Click.clicked_at >= since,
-               Click.clicked_at < before + timedelta(seconds=1)))
+        select(func.min(Click.clicked_at))
+        .join(DunningCase, DunningCase.id == Click.case_id)
+        .where(
+            DunningCase.customer_id == case.customer_id,
+            Click.clicked_at >= since,
+            Click.clicked_at < before + timedelta(seconds=1),
+        )
+    )
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:
@@ -236,20 +299,40 @@ def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:
     return max(0, int((later - earlier).total_seconds()))
 
 
-def _recover(session: Session, case: DunningCase, *, paid_at: datetime, now: datetime, attempts: int,
-             attribution: str, amount: int | None = None) -> None:
+def _recover(
+    session: Session,
+    case: DunningCase,
+    *,
+    paid_at: datetime,
+    now: datetime,
+    attempts: int,
+    attribution: str,
+    amount: int | None = None,
+) -> None:
     first_click = _first_click(session, case, before=paid_at)
     case.status, case.paid_at, case.closed_at, case.updated_at = "recovered", paid_at, now, now
     case.close_reason = "invoice paid"
     cancel_pending(session, case, "invoice paid")
     row = dict(
-        entry_key=f"recovery:{case.invoice_id}", kind="recovery", case_id=case.id, invoice_id=case.invoice_id,
-        customer_id=case.customer_id, amount=amount or case.amount_due, currency=case.currency, livemode=case.livemode,
-        first_failed_at=case.first_failed_at, recovered_at=paid_at,
-        seconds_to_recover=_seconds(paid_at, case.first_failed_at), attempts=attempts,
-        messages_sent=case.messages_sent, attribution=attribution, first_message_at=case.first_message_at,
-        first_click_at=first_click, seconds_message_to_click=_seconds(first_click, case.first_message_at),
-        seconds_click_to_payment=_seconds(paid_at, first_click), created_at=now,
+        entry_key=f"recovery:{case.invoice_id}",
+        kind="recovery",
+        case_id=case.id,
+        invoice_id=case.invoice_id,
+        customer_id=case.customer_id,
+        amount=amount or case.amount_due,
+        currency=case.currency,
+        livemode=case.livemode,
+        first_failed_at=case.first_failed_at,
+        recovered_at=paid_at,
+        seconds_to_recover=_seconds(paid_at, case.first_failed_at),
+        attempts=attempts,
+        messages_sent=case.messages_sent,
+        attribution=attribution,
+        first_message_at=case.first_message_at,
+        first_click_at=first_click,
+        seconds_message_to_click=_seconds(first_click, case.first_message_at),
+        seconds_click_to_payment=_seconds(paid_at, first_click),
+        created_at=now,
     )
     insert_if_absent(session, LedgerEntry.__table__, row, ["entry_key"])
 

@@ -4,11 +4,12 @@ A handler gets the event (a dict), an open database session and its context, and
 database: messages go to the outbox, sent later by the worker. The worker commits the handler's
 changes together with the event's `done` mark, so a replayed or re-claimed event has no second effect.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,8 +49,9 @@ def invoice_payment_failed(session: Session, event: dict, ctx: Context) -> None:
 
 def invoice_payment_action_required(session: Session, event: dict, ctx: Context) -> None:
     """The bank wants 3-D Secure: the customer must authenticate on the hosted invoice page."""
-    dunning.record_failure(session, _invoice(event), failed_at=_created(event), now=ctx.now,
-                           kind="action_required", cadence=ctx.cadence)
+    dunning.record_failure(
+        session, _invoice(event), failed_at=_created(event), now=ctx.now, kind="action_required", cadence=ctx.cadence
+    )
 
 
 def invoice_paid(session: Session, event: dict, ctx: Context) -> None:
@@ -71,8 +73,11 @@ def invoice_marked_uncollectible(session: Session, event: dict, ctx: Context) ->
 def customer_subscription_deleted(session: Session, event: dict, ctx: Context) -> None:
     """The subscription ended: stop chasing its invoices."""
     sub_id = stripe_id(event["data"]["object"].get("id"), "subscription.id")
-    invoice_ids = session.scalars(select(DunningCase.invoice_id).where(
-        DunningCase.subscription_id == sub_id, DunningCase.status.in_(DunningCase.OPEN_STATUSES))).all()
+    invoice_ids = session.scalars(
+        select(DunningCase.invoice_id).where(
+            DunningCase.subscription_id == sub_id, DunningCase.status.in_(DunningCase.OPEN_STATUSES)
+        )
+    ).all()
     for invoice_id in invoice_ids:
         dunning.close_case(session, invoice_id, "canceled", "subscription canceled", ctx.now)
 
@@ -81,8 +86,9 @@ def customer_updated(session: Session, event: dict, ctx: Context) -> None:
     """A new default payment method: pause the customer's sequences until Stripe retries."""
     customer = event["data"]["object"]
     previous = event["data"].get("previous_attributes") or {}
-    changed = isinstance(previous.get("invoice_settings"), dict) and \
-        "default_payment_method" in previous["invoice_settings"]
+    changed = (
+        isinstance(previous.get("invoice_settings"), dict) and "default_payment_method" in previous["invoice_settings"]
+    )
     new_method = (customer.get("invoice_settings") or {}).get("default_payment_method")
     if changed and new_method:
         dunning.pause_customer(session, stripe_id(customer.get("id"), "customer.id"), ctx.now)

@@ -1,4 +1,5 @@
 """`/healthz` (the process is up) and `/readyz` (the database is reachable and migrated)."""
+
 from __future__ import annotations
 
 import logging
@@ -30,6 +31,13 @@ def readyz():
         log.warning("readiness: database unreachable (%s)", exc.__class__.__name__)
         return jsonify({**body, "status": "unavailable", "database": "unreachable"}), 503
     if pending:
-        return jsonify({**body, "status": "unavailable", "database": "not migrated",
-                        "pending_migrations": pending, "fix": "run `webhook-app db upgrade`"}), 503
+        return jsonify(
+            {
+                **body,
+                "status": "unavailable",
+                "database": "not migrated",
+                "pending_migrations": pending,
+                "fix": "run `webhook-app db upgrade`",
+            }
+        ), 503
     return jsonify({**body, "status": "ready"})

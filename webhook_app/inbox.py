@@ -1,4 +1,5 @@
 """The inbox: every verified Stripe event, stored once (unique on its Stripe id)."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_app.clock import from_unix
 from webhook_app.db import Database
 from webhook_app.models import Event
-
 
 # Built once per (dialect, table, conflict columns), values passed as parameters: building the
 # statement with `.values(**row)` on every call cost more CPU than the insert itself on the webhook
@@ -27,8 +27,9 @@ def insert_if_absent(conn, table, values: dict, index_elements: list[str]) -> bo
     stmt = _INSERTS.get(key)
     if stmt is None:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = _INSERTS[key] = (insert(table).on_conflict_do_nothing(index_elements=index_elements)
-                                .returning(*table.primary_key.columns))
+        stmt = _INSERTS[key] = (
+            insert(table).on_conflict_do_nothing(index_elements=index_elements).returning(*table.primary_key.columns)
+        )
     return conn.execute(stmt, values).first() is not None
 
 

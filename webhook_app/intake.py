@@ -5,6 +5,7 @@ path only checks the signature over the raw body and inserts one row (unique on 
 duplicate delivery is a success that stores nothing new). The worker does the rest.
 https://docs.stripe.com/webhooks#verify-events
 """
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,9 @@ def parse_event(body: bytes) -> dict:
         if not ok(event.get(field)):
             raise Rejected(f"event field {field!r} is missing or malformed")
     api_version = event.get("api_version")
-    if api_version is not None and not (isinstance(api_version, str) and len(api_version) <= 40 and _plain(api_version)):
+    if api_version is not None and not (
+        isinstance(api_version, str) and len(api_version) <= 40 and _plain(api_version)
+    ):
         raise Rejected("event field 'api_version' is malformed")
     return event
 
@@ -111,8 +114,12 @@ def receive():
         return _error(413, "payload_too_large", f"body exceeds {settings.max_body_bytes} bytes")
     body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH for chunked bodies
     try:
-        verify_signature(body, request.headers.get("Stripe-Signature"), settings.stripe_webhook_secrets,
-                         settings.webhook_tolerance_seconds)
+        verify_signature(
+            body,
+            request.headers.get("Stripe-Signature"),
+            settings.stripe_webhook_secrets,
+            settings.webhook_tolerance_seconds,
+        )
         event = parse_event(body)
     except Rejected as exc:
         log.warning("webhook rejected: %s", exc)
@@ -121,17 +128,28 @@ def receive():
     expected_mode = settings.stripe_livemode
     mode_mismatch = expected_mode is not None and event["livemode"] != expected_mode
     try:
-        stored = inbox.store(svc.db, event, body.decode("utf-8"), svc.clock.now(),
-                             ignored_reason="livemode does not match STRIPE_SECRET_KEY" if mode_mismatch else None)
+        stored = inbox.store(
+            svc.db,
+            event,
+            body.decode("utf-8"),
+            svc.clock.now(),
+            ignored_reason="livemode does not match STRIPE_SECRET_KEY" if mode_mismatch else None,
+        )
     except SQLAlchemyError:
         # Never 200 without a stored row: Stripe will retry and nothing is lost.
-        log.exception("inbox unavailable; answering 503 so Stripe retries",
-                      extra={"event_id": event["id"], "event_type": event["type"]})
+        log.exception(
+            "inbox unavailable; answering 503 so Stripe retries",
+            extra={"event_id": event["id"], "event_type": event["type"]},
+        )
         return _error(503, "storage_unavailable", "could not store the event; retry later")
     context = {"event_id": event["id"], "event_type": event["type"]}
     if mode_mismatch:
-        log.warning("event stored as ignored: livemode=%s but the key is %s mode", event["livemode"],
-                    "live" if expected_mode else "test", extra=context)
+        log.warning(
+            "event stored as ignored: livemode=%s but the key is %s mode",
+            event["livemode"],
+            "live" if expected_mode else "test",
+            extra=context,
+        )
     elif stored:
         log.info("event stored", extra=context)
         svc.wake_worker()

@@ -6,24 +6,39 @@ Events arrive in the webhook endpoint's API version, which need not be the SDK's
 `parent.subscription_details.subscription` and payment state is only `status` (see Stripe's changelog
 "Adds support for multiple (partial) payments on invoices"). Amounts stay integers in minor units.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from webhook_app.clock import from_unix
 from webhook_app.errors import BadPayload
 
 # https://docs.stripe.com/currencies#zero-decimal
 ZERO_DECIMAL = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
 )
 # https://docs.stripe.com/currencies#three-decimal
-THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "krw": "₩", "inr": "₹", "aud": "A$",
-           "cad": "CA$", "nzd": "NZ$", "brl": "R$", "chf": "CHF ", "sek": "SEK ", "mxn": "MX$"}
+THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+SYMBOLS = {
+    "usd": "$",
+    "eur": "€",
+    "gbp": "£",
+    "jpy": "¥",
+    "krw": "₩",
+    "inr": "₹",
+    "aud": "A$",
+    "cad": "CA$",
+    "nzd": "NZ$",
+    "brl": "R$",
+    "chf": "CHF ",
+    "sek": "SEK ",
+    "mxn": "MX$",
+}
 
 
 def minor_unit_exponent(currency: str) -> int:
@@ -158,7 +173,7 @@ class InvoiceView:
         return format_amount(self.amount_due, self.currency)
 
     @classmethod
-    def from_stripe(cls, obj: Any) -> "InvoiceView":
+    def from_stripe(cls, obj: Any) -> InvoiceView:
         """Normalize an invoice dict from an event's `data.object` or an API response."""
         if not isinstance(obj, Mapping) or obj.get("object", "invoice") != "invoice":
             raise BadPayload("event data.object is not an invoice")

@@ -5,11 +5,12 @@ clicked. Our token is durable instead: signed with SECRET_KEY (itsdangerous), na
 (ids only, no personal data), expiring after LINK_MAX_AGE_DAYS. Link previewers and HEAD requests get
 a page, never a session, and are not counted as clicks.
 """
+
 from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, render_template, request
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -31,7 +32,8 @@ CLICK_LIMIT, CLICK_WINDOW = 10, timedelta(minutes=10)
 # Mail scanners and chat apps fetch links to preview them; a fetch must not look like a customer.
 PREVIEW_BOTS = re.compile(
     r"bot\b|crawler|spider|preview|facebookexternalhit|slack|discord|whatsapp|telegram|skype|linkedin|"
-    r"embedly|outlook|microsoft office|mimecast|proofpoint|barracuda|google-safety|headlesschrome|curl|wget|python-requests",
+    r"embedly|outlook|microsoft office|mimecast|proofpoint|barracuda|google-safety|headlesschrome|"
+    r"curl|wget|python-requests",
     re.IGNORECASE,
 )
 
@@ -46,12 +48,13 @@ class _ClockSigner(TimestampSigner):
     def get_timestamp(self) -> int:
         if self.clock is None:
             return super().get_timestamp()
-        return int(self.clock.now().replace(tzinfo=timezone.utc).timestamp())
+        return int(self.clock.now().replace(tzinfo=UTC).timestamp())
 
 
 def _serializer(settings: Settings, clock=None) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key or DEV_SECRET, salt=SALT, signer=_ClockSigner,
-                                  signer_kwargs={"clock": clock})
+    return URLSafeTimedSerializer(
+        settings.secret_key or DEV_SECRET, salt=SALT, signer=_ClockSigner, signer_kwargs={"clock": clock}
+    )
 
 
 def make_token(settings: Settings, case_id: int, notification_id: int | None = None, clock=None) -> str:
@@ -80,8 +83,9 @@ def read_token(settings: Settings, token: str, clock=None) -> dict:
 
 def _page(template: str, status: int, **context) -> Response:
     svc = services()
-    html = render_template(template, company=svc.settings.company_name,
-                           return_url=svc.settings.portal_return_url, **context)
+    html = render_template(
+        template, company=svc.settings.company_name, return_url=svc.settings.portal_return_url, **context
+    )
     response = Response(html, status=status, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the token must not leak to other sites
@@ -112,8 +116,9 @@ def follow(token: str):
 
     now = svc.clock.now()
     with svc.db.session() as s:
-        recent = s.scalar(select(func.count(Click.id)).where(Click.case_id == case.id,
-                                                             Click.clicked_at > now - CLICK_WINDOW))
+        recent = s.scalar(
+            select(func.count(Click.id)).where(Click.case_id == case.id, Click.clicked_at > now - CLICK_WINDOW)
+        )
     if recent >= CLICK_LIMIT:
         response = _page("link_busy.html", 429)
         response.headers["Retry-After"] = str(int(CLICK_WINDOW.total_seconds()))
@@ -136,8 +141,9 @@ def follow(token: str):
     with svc.db.session() as s:
         s.add(Click(case_id=case.id, notification_id=data.get("n"), portal_session_id=session.id, clicked_at=now))
     log.info("recovery link followed", extra={"case_id": case.id})
-    response = Response(status=303, headers={"Location": session.url, "Cache-Control": "no-store",
-                                             "Referrer-Policy": "no-referrer"})
+    response = Response(
+        status=303, headers={"Location": session.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    )
     return response
 
 

@@ -1,4 +1,5 @@
 """Schema migrations (Alembic), run by `webhook-app db upgrade` and the Procfile's release phase."""
+
 from __future__ import annotations
 
 from pathlib import Path

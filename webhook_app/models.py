@@ -4,6 +4,7 @@ Idempotency rests on the unique constraints declared here (event id, invoice id,
 per case/episode/step, one ledger entry per key), never on a read-before-insert.
 Times are stored as naive UTC datetimes, the same on SQLite and PostgreSQL.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Structured logs (one JSON object per line) and Sentry, both scrubbed of secrets and emails."""
+
 from __future__ import annotations
 
 import json

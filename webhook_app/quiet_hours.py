@@ -4,9 +4,10 @@ The customer's time zone is guessed from the invoice's `customer_address.country
 pytz lists for that country: its most populous one); without a country the window applies in UTC.
 Off unless `QUIET_HOURS` is set (e.g. `21-8`: hold from 21:00 to 08:00 local time).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytz
@@ -20,14 +21,14 @@ def customer_zone(country: str | None):
             return ZoneInfo(zones[0])
         except ZoneInfoNotFoundError:
             pass
-    return timezone.utc
+    return UTC
 
 
 def quiet_until(now_utc: datetime, country: str | None, window: tuple[int, int]) -> datetime | None:
     """When to send instead of `now_utc` (naive UTC), or None when it is not quiet time there."""
     start, end = window
     zone = customer_zone(country)
-    local = now_utc.replace(tzinfo=timezone.utc).astimezone(zone)
+    local = now_utc.replace(tzinfo=UTC).astimezone(zone)
     hour = local.hour
     quiet = (start <= hour or hour < end) if start > end else (start <= hour < end)
     if not quiet:
@@ -36,4 +37,4 @@ def quiet_until(now_utc: datetime, country: str | None, window: tuple[int, int])
     if morning <= local:
         morning += timedelta(days=1)
     # ZoneInfo derives the offset from the wall time, so a DST change overnight is accounted for.
-    return morning.astimezone(timezone.utc).replace(tzinfo=None)
+    return morning.astimezone(UTC).replace(tzinfo=None)

@@ -1,4 +1,5 @@
 """Putting stored events back in the queue (`webhook-app events replay`)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,14 +10,18 @@ from webhook_app.db import Database
 from webhook_app.models import Event
 
 
-def requeue(db: Database, now: datetime, *, event_ids: tuple[str, ...] = (), failed: bool = False) -> tuple[int, list[str]]:
+def requeue(
+    db: Database, now: datetime, *, event_ids: tuple[str, ...] = (), failed: bool = False
+) -> tuple[int, list[str]]:
     """Mark the named (or all failed) events pending again; returns (count, unknown ids)."""
     with db.session() as s:
         known = set(s.scalars(select(Event.stripe_id).where(Event.stripe_id.in_(event_ids)))) if event_ids else set()
         condition = Event.stripe_id.in_(known) if event_ids else Event.status == "failed"
         if event_ids and failed:
             condition = Event.stripe_id.in_(known) | (Event.status == "failed")
-        count = s.execute(update(Event).where(condition, Event.status != "processing")
-                          .values(status="pending", run_at=now, attempts=0, claim_token=None, locked_until=None)
-                          ).rowcount
+        count = s.execute(
+            update(Event)
+            .where(condition, Event.status != "processing")
+            .values(status="pending", run_at=now, attempts=0, claim_token=None, locked_until=None)
+        ).rowcount
     return count, [e for e in event_ids if e not in known]

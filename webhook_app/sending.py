@@ -8,6 +8,7 @@ answers "already sent" instead of emailing the customer twice.
 A customer with several failed invoices due at once gets one message listing all of them: the other
 invoices' notifications are claimed with the same token and recorded as sent together.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,7 @@ def send_notification(svc: Services, claim: Claim) -> Outcome:
     if not case.is_open:
         return _skip(svc, claim, f"case {case.status}", context)
     if case.status == "paused":
-        return _skip(svc, claim, "paused: the customer updated the payment method; waiting for Stripe's retry",
-                     context)
+        return _skip(svc, claim, "paused: the customer updated the payment method; waiting for Stripe's retry", context)
     if svc.billing is None:
         raise ConfigurationNeeded("STRIPE_SECRET_KEY is not set; messages wait until it is")
 
@@ -104,17 +104,37 @@ def send_notification(svc: Services, claim: Claim) -> Outcome:
         raise
 
     with svc.db.session() as s:
-        recorded = finish(s, Notification, claim, status="sent", sent_at=now, provider=result.provider,
-                          provider_message_id=result.message_id, portal_session_id=portal_id,
-                          last_error="provider had already accepted this message" if result.duplicate else None)
+        recorded = finish(
+            s,
+            Notification,
+            claim,
+            status="sent",
+            sent_at=now,
+            provider=result.provider,
+            provider_message_id=result.message_id,
+            portal_session_id=portal_id,
+            last_error="provider had already accepted this message" if result.duplicate else None,
+        )
         if recorded:
             for item in others:
-                finish(s, Notification, Claim(item.notification.id, claim.token, 0), status="sent", sent_at=now,
-                       provider=result.provider, provider_message_id=result.message_id, portal_session_id=portal_id,
-                       last_error=f"sent in one message with notification {notification.id}")
+                finish(
+                    s,
+                    Notification,
+                    Claim(item.notification.id, claim.token, 0),
+                    status="sent",
+                    sent_at=now,
+                    provider=result.provider,
+                    provider_message_id=result.message_id,
+                    portal_session_id=portal_id,
+                    last_error=f"sent in one message with notification {notification.id}",
+                )
             _count_message(s, [primary.case.id] + [item.case.id for item in others], now)
-    log.info("recovery message sent%s%s", " (provider had it already)" if result.duplicate else "",
-             f" covering {1 + len(others)} invoices" if others else "", extra={**context, "provider": result.provider})
+    log.info(
+        "recovery message sent%s%s",
+        " (provider had it already)" if result.duplicate else "",
+        f" covering {1 + len(others)} invoices" if others else "",
+        extra={**context, "provider": result.provider},
+    )
     return Outcome("sent")
 
 
@@ -132,17 +152,29 @@ def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str, cla
         # One key per notification: a retried send reuses the session (and its URL) Stripe already made,
         # so the message is identical and the email tool can recognise the retry.
         portal = svc.billing.create_portal_session(
-            case.customer_id, idempotency_key=f"{idempotency_key(notification.id)}-portal",
-            after_expiration_login=not use_links)
+            case.customer_id,
+            idempotency_key=f"{idempotency_key(notification.id)}-portal",
+            after_expiration_login=not use_links,
+        )
         portal_id, portal_url = portal.id, portal.url
-        update_url = (links.recovery_url(svc.settings, case.id, notification.id, notification.created_at)
-                      if use_links else portal.url)
+        update_url = (
+            links.recovery_url(svc.settings, case.id, notification.id, notification.created_at)
+            if use_links
+            else portal.url
+        )
     template = dunning.template_for(notification.kind, notification.step)
     message = Message(
-        kind=notification.kind, email=email, customer_id=case.customer_id,
-        customer_name=invoice.customer_name or case.customer_name, update_payment_url=update_url,
-        portal_url=portal_url, invoice=_line(primary), created_at=notification.created_at,
-        step=notification.step, is_final_notice=template == "final", template=template,
+        kind=notification.kind,
+        email=email,
+        customer_id=case.customer_id,
+        customer_name=invoice.customer_name or case.customer_name,
+        update_payment_url=update_url,
+        portal_url=portal_url,
+        invoice=_line(primary),
+        created_at=notification.created_at,
+        step=notification.step,
+        is_final_notice=template == "final",
+        template=template,
         other_invoices=tuple(_line(item) for item in others),
     )
     return svc.messenger.send(message, idempotency_key(notification.id)), portal_id
@@ -152,19 +184,34 @@ def _claim_siblings(svc: Services, primary: _Item, claim: Claim, now: datetime) 
     """Take the customer's other due notifications of the same kind under this claim's token."""
     with svc.db.session() as s:
         candidates = (
-            select(Notification.id).join(DunningCase, DunningCase.id == Notification.case_id)
-            .where(DunningCase.customer_id == primary.case.customer_id, DunningCase.id != primary.case.id,
-                   DunningCase.status == "open", Notification.kind == primary.notification.kind,
-                   Notification.status == "pending", Notification.run_at <= now)
+            select(Notification.id)
+            .join(DunningCase, DunningCase.id == Notification.case_id)
+            .where(
+                DunningCase.customer_id == primary.case.customer_id,
+                DunningCase.id != primary.case.id,
+                DunningCase.status == "open",
+                Notification.kind == primary.notification.kind,
+                Notification.status == "pending",
+                Notification.run_at <= now,
+            )
             .with_for_update(of=Notification, skip_locked=True)
-            .cte("siblings").prefix_with("MATERIALIZED", dialect="postgresql")
+            .cte("siblings")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        ids = [row.id for row in s.execute(
-            update(Notification).where(Notification.id.in_(select(candidates.c.id)),
-                                       Notification.status == "pending")
-            .values(status="sending", claim_token=claim.token,
-                    locked_until=now + timedelta(seconds=svc.settings.worker_lease_seconds))
-            .returning(Notification.id), execution_options={"synchronize_session": False})]
+        ids = [
+            row.id
+            for row in s.execute(
+                update(Notification)
+                .where(Notification.id.in_(select(candidates.c.id)), Notification.status == "pending")
+                .values(
+                    status="sending",
+                    claim_token=claim.token,
+                    locked_until=now + timedelta(seconds=svc.settings.worker_lease_seconds),
+                )
+                .returning(Notification.id),
+                execution_options={"synchronize_session": False},
+            )
+        ]
         items = []
         for notification_id in sorted(ids):
             notification = s.get(Notification, notification_id)
@@ -180,8 +227,13 @@ def _still_due(svc: Services, item: _Item, claim: Claim, now: datetime) -> bool:
         return True
     _settle(svc, item.invoice, now)
     with svc.db.session() as s:
-        finish(s, Notification, Claim(item.notification.id, claim.token, 0), status="skipped",
-               last_error=f"invoice already {item.invoice.status}")
+        finish(
+            s,
+            Notification,
+            Claim(item.notification.id, claim.token, 0),
+            status="skipped",
+            last_error=f"invoice already {item.invoice.status}",
+        )
     return False
 
 
@@ -190,9 +242,11 @@ def _release(svc: Services, claim: Claim, notification_ids: list[int]) -> None:
     if not notification_ids:
         return
     with svc.db.session() as s:
-        s.execute(update(Notification).where(Notification.id.in_(notification_ids),
-                                             Notification.claim_token == claim.token)
-                  .values(status="pending", claim_token=None, locked_until=None))
+        s.execute(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
+            .values(status="pending", claim_token=None, locked_until=None)
+        )
 
 
 def _count_message(session, case_ids: list[int], now: datetime) -> None:
@@ -220,8 +274,14 @@ def _skip(svc: Services, claim: Claim, reason: str, context: dict) -> Outcome:
 
 def _defer(svc: Services, claim: Claim, resume: datetime, context: dict) -> Outcome:
     with svc.db.session() as s:
-        finish(s, Notification, claim, status="pending", run_at=resume,
-               last_error=f"quiet hours: held until {resume.isoformat()}Z")
+        finish(
+            s,
+            Notification,
+            claim,
+            status="pending",
+            run_at=resume,
+            last_error=f"quiet hours: held until {resume.isoformat()}Z",
+        )
     log.info("notification held for the customer's quiet hours", extra=context)
     return Outcome("deferred", "quiet hours")
 

@@ -1,4 +1,5 @@
 """The wiring: settings, database, clock and adapters, built once by `create_app` (or the CLI)."""
+
 from __future__ import annotations
 
 import threading

@@ -7,6 +7,7 @@ Transient errors retry with exponential backoff and jitter; permanent ones stop 
 unknown errors are bugs: reported to Sentry and stopped as failed (replay them once fixed).
 Several threads per process make sending concurrent (each send waits on Stripe and the email tool).
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,8 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from webhook_app import inbox, sending
-from webhook_app.dunning import Cadence
 from webhook_app.claims import Claim, backoff_seconds, claim, finish
+from webhook_app.dunning import Cadence
 from webhook_app.errors import ConfigurationNeeded, CustomerMissing, PermanentError, TransientError
 from webhook_app.handlers import HANDLERS, Context
 from webhook_app.models import Event, Notification
@@ -66,8 +67,10 @@ class Worker:
 
     def run_forever(self) -> None:
         """Poll until `stop()`; finishes the item in hand before returning (SIGTERM on Heroku)."""
-        threads = [threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
-                   for i in range(self.settings.worker_concurrency)]
+        threads = [
+            threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
+            for i in range(self.settings.worker_concurrency)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -99,8 +102,7 @@ class Worker:
         """Claim and process a batch of due events; returns how many were claimed."""
         now = self.svc.clock.now()
         with self.svc.db.session() as s:
-            claims = claim(s, Event, now=now, lease_seconds=self.settings.worker_lease_seconds,
-                           limit=self.batch_size)
+            claims = claim(s, Event, now=now, lease_seconds=self.settings.worker_lease_seconds, limit=self.batch_size)
         for c in claims:
             if self.stop_event.is_set():
                 break  # unprocessed claims are retaken when their lease runs out
@@ -138,10 +140,11 @@ class Worker:
     def _retry_or_stop(self, c: Claim, exc: Exception, what: str, context: dict) -> dict:
         """The outcome of a failed attempt: retry later (transient, attempts left) or stop as failed."""
         reason = _reason(exc)
-        transient = isinstance(exc, (TransientError,) + TRANSIENT_DB_ERRORS)
+        transient = isinstance(exc, (TransientError, *TRANSIENT_DB_ERRORS))
         if transient and c.attempts < self.settings.worker_max_attempts:
             delay = getattr(exc, "retry_after", None) or backoff_seconds(
-                c.attempts, self.settings.worker_retry_base_seconds, self.settings.worker_retry_max_seconds)
+                c.attempts, self.settings.worker_retry_base_seconds, self.settings.worker_retry_max_seconds
+            )
             log.warning("%s will be retried in %.0fs: %s", what, delay, reason, extra=context)
             return dict(status="pending", run_at=self.svc.clock.now() + timedelta(seconds=delay), last_error=reason)
         if transient or isinstance(exc, PermanentError):
@@ -156,8 +159,15 @@ class Worker:
         """Claim and send up to `limit` due notifications; returns how many were claimed."""
         now = self.svc.clock.now()
         with self.svc.db.session() as s:
-            claims = claim(s, Notification, now=now, lease_seconds=self.settings.worker_lease_seconds,
-                           limit=limit, ready=("pending", "held"), busy="sending")
+            claims = claim(
+                s,
+                Notification,
+                now=now,
+                lease_seconds=self.settings.worker_lease_seconds,
+                limit=limit,
+                ready=("pending", "held"),
+                busy="sending",
+            )
         for c in claims:
             self._send(c)
         return len(claims)
@@ -172,8 +182,9 @@ class Worker:
     def _send_failed(self, c: Claim, exc: Exception, context: dict) -> None:
         if isinstance(exc, ConfigurationNeeded):
             reason = _reason(exc)
-            values = dict(status="held", run_at=self.svc.clock.now() + timedelta(seconds=exc.hold_seconds),
-                          last_error=reason)
+            values = dict(
+                status="held", run_at=self.svc.clock.now() + timedelta(seconds=exc.hold_seconds), last_error=reason
+            )
             log.error("notification held until an operator acts: %s", reason, extra=context)
             report_exception(exc)
         else:

@@ -1,4 +1,5 @@
 """End-to-end fixtures: stand-in Stripe/Loops/Intercom on real sockets, the app under gunicorn."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,6 @@ from tests.standins.stripe import StripeStandIn
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
 
 
 @contextmanager
@@ -64,15 +64,26 @@ class LiveApp:
 
     def command(self, *args: str) -> subprocess.CompletedProcess:
         """Run `webhook-app <args>` with the app's environment."""
-        return subprocess.run([sys.executable, "-m", "webhook_app.cli", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "webhook_app.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
-    def start(self) -> "LiveApp":
+    def start(self) -> LiveApp:
         upgrade = self.command("db", "upgrade")
         assert upgrade.returncode == 0, upgrade.stderr
         gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-        self.proc = subprocess.Popen([gunicorn, "--config", "gunicorn.conf.py", "webhook_app.wsgi:app"],
-                                     env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [gunicorn, "--config", "gunicorn.conf.py", "webhook_app.wsgi:app"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for(self._healthy, timeout=20, what="gunicorn to serve /healthz")
         return self
 

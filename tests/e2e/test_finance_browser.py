@@ -4,6 +4,7 @@ The app is served on a real socket with a seeded SQLite database. The browser si
 sees the totals and the SVG chart, changes the period with the form, and downloads the CSV.
 `make browser` installs Chromium (`.ci/run` calls it); elsewhere this test skips and says why.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,14 @@ from webhook_app import create_app, migrate
 from webhook_app.clock import FrozenClock
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT = Path(os.environ.get("FINANCE_SCREENSHOT", "/tmp/finance-dashboard.png"))
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -33,8 +40,10 @@ def _playwright():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed: `pip install -e '.[dev]'` (never `playwright install`: "
-                    "the test drives Debian's chromium)")
+        pytest.skip(
+            "playwright is not installed: `pip install -e '.[dev]'` (never `playwright install`: "
+            "the test drives Debian's chromium)"
+        )
     return sync_playwright
 
 
@@ -43,8 +52,9 @@ def served_app(tmp_path):
     """The app on 127.0.0.1:<free port> (werkzeug in a thread) over a seeded SQLite file."""
     from werkzeug.serving import make_server
 
-    config = base_config(f"sqlite:///{tmp_path / 'finance.sqlite3'}", FINANCE_USERNAME=FINANCE_USER,
-                         FINANCE_PASSWORD=FINANCE_PASSWORD)
+    config = base_config(
+        f"sqlite:///{tmp_path / 'finance.sqlite3'}", FINANCE_USERNAME=FINANCE_USER, FINANCE_PASSWORD=FINANCE_PASSWORD
+    )
     app = create_app(config, clock=FrozenClock(NOW))
     db = app.extensions["webhook_app"].db
     migrate.upgrade(db)
@@ -67,7 +77,9 @@ def test_finance_dashboard_in_chromium_totals_chart_period_change_and_csv_downlo
         try:
             context = browser.new_context(
                 http_credentials={"username": FINANCE_USER, "password": FINANCE_PASSWORD},
-                accept_downloads=True, viewport={"width": 1280, "height": 900})
+                accept_downloads=True,
+                viewport={"width": 1280, "height": 900},
+            )
             page = context.new_page()
             csp_violations = []
             page.on("console", lambda m: csp_violations.append(m.text) if "Content Security Policy" in m.text else None)

@@ -1,4 +1,5 @@
 """The whole product over real sockets: gunicorn, stand-in Stripe and Loops/Intercom, SQLite or PostgreSQL."""
+
 from __future__ import annotations
 
 import time
@@ -39,10 +40,14 @@ def test_health_and_readiness_under_gunicorn(live_app, sqlite_url):
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
-def test_failed_payment_to_loops_email_to_link_click_to_recovery(live_app, database_url, stripe_standin,
-                                                                 loops_standin):
-    app = live_app(database_url, MESSAGING_PROVIDER="loops", LOOPS_API_KEY=loops_standin.api_key,
-                   LOOPS_API_BASE=f"{loops_standin.url}/api", LOOPS_TRANSACTIONAL_ID="tx_recovery")
+def test_failed_payment_to_loops_email_to_link_click_to_recovery(live_app, database_url, stripe_standin, loops_standin):
+    app = live_app(
+        database_url,
+        MESSAGING_PROVIDER="loops",
+        LOOPS_API_KEY=loops_standin.api_key,
+        LOOPS_API_BASE=f"{loops_standin.url}/api",
+        LOOPS_TRANSACTIONAL_ID="tx_recovery",
+    )
     inv = so.invoice(amount_due=4900, currency="usd", attempt_count=1)
     stripe_standin.invoices[inv["id"]] = inv
     failed_at = int(time.time()) - 3600
@@ -55,8 +60,7 @@ def test_failed_payment_to_loops_email_to_link_click_to_recovery(live_app, datab
     [email] = loops_standin.messages
     [portal] = stripe_standin.portal_sessions
     assert portal["form"]["flow_data[type]"] == "payment_method_update"
-    assert portal["form"]["flow_data[after_completion][redirect][return_url"
-                          "]"] == "https://app.example.test/billing"
+    assert portal["form"]["flow_data[after_completion][redirect][return_url]"] == "https://app.example.test/billing"
     assert portal["idempotency_key"]
     body = email["body"]
     assert body["transactionalId"] == "tx_recovery" and body["email"] == "ada@example.com"
@@ -79,10 +83,15 @@ def test_failed_payment_to_loops_email_to_link_click_to_recovery(live_app, datab
     assert len(loops_standin.messages) == 1
 
 
-def test_failed_payment_reaches_intercom_as_an_event_on_a_created_contact(live_app, sqlite_url, stripe_standin,
-                                                                         intercom_standin):
-    app = live_app(sqlite_url, MESSAGING_PROVIDER="intercom", INTERCOM_ACCESS_TOKEN=intercom_standin.token,
-                   INTERCOM_API_BASE=intercom_standin.url)
+def test_failed_payment_reaches_intercom_as_an_event_on_a_created_contact(
+    live_app, sqlite_url, stripe_standin, intercom_standin
+):
+    app = live_app(
+        sqlite_url,
+        MESSAGING_PROVIDER="intercom",
+        INTERCOM_ACCESS_TOKEN=intercom_standin.token,
+        INTERCOM_API_BASE=intercom_standin.url,
+    )
     inv = so.invoice(amount_due=500, currency="jpy")
     stripe_standin.invoices[inv["id"]] = inv
     assert post(app, so.event("invoice.payment_failed", inv)).status_code == 200

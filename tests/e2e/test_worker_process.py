@@ -1,4 +1,5 @@
 """The worker as its own process (Procfile `worker`): SIGTERM finishes the item in hand and exits."""
+
 from __future__ import annotations
 
 import os
@@ -19,14 +20,23 @@ pytestmark = pytest.mark.e2e
 def test_sigterm_stops_the_worker_cleanly(sqlite_url):
     env = {k: v for k, v in os.environ.items() if k not in ROOT_ENV_KEYS}
     env.update(base_config(sqlite_url, WORKER_POLL_SECONDS="0.1"))
-    subprocess.run([sys.executable, "-m", "webhook_app.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True,
-                   capture_output=True)
-    proc = subprocess.Popen([sys.executable, "-m", "webhook_app.cli", "worker"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "webhook_app.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webhook_app.cli", "worker"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
-        wait_for(lambda: lines.append(proc.stdout.readline()) or any("worker running" in l for l in lines),
-                 what="the worker to start")
+        wait_for(
+            lambda: lines.append(proc.stdout.readline()) or any("worker running" in ln for ln in lines),
+            what="the worker to start",
+        )
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -5,6 +5,7 @@ like Stripe (`limit`, `starting_after`, `has_more`), honour idempotency keys lik
 can be told to answer 429 or to fail for given customers. Only HTTP is faked: our code and the Stripe
 SDK run for real.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -57,13 +58,13 @@ class StripeMock:
     def __init__(self, mocker, *, livemode: bool = False):
         self.livemode = livemode
         self.key_valid = True
-        self.invoices: list[dict] = []          # newest first, as Stripe lists them
+        self.invoices: list[dict] = []  # newest first, as Stripe lists them
         self.events: list[dict] = []
         self.portal_configurations: dict[str, dict] = {}
         self.webhook_endpoints: dict[str, dict] = {}
         self.sessions: list[dict] = []
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, params)
-        self.throttle: Counter = Counter()      # path -> how many 429s to answer before serving
+        self.throttle: Counter = Counter()  # path -> how many 429s to answer before serving
         self.missing_customers: set[str] = set()
         self.portal_configured = True  # False: portal sessions fail as on an account never set up
         self.settled_at_send: set[str] = set()  # customers whose invoices are paid when re-listed
@@ -74,16 +75,32 @@ class StripeMock:
 
     # -- set-up helpers ------------------------------------------------------------------------------
     def add_portal_configuration(self, **fields) -> dict:
-        config = {"id": f"bpc_{next(self._ids):04d}", "object": "billing_portal.configuration", "active": True,
-                  "is_default": False, "livemode": self.livemode, "metadata": {}, "created": next(self._ids),
-                  "features": {"payment_method_update": {"enabled": True}}, **fields}
+        config = {
+            "id": f"bpc_{next(self._ids):04d}",
+            "object": "billing_portal.configuration",
+            "active": True,
+            "is_default": False,
+            "livemode": self.livemode,
+            "metadata": {},
+            "created": next(self._ids),
+            "features": {"payment_method_update": {"enabled": True}},
+            **fields,
+        }
         self.portal_configurations[config["id"]] = config
         return config
 
     def add_webhook_endpoint(self, url: str, events: list[str], status: str = "enabled", **fields) -> dict:
-        endpoint = {"id": f"we_{next(self._ids):04d}", "object": "webhook_endpoint", "url": url,
-                    "enabled_events": events, "status": status, "livemode": self.livemode, "metadata": {},
-                    "api_version": None, **fields}
+        endpoint = {
+            "id": f"we_{next(self._ids):04d}",
+            "object": "webhook_endpoint",
+            "url": url,
+            "enabled_events": events,
+            "status": status,
+            "livemode": self.livemode,
+            "metadata": {},
+            "api_version": None,
+            **fields,
+        }
         self.webhook_endpoints[endpoint["id"]] = endpoint
         return endpoint
 
@@ -133,6 +150,7 @@ class StripeMock:
                 with self._lock:
                     self._idempotent[key] = result
             return result
+
         return respond
 
     def _page(self, items: list[dict], params: dict, url: str) -> dict:
@@ -141,14 +159,17 @@ class StripeMock:
         if params.get("starting_after"):
             ids = [item["id"] for item in items]
             start = ids.index(params["starting_after"]) + 1
-        chunk = items[start:start + limit]
+        chunk = items[start : start + limit]
         return {"object": "list", "url": url, "data": chunk, "has_more": start + limit < len(items)}
 
     def _list_invoices(self, params, context):
-        items = [i for i in self.invoices
-                 if i["status"] == params.get("status", i["status"])
-                 and i["collection_method"] == params.get("collection_method", i["collection_method"])
-                 and i["customer"] == params.get("customer", i["customer"])]
+        items = [
+            i
+            for i in self.invoices
+            if i["status"] == params.get("status", i["status"])
+            and i["collection_method"] == params.get("collection_method", i["collection_method"])
+            and i["customer"] == params.get("customer", i["customer"])
+        ]
         if params.get("customer") in self.settled_at_send:
             items = []
         return self._page(items, params, "/v1/invoices")
@@ -156,15 +177,24 @@ class StripeMock:
     def _create_session(self, params, context):
         customer = params.get("customer")
         if not self.portal_configured:
-            return _error(context, 400, "No configuration provided and your test mode default configuration has "
-                                        "not been created. Provide a configuration or create your default by saving "
-                                        "your customer portal settings in test mode.")
+            return _error(
+                context,
+                400,
+                "No configuration provided and your test mode default configuration has "
+                "not been created. Provide a configuration or create your default by saving "
+                "your customer portal settings in test mode.",
+            )
         if customer in self.missing_customers:
             return _error(context, 404, f"No such customer: '{customer}'", "resource_missing")
         n = next(self._ids)
-        session = {"id": f"bps_{n}", "object": "billing_portal.session", "customer": customer,
-                   "url": f"https://billing.stripe.mock/p/session/bps_{n}", "livemode": self.livemode,
-                   "configuration": params.get("configuration")}
+        session = {
+            "id": f"bps_{n}",
+            "object": "billing_portal.session",
+            "customer": customer,
+            "url": f"https://billing.stripe.mock/p/session/bps_{n}",
+            "livemode": self.livemode,
+            "configuration": params.get("configuration"),
+        }
         with self._lock:
             self.sessions.append({**session, "params": params})
         return session
@@ -222,10 +252,13 @@ class StripeMock:
         return self._page(list(self.webhook_endpoints.values()), params, "/v1/webhook_endpoints")
 
     def _create_endpoint(self, params, context):
-        endpoint = self.add_webhook_endpoint(params["url"], params["enabled_events"],
-                                             metadata=params.get("metadata", {}),
-                                             api_version=params.get("api_version"),
-                                             description=params.get("description"))
+        endpoint = self.add_webhook_endpoint(
+            params["url"],
+            params["enabled_events"],
+            metadata=params.get("metadata", {}),
+            api_version=params.get("api_version"),
+            description=params.get("description"),
+        )
         return {**endpoint, "secret": f"whsec_created_{endpoint['id']}_secretvalue"}
 
     def _update_endpoint(self, params, context, id):
@@ -252,11 +285,11 @@ class LoopsMock:
         self.accepted: list[dict] = []
         self.keys: set[str] = set()
         self.key_valid = True
-        self.throttle = 0                 # 429s to answer before accepting again
+        self.throttle = 0  # 429s to answer before accepting again
         self.reject_emails: set[str] = set()
         self.crash_after: int | None = None  # accepted messages before the process "dies"
-        self.crash_before_answer = True      # die before (True) or after (False) Loops accepts the next one
-        self.dead = False                    # once "dead", every call raises until the test revives it
+        self.crash_before_answer = True  # die before (True) or after (False) Loops accepts the next one
+        self.dead = False  # once "dead", every call raises until the test revives it
         self.requests = 0
         self._lock = threading.Lock()
         mocker.post(f"{LOOPS_BASE}/v1/transactional", json=self._transactional)
@@ -281,8 +314,7 @@ class LoopsMock:
                 return {"success": False, "message": "Rate limit exceeded"}
             if self.dead:
                 raise SimulatedCrash("the process is gone")
-            if (self.crash_after is not None and self.crash_before_answer
-                    and len(self.accepted) >= self.crash_after):
+            if self.crash_after is not None and self.crash_before_answer and len(self.accepted) >= self.crash_after:
                 self.dead = True
                 raise SimulatedCrash("killed before Loops got the message")
             if body["email"] in self.reject_emails:
@@ -293,8 +325,7 @@ class LoopsMock:
                 return {"success": False, "message": "Idempotency key has already been used"}
             self.keys.add(key)
             self.accepted.append({"key": key, **body})
-            if (self.crash_after is not None and not self.crash_before_answer
-                    and len(self.accepted) >= self.crash_after):
+            if self.crash_after is not None and not self.crash_before_answer and len(self.accepted) >= self.crash_after:
                 self.dead = True
                 raise SimulatedCrash("killed after Loops accepted the message, before we recorded it")
         return {"success": True, "id": f"msg_{len(self.accepted)}"}
@@ -312,9 +343,15 @@ def ops_config(database_url: str, **overrides) -> dict:
     """The shared test configuration, with Stripe and Loops pointed at these stand-ins."""
     from tests.conftest import base_config
 
-    settings = dict(STRIPE_API_BASE=STRIPE_BASE, STRIPE_MAX_RETRIES=0, MESSAGING_PROVIDER="loops",
-                    LOOPS_API_KEY=LOOPS_KEY, LOOPS_TRANSACTIONAL_ID="tx_recovery", LOOPS_API_BASE=LOOPS_BASE,
-                    LOOPS_RATE_PER_SECOND=5000)
+    settings = dict(
+        STRIPE_API_BASE=STRIPE_BASE,
+        STRIPE_MAX_RETRIES=0,
+        MESSAGING_PROVIDER="loops",
+        LOOPS_API_KEY=LOOPS_KEY,
+        LOOPS_TRANSACTIONAL_ID="tx_recovery",
+        LOOPS_API_BASE=LOOPS_BASE,
+        LOOPS_RATE_PER_SECOND=5000,
+    )
     settings.update(overrides)
     return base_config(database_url, **settings)
 

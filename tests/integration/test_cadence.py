@@ -1,4 +1,5 @@
 """Dunning cadence driven by a test clock: reminders until paid, stop rules, grouping, 3-D Secure."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -56,8 +57,9 @@ def test_no_message_after_payment(svc, deliver, billing, messenger, clock, run):
     inv = fail(deliver, billing, clock)
     run()
     clock.advance(days=1)
-    paid = dict(inv, status="paid", attempt_count=2, amount_paid=inv["amount_due"],
-                status_transitions={"paid_at": ts(clock)})
+    paid = dict(
+        inv, status="paid", attempt_count=2, amount_paid=inv["amount_due"], status_transitions={"paid_at": ts(clock)}
+    )
     billing.put(paid)
     deliver(so.event("invoice.paid", paid))
     run()
@@ -78,15 +80,20 @@ def test_no_message_after_void(svc, deliver, billing, messenger, clock, run):
 def test_no_message_after_subscription_is_canceled(svc, deliver, billing, messenger, clock, run):
     fail(deliver, billing, clock)
     run()
-    deliver(so.event("customer.subscription.deleted", {"id": "sub_A", "object": "subscription", "customer": "cus_A",
-                                                       "status": "canceled"}))
+    deliver(
+        so.event(
+            "customer.subscription.deleted",
+            {"id": "sub_A", "object": "subscription", "customer": "cus_A", "status": "canceled"},
+        )
+    )
     advance_and_run(clock, run, 20)
     assert len(messenger.messages) == 1
     assert all_rows(svc, DunningCase)[0].status == "canceled"
 
 
-def test_stripe_giving_up_brings_the_final_notice_forward_and_it_is_sent_only_once(svc, deliver, billing, messenger,
-                                                                                    clock, run):
+def test_stripe_giving_up_brings_the_final_notice_forward_and_it_is_sent_only_once(
+    svc, deliver, billing, messenger, clock, run
+):
     inv = fail(deliver, billing, clock)
     run()
     clock.advance(days=1)
@@ -110,8 +117,9 @@ def test_final_notice_moves_to_24h_before_stripes_last_retry(make_app, deliver, 
     for attempt in (1, 2, 3):  # after the 3rd failure, the 4th attempt (the last) is scheduled in 2 days
         inv = dict(inv, attempt_count=attempt, next_payment_attempt=ts(clock, days=2))
         billing.put(inv)
-        body, headers = so.signed(so.event("invoice.payment_failed", inv, created=ts(clock)),
-                                  "whsec_test_primary_0123456789")
+        body, headers = so.signed(
+            so.event("invoice.payment_failed", inv, created=ts(clock)), "whsec_test_primary_0123456789"
+        )
         app.test_client().post("/webhooks/stripe", data=body, headers=headers)
         Worker(svc).run_once()
     with svc.db.session() as s:
@@ -122,9 +130,13 @@ def test_final_notice_moves_to_24h_before_stripes_last_retry(make_app, deliver, 
 def test_updated_payment_method_pauses_the_sequence_until_stripe_retries(svc, deliver, billing, messenger, clock, run):
     inv = fail(deliver, billing, clock)
     run()
-    deliver(so.event("customer.updated",
-                     {"id": "cus_A", "object": "customer", "invoice_settings": {"default_payment_method": "pm_new"}},
-                     data_previous={"invoice_settings": {"default_payment_method": "pm_old"}}))
+    deliver(
+        so.event(
+            "customer.updated",
+            {"id": "cus_A", "object": "customer", "invoice_settings": {"default_payment_method": "pm_new"}},
+            data_previous={"invoice_settings": {"default_payment_method": "pm_old"}},
+        )
+    )
     run()
     [case] = all_rows(svc, DunningCase)
     assert case.status == "paused"
@@ -173,8 +185,10 @@ def test_action_required_sends_the_hosted_invoice_link(svc, deliver, billing, me
 def test_replaying_the_same_events_sends_no_extra_message(svc, deliver, billing, messenger, clock, run):
     inv = so.invoice()
     billing.put(inv)
-    events = [so.event("invoice.payment_failed", inv, created=ts(clock)),
-              so.event("invoice.payment_failed", dict(inv, attempt_count=2), created=ts(clock))]
+    events = [
+        so.event("invoice.payment_failed", inv, created=ts(clock)),
+        so.event("invoice.payment_failed", dict(inv, attempt_count=2), created=ts(clock)),
+    ]
     for event in events * 3:
         deliver(event)
     run()
@@ -195,8 +209,9 @@ def test_quiet_hours_hold_a_message_until_the_customers_morning(make_app, delive
     clock.current = datetime(2026, 11, 30, 14, 30)  # 23:30 in Tokyo
     inv = so.invoice(customer_address={"country": "JP"})
     billing.put(inv)
-    body, headers = so.signed(so.event("invoice.payment_failed", inv, created=ts(clock)),
-                              "whsec_test_primary_0123456789")
+    body, headers = so.signed(
+        so.event("invoice.payment_failed", inv, created=ts(clock)), "whsec_test_primary_0123456789"
+    )
     app.test_client().post("/webhooks/stripe", data=body, headers=headers)
     Worker(svc).run_once()
     assert messenger.messages == []

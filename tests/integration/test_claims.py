@@ -1,4 +1,5 @@
 """Claims take at most `limit` rows, on SQLite and PostgreSQL alike."""
+
 from __future__ import annotations
 
 import json

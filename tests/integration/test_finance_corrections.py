@@ -4,6 +4,7 @@ Runs the real intake and worker on SQLite and PostgreSQL. Before API 2025-03-31.
 invoice (`charge.refunded` counts refunds); from basil on only `credit_note.created` can tie money given
 back to an invoice.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -54,33 +55,74 @@ def event_statuses(svc) -> dict[str, str]:
 
 def recover(deliver, run, clock, *, api_version=so.LEGACY, amount=4900, currency="usd", invoice_id=None) -> dict:
     """An invoice that failed once and was then paid: one recovery row in the ledger."""
-    inv = so.invoice(api_version=api_version, amount_due=amount, currency=currency, attempt_count=1,
-                     invoice_id=invoice_id)
+    inv = so.invoice(
+        api_version=api_version, amount_due=amount, currency=currency, attempt_count=1, invoice_id=invoice_id
+    )
     deliver(so.event("invoice.payment_failed", inv, api_version=api_version, created=ts(clock, hours=-2)))
     run()
-    paid = dict(so.invoice(api_version=api_version, invoice_id=inv["id"], amount_due=amount, currency=currency,
-                           attempt_count=2, status="paid", paid_at=ts(clock, hours=-1)))
+    paid = dict(
+        so.invoice(
+            api_version=api_version,
+            invoice_id=inv["id"],
+            amount_due=amount,
+            currency=currency,
+            attempt_count=2,
+            status="paid",
+            paid_at=ts(clock, hours=-1),
+        )
+    )
     deliver(so.event("invoice.paid", paid, api_version=api_version, created=ts(clock, hours=-1)))
     run()
     return inv
 
 
-def charge(invoice_id: str | None, refunded: int, *, charge_id: str = "ch_1", amount: int = 4900,
-           currency: str = "usd") -> dict:
-    obj = {"id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount,
-           "amount_refunded": refunded, "refunded": refunded == amount, "currency": currency,
-           "customer": "cus_A", "livemode": False, "status": "succeeded", "payment_intent": "pi_1"}
+def charge(
+    invoice_id: str | None, refunded: int, *, charge_id: str = "ch_1", amount: int = 4900, currency: str = "usd"
+) -> dict:
+    obj = {
+        "id": charge_id,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": refunded,
+        "refunded": refunded == amount,
+        "currency": currency,
+        "customer": "cus_A",
+        "livemode": False,
+        "status": "succeeded",
+        "payment_intent": "pi_1",
+    }
     if invoice_id is not None:
         obj["invoice"] = invoice_id  # pre-basil charges only
     return obj
 
 
-def credit_note(invoice_id: str, amount: int, *, note_id: str = "cn_1", refunds=(), out_of_band: int = 0,
-                currency: str = "usd", created: int | None = None, legacy_refund: str | None = None) -> dict:
-    obj = {"id": note_id, "object": "credit_note", "invoice": invoice_id, "customer": "cus_A", "amount": amount,
-           "currency": currency, "status": "issued", "type": "post_payment", "pre_payment_amount": 0,
-           "post_payment_amount": amount, "out_of_band_amount": out_of_band or None,
-           "refunds": [{"amount_refunded": a, "refund": r} for r, a in refunds], "created": created}
+def credit_note(
+    invoice_id: str,
+    amount: int,
+    *,
+    note_id: str = "cn_1",
+    refunds=(),
+    out_of_band: int = 0,
+    currency: str = "usd",
+    created: int | None = None,
+    legacy_refund: str | None = None,
+) -> dict:
+    obj = {
+        "id": note_id,
+        "object": "credit_note",
+        "invoice": invoice_id,
+        "customer": "cus_A",
+        "amount": amount,
+        "currency": currency,
+        "status": "issued",
+        "type": "post_payment",
+        "pre_payment_amount": 0,
+        "post_payment_amount": amount,
+        "out_of_band_amount": out_of_band or None,
+        "refunds": [{"amount_refunded": a, "refund": r} for r, a in refunds],
+        "created": created,
+    }
     if legacy_refund is not None:
         obj.pop("refunds")
         obj["refund"] = legacy_refund
@@ -96,9 +138,11 @@ def test_partial_then_full_refund_appends_offsetting_rows_and_never_edits_the_re
     run()
     deliver(so.event("charge.refunded", charge(inv["id"], 4900), api_version=so.LEGACY))
     run()
-    assert ledger(svc) == [(f"recovery:{inv['id']}", "recovery", 4900),
-                           ("refund:ch_1:1000", "refund", -1000),
-                           ("refund:ch_1:4900", "refund", -3900)]
+    assert ledger(svc) == [
+        (f"recovery:{inv['id']}", "recovery", 4900),
+        ("refund:ch_1:1000", "refund", -1000),
+        ("refund:ch_1:4900", "refund", -3900),
+    ]
 
 
 def test_refund_events_out_of_order_count_the_refunded_total_once(svc, deliver, run, clock):
@@ -117,7 +161,11 @@ def test_a_correction_row_copies_the_recovery_and_is_dated_when_the_money_went_b
         recovery, refund = s.scalars(select(LedgerEntry).order_by(LedgerEntry.id)).all()
     assert refund.recovered_at == clock.now().replace(microsecond=0) + timedelta(days=3)
     assert (refund.invoice_id, refund.customer_id, refund.case_id, refund.currency) == (
-        recovery.invoice_id, recovery.customer_id, recovery.case_id, "usd")
+        recovery.invoice_id,
+        recovery.customer_id,
+        recovery.case_id,
+        "usd",
+    )
     assert refund.attribution == recovery.attribution and refund.seconds_to_recover is None
 
 
@@ -148,7 +196,10 @@ def test_legacy_credit_note_counts_only_what_its_refund_does_not(svc, deliver, r
     deliver(so.event("credit_note.created", note, api_version=so.LEGACY))
     deliver(so.event("charge.refunded", charge(inv["id"], 2000), api_version=so.LEGACY))
     run()
-    assert sorted(ledger(svc)[1:]) == [("credit_note:cn_1", "credit_note", -1000), ("refund:ch_1:2000", "refund", -2000)]
+    assert sorted(ledger(svc)[1:]) == [
+        ("credit_note:cn_1", "credit_note", -1000),
+        ("refund:ch_1:2000", "refund", -2000),
+    ]
 
 
 def test_legacy_credit_note_with_an_unexpanded_refund_id(svc, deliver, run, clock):
@@ -175,8 +226,10 @@ def test_a_voided_credit_note_is_reversed_by_a_new_row(svc, deliver, run, clock)
     deliver(so.event("credit_note.voided", dict(note, status="void")))
     deliver(so.event("credit_note.voided", dict(note, status="void")))  # a second delivery: still one row
     run()
-    assert ledger(svc)[1:] == [("credit_note:cn_1", "credit_note", -1500),
-                               ("credit_note_void:cn_1", "credit_note", 1500)]
+    assert ledger(svc)[1:] == [
+        ("credit_note:cn_1", "credit_note", -1500),
+        ("credit_note_void:cn_1", "credit_note", 1500),
+    ]
 
 
 def test_jpy_credit_note_in_whole_yen_and_no_currency_mixing(svc, deliver, run, clock):

@@ -22,6 +22,7 @@ Timeline (UTC; 2025-06-30 is a Monday):
        in_jo1   4000  open since 06-28
   EUR  in_e1    1250  failed 05-15 10:00  paid 05-15 12:00 (2h, retry), live mode
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -69,36 +70,83 @@ OTHER_CASES = [
 
 # Known answers for Q2 2025 ([2025-04-01, 2025-07-01)), per currency.
 EXPECTED_Q2 = {
-    "eur": dict(recovered_gross=1250, corrections=0, recovered_net=1250, recoveries=1, correction_count=0,
-                lost_amount=0, lost_cases=0, open_cases=0, at_risk=0, recovery_rate=1.0,
-                amount_recovery_rate=1.0, median_seconds=7200,
-                attribution={"link_click": (0, 0), "stripe_retry": (1, 1250), "out_of_band": (0, 0)}),
-    "jpy": dict(recovered_gross=17800, corrections=-2000, recovered_net=15800, recoveries=3, correction_count=1,
-                lost_amount=3000, lost_cases=1, open_cases=1, at_risk=4000, recovery_rate=0.75,
-                amount_recovery_rate=17800 / 20800, median_seconds=3 * DAY,
-                attribution={"link_click": (2, 17000), "stripe_retry": (1, 800), "out_of_band": (0, 0)}),
-    "usd": dict(recovered_gross=16800, corrections=-12500, recovered_net=4300, recoveries=3, correction_count=2,
-                lost_amount=10000, lost_cases=2, open_cases=2, at_risk=4000, recovery_rate=0.6,
-                amount_recovery_rate=16800 / 26800, median_seconds=2 * DAY,
-                attribution={"link_click": (1, 4900), "stripe_retry": (1, 9900), "out_of_band": (1, 2000)}),
+    "eur": dict(
+        recovered_gross=1250,
+        corrections=0,
+        recovered_net=1250,
+        recoveries=1,
+        correction_count=0,
+        lost_amount=0,
+        lost_cases=0,
+        open_cases=0,
+        at_risk=0,
+        recovery_rate=1.0,
+        amount_recovery_rate=1.0,
+        median_seconds=7200,
+        attribution={"link_click": (0, 0), "stripe_retry": (1, 1250), "out_of_band": (0, 0)},
+    ),
+    "jpy": dict(
+        recovered_gross=17800,
+        corrections=-2000,
+        recovered_net=15800,
+        recoveries=3,
+        correction_count=1,
+        lost_amount=3000,
+        lost_cases=1,
+        open_cases=1,
+        at_risk=4000,
+        recovery_rate=0.75,
+        amount_recovery_rate=17800 / 20800,
+        median_seconds=3 * DAY,
+        attribution={"link_click": (2, 17000), "stripe_retry": (1, 800), "out_of_band": (0, 0)},
+    ),
+    "usd": dict(
+        recovered_gross=16800,
+        corrections=-12500,
+        recovered_net=4300,
+        recoveries=3,
+        correction_count=2,
+        lost_amount=10000,
+        lost_cases=2,
+        open_cases=2,
+        at_risk=4000,
+        recovery_rate=0.6,
+        amount_recovery_rate=16800 / 26800,
+        median_seconds=2 * DAY,
+        attribution={"link_click": (1, 4900), "stripe_retry": (1, 9900), "out_of_band": (1, 2000)},
+    ),
 }
 Q2_ROWS = 10  # 5 USD (3 recoveries, 2 refunds), 4 JPY (3 recoveries, 1 credit note), 1 EUR
 
 
-def _case(invoice: str, customer: str, currency: str, amount: int, status: str, failed, closed, livemode=False,
-          paid=None) -> DunningCase:
+def _case(
+    invoice: str, customer: str, currency: str, amount: int, status: str, failed, closed, livemode=False, paid=None
+) -> DunningCase:
     created = failed or closed or NOW
-    return DunningCase(invoice_id=invoice, customer_id=customer, currency=currency, amount_due=amount,
-                       status=status, livemode=livemode, first_failed_at=failed, last_failed_at=failed,
-                       paid_at=paid, closed_at=closed, created_at=created, updated_at=closed or created,
-                       attempt_count=1, episode=1, messages_sent=1)
+    return DunningCase(
+        invoice_id=invoice,
+        customer_id=customer,
+        currency=currency,
+        amount_due=amount,
+        status=status,
+        livemode=livemode,
+        first_failed_at=failed,
+        last_failed_at=failed,
+        paid_at=paid,
+        closed_at=closed,
+        created_at=created,
+        updated_at=closed or created,
+        attempt_count=1,
+        episode=1,
+        messages_sent=1,
+    )
 
 
 def seed(db: Database) -> None:
     """Insert the data set (cases and ledger rows) into a migrated, empty database."""
     with db.session() as s:
         cases = {}
-        for invoice, customer, currency, amount, failed, paid, attribution, livemode in RECOVERIES:
+        for invoice, customer, currency, amount, failed, paid, _attribution, livemode in RECOVERIES:
             case = _case(invoice, customer, currency, amount, "recovered", failed, paid, livemode, paid)
             s.add(case)
             cases[invoice] = case
@@ -106,17 +154,44 @@ def seed(db: Database) -> None:
             s.add(_case(invoice, f"cus_{invoice[3:]}", currency, amount, status, failed, closed))
         s.flush()
         for invoice, customer, currency, amount, failed, paid, attribution, livemode in RECOVERIES:
-            s.add(LedgerEntry(
-                entry_key=f"recovery:{invoice}", kind="recovery", case_id=cases[invoice].id, invoice_id=invoice,
-                customer_id=customer, amount=amount, currency=currency, livemode=livemode, first_failed_at=failed,
-                recovered_at=paid, seconds_to_recover=int((paid - failed).total_seconds()), attempts=2,
-                messages_sent=1, attribution=attribution, created_at=paid + timedelta(seconds=5)))
+            s.add(
+                LedgerEntry(
+                    entry_key=f"recovery:{invoice}",
+                    kind="recovery",
+                    case_id=cases[invoice].id,
+                    invoice_id=invoice,
+                    customer_id=customer,
+                    amount=amount,
+                    currency=currency,
+                    livemode=livemode,
+                    first_failed_at=failed,
+                    recovered_at=paid,
+                    seconds_to_recover=int((paid - failed).total_seconds()),
+                    attempts=2,
+                    messages_sent=1,
+                    attribution=attribution,
+                    created_at=paid + timedelta(seconds=5),
+                )
+            )
         for key, kind, invoice, amount, at in CORRECTIONS:
             recovery = next(r for r in RECOVERIES if r[0] == invoice)
-            s.add(LedgerEntry(
-                entry_key=key, kind=kind, case_id=cases[invoice].id, invoice_id=invoice, customer_id=recovery[1],
-                amount=amount, currency=recovery[2], livemode=recovery[7], recovered_at=at, attempts=0,
-                messages_sent=0, attribution=recovery[6], created_at=at))
+            s.add(
+                LedgerEntry(
+                    entry_key=key,
+                    kind=kind,
+                    case_id=cases[invoice].id,
+                    invoice_id=invoice,
+                    customer_id=recovery[1],
+                    amount=amount,
+                    currency=recovery[2],
+                    livemode=recovery[7],
+                    recovered_at=at,
+                    attempts=0,
+                    messages_sent=0,
+                    attribution=recovery[6],
+                    created_at=at,
+                )
+            )
 
 
 def test_expected_answers_match_the_rows_they_were_derived_from():
@@ -124,7 +199,13 @@ def test_expected_answers_match_the_rows_they_were_derived_from():
     since, until = datetime(2025, 4, 1), datetime(2025, 7, 1)
     for currency, expected in EXPECTED_Q2.items():
         gross = sum(r[3] for r in RECOVERIES if r[2] == currency and since <= r[5] < until)
-        fixes = sum(c[3] for c in CORRECTIONS if next(r for r in RECOVERIES if r[0] == c[2])[2] == currency
-                    and since <= c[4] < until)
-        assert (gross, fixes, gross + fixes) == (expected["recovered_gross"], expected["corrections"],
-                                                 expected["recovered_net"])
+        fixes = sum(
+            c[3]
+            for c in CORRECTIONS
+            if next(r for r in RECOVERIES if r[0] == c[2])[2] == currency and since <= c[4] < until
+        )
+        assert (gross, fixes, gross + fixes) == (
+            expected["recovered_gross"],
+            expected["corrections"],
+            expected["recovered_net"],
+        )

@@ -1,4 +1,5 @@
 """Every finance figure on the seeded data set, on SQLite and PostgreSQL, against hand-worked answers."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

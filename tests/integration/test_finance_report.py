@@ -1,4 +1,5 @@
 """`webhook-app report`: the dashboard's numbers in the terminal, as a table, CSV and JSON."""
+
 from __future__ import annotations
 
 import csv
@@ -58,7 +59,11 @@ def test_csv_report_is_one_row_per_currency(report):
     usd = rows[2]
     assert (usd["since"], usd["until"]) == ("2025-04-01T00:00:00Z", "2025-07-01T00:00:00Z")
     assert (usd["recovered_net_minor"], usd["recovered_net"], usd["lost"], usd["recovery_rate"]) == (
-        "4300", "43.00", "100.00", "0.6")
+        "4300",
+        "43.00",
+        "100.00",
+        "0.6",
+    )
 
 
 def test_table_report_puts_currencies_in_columns_and_formats_money(report):

@@ -1,4 +1,5 @@
 """The finance pages over HTTP: auth, the dashboard, CSV and JSON with their filters, paging, streaming."""
+
 from __future__ import annotations
 
 import base64
@@ -72,9 +73,16 @@ def test_pages_answer_401_with_a_basic_challenge_without_credentials(finance_app
     assert "recovered" not in response.get_data(as_text=True).lower()
 
 
-@pytest.mark.parametrize("headers", [basic(FINANCE_USER, "wrong"), basic("someone", FINANCE_PASSWORD),
-                                     basic(FINANCE_USER, FINANCE_PASSWORD + "x"), {"Authorization": "Bearer abc"},
-                                     {"Authorization": "Basic !!!notbase64"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        basic(FINANCE_USER, "wrong"),
+        basic("someone", FINANCE_PASSWORD),
+        basic(FINANCE_USER, FINANCE_PASSWORD + "x"),
+        {"Authorization": "Bearer abc"},
+        {"Authorization": "Basic !!!notbase64"},
+    ],
+)
 def test_wrong_credentials_are_refused(finance_app, headers):
     response = finance_app.test_client().get("/finance", headers=headers)
     assert response.status_code == 401 and "WWW-Authenticate" in response.headers
@@ -205,15 +213,21 @@ def test_csv_fields_match_the_json_fields_row_for_row(get):
     csv_rows = read_csv(get("/finance/recoveries.csv", **Q2))
     json_rows = {r["entry_key"]: r for r in get("/finance/recoveries.json", limit=100, **Q2).get_json()["data"]}
     for row in csv_rows:
-        expected = {k: ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
-                    for k, v in json_rows[row["entry_key"]].items()}
+        expected = {
+            k: ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in json_rows[row["entry_key"]].items()
+        }
         assert row == {k: expected[k] for k in row}
 
 
 def test_csv_filters_by_period_currency_and_mode(get):
     jpy = read_csv(get("/finance/recoveries.csv", currency="JPY", **Q2))
-    assert sorted(r["entry_key"] for r in jpy) == ["credit_note:cn_j2", "recovery:in_j1", "recovery:in_j2",
-                                                   "recovery:in_j3"]
+    assert sorted(r["entry_key"] for r in jpy) == [
+        "credit_note:cn_j2",
+        "recovery:in_j1",
+        "recovery:in_j2",
+        "recovery:in_j3",
+    ]
     april = read_csv(get("/finance/recoveries.csv", since="2025-04-01", until="2025-04-30"))
     assert [r["entry_key"] for r in april] == ["refund:ch_u0:10000", "recovery:in_u1", "recovery:in_j1"]
     live = read_csv(get("/finance/recoveries.csv", mode="live", **Q2))
@@ -222,8 +236,10 @@ def test_csv_filters_by_period_currency_and_mode(get):
     assert [r["entry_key"] for r in instant] == ["recovery:in_u1"]
 
 
-@pytest.mark.parametrize("params", [{"since": "yesterday"}, {"currency": "dollars"}, {"mode": "prod"},
-                                    {"since": "2025-05-01", "until": "2025-04-01"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"since": "yesterday"}, {"currency": "dollars"}, {"mode": "prod"}, {"since": "2025-05-01", "until": "2025-04-01"}],
+)
 def test_bad_filters_are_a_400_with_a_reason(get, params):
     for path in ("/finance/recoveries.csv", "/finance/recoveries.json"):
         response = get(path, **params)
@@ -232,11 +248,25 @@ def test_bad_filters_are_a_400_with_a_reason(get, params):
 
 
 def bulk_rows(db, n: int, start: datetime, amount: int = 1000, currency: str = "usd") -> None:
-    rows = [dict(entry_key=f"recovery:in_bulk_{i}", kind="recovery", invoice_id=f"in_bulk_{i}",
-                 customer_id=f"cus_bulk_{i % 97}", amount=amount, currency=currency, livemode=False,
-                 first_failed_at=start, recovered_at=start + timedelta(seconds=i), seconds_to_recover=i,
-                 attempts=1, messages_sent=1, attribution="link_click", created_at=start)
-            for i in range(n)]
+    rows = [
+        dict(
+            entry_key=f"recovery:in_bulk_{i}",
+            kind="recovery",
+            invoice_id=f"in_bulk_{i}",
+            customer_id=f"cus_bulk_{i % 97}",
+            amount=amount,
+            currency=currency,
+            livemode=False,
+            first_failed_at=start,
+            recovered_at=start + timedelta(seconds=i),
+            seconds_to_recover=i,
+            attempts=1,
+            messages_sent=1,
+            attribution="link_click",
+            created_at=start,
+        )
+        for i in range(n)
+    ]
     with db.engine.begin() as conn:
         conn.execute(insert(LedgerEntry.__table__), rows)
 
@@ -283,8 +313,12 @@ def test_json_pages_through_every_row_with_an_opaque_cursor(get):
             break
     assert pages == 4 and len(seen) == Q2_ROWS and len({r["entry_key"] for r in seen}) == Q2_ROWS
     assert [r["recovered_at"] for r in seen] == sorted((r["recovered_at"] for r in seen), reverse=True)
-    assert body["filters"] == {"since": "2025-04-01T00:00:00Z", "until": "2025-07-01T00:00:00Z",
-                               "currency": None, "mode": None}
+    assert body["filters"] == {
+        "since": "2025-04-01T00:00:00Z",
+        "until": "2025-07-01T00:00:00Z",
+        "currency": None,
+        "mode": None,
+    }
     first = seen[0]
     assert first["entry_key"] == "recovery:in_u3" and first["amount_minor"] == 2000 and first["amount"] == "20.00"
     assert first["attribution"] == "out_of_band" and first["recovered_at"] == "2025-06-20T08:00:00Z"
@@ -320,8 +354,7 @@ def test_json_filters_by_currency_and_mode(get):
     assert [r["invoice_url"] for r in live["data"]] == ["https://dashboard.stripe.com/invoices/in_e1"]
 
 
-@pytest.mark.parametrize("params", [{"cursor": "not-a-cursor"}, {"limit": "0"}, {"limit": "501"},
-                                    {"sort": "customer"}])
+@pytest.mark.parametrize("params", [{"cursor": "not-a-cursor"}, {"limit": "0"}, {"limit": "501"}, {"sort": "customer"}])
 def test_json_rejects_bad_cursors_limits_and_sorts(get, params):
     response = get("/finance/recoveries.json", **params)
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_parameter"

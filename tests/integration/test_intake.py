@@ -1,4 +1,5 @@
 """Intake on real SQLite and PostgreSQL: verified, stored once, never 200 without a stored row."""
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,20 @@ def test_rotated_secret_in_the_list_verifies(make_app):
     assert app.test_client().post("/webhooks/stripe", data=body, headers=headers).status_code == 200
 
 
-@pytest.mark.parametrize("case", ["wrong_secret", "missing_header", "stale", "future", "bad_json", "not_object",
-                                  "missing_id", "body_changed_after_signing", "non_utf8"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong_secret",
+        "missing_header",
+        "stale",
+        "future",
+        "bad_json",
+        "not_object",
+        "missing_id",
+        "body_changed_after_signing",
+        "non_utf8",
+    ],
+)
 def test_bad_deliveries_get_400_with_a_reason_and_store_nothing(app, svc, case):
     event = failed_event()
     client = app.test_client()

@@ -1,10 +1,8 @@
 """`GET /r/<token>`: fresh portal sessions on click, friendly pages otherwise, and attribution."""
+
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from sqlalchemy import select
 
 from tests.fixtures import stripe_objects as so
 from tests.integration.test_recovery import all_rows, ts
@@ -48,8 +46,12 @@ def test_head_and_link_preview_bots_mint_nothing_and_count_nothing(app, svc, fai
     client = app.test_client()
     before = len(billing.sessions)
     assert client.head(path_of(url), headers=BROWSER).status_code == 200
-    for agent in ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "facebookexternalhit/1.1",
-                  "Mozilla/5.0 (compatible; Microsoft Office/16.0; Outlook)", "Twitterbot/1.0"):
+    for agent in (
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        "facebookexternalhit/1.1",
+        "Mozilla/5.0 (compatible; Microsoft Office/16.0; Outlook)",
+        "Twitterbot/1.0",
+    ):
         page = client.get(path_of(url), headers={"User-Agent": agent})
         assert page.status_code == 200 and b"Continue" in page.data
     assert len(billing.sessions) == before
@@ -113,7 +115,7 @@ def test_clicks_are_rate_limited_per_token(app, failed_case):
 
 
 def test_pages_carry_security_headers(app, failed_case):
-    _, url = failed_case
+    _, _url = failed_case
     response = app.test_client().get("/r/not-a-token", headers=BROWSER)
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
@@ -142,7 +144,9 @@ def test_recovery_after_a_click_is_attributed_to_the_link_with_timings(app, svc,
     clock.advance(hours=2)
     app.test_client().get(path_of(url), headers=BROWSER)
     clock.advance(minutes=10)
-    deliver(so.event("invoice.paid", dict(inv, status="paid", attempt_count=2, status_transitions={"paid_at": ts(clock)})))
+    deliver(
+        so.event("invoice.paid", dict(inv, status="paid", attempt_count=2, status_transitions={"paid_at": ts(clock)}))
+    )
     Worker(svc).run_once()
     [entry] = all_rows(svc, LedgerEntry)
     assert entry.attribution == "link_click"
@@ -153,7 +157,9 @@ def test_recovery_after_a_click_is_attributed_to_the_link_with_timings(app, svc,
 def test_recovery_by_stripes_own_retry_without_a_click(svc, deliver, failed_case, clock):
     inv, _ = failed_case
     clock.advance(days=2)
-    deliver(so.event("invoice.paid", dict(inv, status="paid", attempt_count=2, status_transitions={"paid_at": ts(clock)})))
+    deliver(
+        so.event("invoice.paid", dict(inv, status="paid", attempt_count=2, status_transitions={"paid_at": ts(clock)}))
+    )
     Worker(svc).run_once()
     [entry] = all_rows(svc, LedgerEntry)
     assert entry.attribution == "stripe_retry" and entry.first_click_at is None

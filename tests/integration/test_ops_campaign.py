@@ -4,6 +4,7 @@ The scenario of issue 7: 250 open invoices for 200 customers across 3 pages -> 2
 rerun sends 0; a crash after 50 then a rerun sends the other 150; dry-run and CSV send nothing;
 429s are absorbed. The real Stripe SDK, Loops adapter and database run; only HTTP is mocked.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,16 +24,18 @@ from webhook_app.ops.campaign import CSV_COLUMNS, CampaignOptions, run_campaign
 from webhook_app.ops.models import CampaignContact
 
 # Rates far above what the stand-ins need and tiny backoffs: the suite measures behaviour, not waiting.
-FAST = dict(stripe_rate=5000, messenger_rate=5000, backoff_base=0.001, backoff_max=0.005, concurrency=8,
-            progress_interval=3600)
+FAST = dict(
+    stripe_rate=5000, messenger_rate=5000, backoff_base=0.001, backoff_max=0.005, concurrency=8, progress_interval=3600
+)
 PUBLIC_URL = "https://recover.example.test"
 
 
 class Env(OpsEnv):
     def run(self, **options):
         echo = options.pop("echo", lambda line: None)
-        return run_campaign(self.svc, CampaignOptions(**{**FAST, **options}), echo=echo,
-                            progress_stream=io.StringIO(), tty=False)
+        return run_campaign(
+            self.svc, CampaignOptions(**{**FAST, **options}), echo=echo, progress_stream=io.StringIO(), tty=False
+        )
 
     def contacts(self) -> list[CampaignContact]:
         with self.svc.db.session() as s:
@@ -69,12 +72,26 @@ def seed(stripe: StripeMock, customers: int = 200, doubles: int = 50) -> None:
     n = 0
     for c in range(1, customers + 1):
         n += 1
-        stripe.invoices.append(so.invoice(invoice_id=f"in_{n:05d}", customer=customer(c),
-                                          email=f"{customer(c)}@example.com", amount_due=4900, attempt_count=2))
+        stripe.invoices.append(
+            so.invoice(
+                invoice_id=f"in_{n:05d}",
+                customer=customer(c),
+                email=f"{customer(c)}@example.com",
+                amount_due=4900,
+                attempt_count=2,
+            )
+        )
     for c in range(1, doubles + 1):
         n += 1
-        stripe.invoices.append(so.invoice(invoice_id=f"in_{n:05d}", customer=customer(c),
-                                          email=f"{customer(c)}@example.com", amount_due=1500, attempt_count=1))
+        stripe.invoices.append(
+            so.invoice(
+                invoice_id=f"in_{n:05d}",
+                customer=customer(c),
+                email=f"{customer(c)}@example.com",
+                amount_due=1500,
+                attempt_count=1,
+            )
+        )
 
 
 def listing_pages(stripe: StripeMock) -> list[dict]:
@@ -123,7 +140,8 @@ def test_after_the_cooldown_a_customer_gets_a_new_message(env, clock):
 
     assert later.sent == 3
     assert sorted(m["key"] for m in env.loops.accepted[-3:]) == [
-        f"webhook-app-campaign-{customer(n)}-2" for n in (1, 2, 3)]  # a new message, a new idempotency key
+        f"webhook-app-campaign-{customer(n)}-2" for n in (1, 2, 3)
+    ]  # a new message, a new idempotency key
 
 
 def test_crash_after_50_then_rerun_sends_the_other_150(env, clock):
@@ -281,11 +299,14 @@ def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env,
     invoice = {i["customer"]: InvoiceView.from_stripe(i) for i in env.stripe.invoices}
     svc = env.svc
     with svc.db.session() as s:
-        dunning.record_failure(s, invoice[customer(1)], failed_at=now, now=now)      # message scheduled
+        dunning.record_failure(s, invoice[customer(1)], failed_at=now, now=now)  # message scheduled
         sent = dunning.record_failure(s, invoice[customer(2)], failed_at=now, now=now)
         s.flush()
-        s.execute(update(Notification).where(Notification.case_id == sent.id)
-                  .values(status="sent", sent_at=now - timedelta(days=1)))           # emailed yesterday
+        s.execute(
+            update(Notification)
+            .where(Notification.case_id == sent.id)
+            .values(status="sent", sent_at=now - timedelta(days=1))
+        )  # emailed yesterday
         dunning.open_case(s, invoice[customer(3)], now)
         dunning.close_case(s, invoice[customer(3)].id, "canceled", "subscription canceled", now)
 
@@ -313,15 +334,18 @@ def test_sent_link_opens_a_portal_session_and_the_cases_count_the_message(lite):
     lite.run()
     url = lite.loops.accepted[0]["dataVariables"]["updatePaymentUrl"]
 
-    response = lite.app.test_client().get(url.replace(PUBLIC_URL, ""),
-                                         headers={"User-Agent": "Mozilla/5.0 (Macintosh) Firefox/130.0"})
+    response = lite.app.test_client().get(
+        url.replace(PUBLIC_URL, ""), headers={"User-Agent": "Mozilla/5.0 (Macintosh) Firefox/130.0"}
+    )
 
     assert response.status_code == 303
     assert response.headers["Location"].startswith("https://billing.stripe.mock/p/session/")
     with lite.svc.db.session() as s:
         cases = s.scalars(select(DunningCase).order_by(DunningCase.invoice_id)).all()
         assert [(c.invoice_id, c.status, c.messages_sent) for c in cases] == [
-            ("in_00001", "open", 1), ("in_00002", "open", 1)]
+            ("in_00001", "open", 1),
+            ("in_00002", "open", 1),
+        ]
         assert all(c.first_message_at is not None for c in cases)
 
 

@@ -1,4 +1,5 @@
 """`webhook-app doctor`: a ✓ line per healthy check, and for each broken setting its ✗ line and fix."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,8 +48,16 @@ def test_a_healthy_setup_is_all_ticks(database_url, clock):
     result = doctor(database_url, clock)
 
     assert result.exit_code == 0, result.output
-    for name in ("environment", "database", "webhook secret", "stripe key", "webhook endpoint", "billing portal",
-                 "messenger", "recovery links"):
+    for name in (
+        "environment",
+        "database",
+        "webhook secret",
+        "stripe key",
+        "webhook endpoint",
+        "billing portal",
+        "messenger",
+        "recovery links",
+    ):
         text, fix = line(result.output, name)
         assert text.startswith("✓"), text
         assert fix is None
@@ -87,31 +96,84 @@ def rejected_key(stripe):
 
 REGISTER = f"fix: webhook-app stripe register-endpoint --url {ENDPOINT_URL}"
 BROKEN = {
-    "stripe key rejected": (dict(), rejected_key, "stripe key", "Stripe rejected STRIPE_SECRET_KEY (401)",
-                            "https://dashboard.stripe.com/apikeys"),
-    "stripe key missing": (dict(STRIPE_SECRET_KEY=""), healthy, "stripe key", "STRIPE_SECRET_KEY is not set",
-                           "https://dashboard.stripe.com/apikeys"),
-    "no webhook endpoint": (dict(), no_endpoint, "webhook endpoint",
-                            f"no endpoint is registered for {ENDPOINT_URL}", REGISTER),
-    "endpoint lacks event types": (dict(), narrow_endpoint, "webhook endpoint",
-                                   "is not subscribed to " + ", ".join(
-                                       sorted(set(HANDLERS) - {"invoice.paid", "invoice.payment_failed"})), REGISTER),
+    "stripe key rejected": (
+        dict(),
+        rejected_key,
+        "stripe key",
+        "Stripe rejected STRIPE_SECRET_KEY (401)",
+        "https://dashboard.stripe.com/apikeys",
+    ),
+    "stripe key missing": (
+        dict(STRIPE_SECRET_KEY=""),
+        healthy,
+        "stripe key",
+        "STRIPE_SECRET_KEY is not set",
+        "https://dashboard.stripe.com/apikeys",
+    ),
+    "no webhook endpoint": (
+        dict(),
+        no_endpoint,
+        "webhook endpoint",
+        f"no endpoint is registered for {ENDPOINT_URL}",
+        REGISTER,
+    ),
+    "endpoint lacks event types": (
+        dict(),
+        narrow_endpoint,
+        "webhook endpoint",
+        "is not subscribed to " + ", ".join(sorted(set(HANDLERS) - {"invoice.paid", "invoice.payment_failed"})),
+        REGISTER,
+    ),
     "endpoint disabled": (dict(), disabled_endpoint, "webhook endpoint", "is disabled", REGISTER),
-    "no portal configuration": (dict(STRIPE_PORTAL_CONFIGURATION=""), no_portal, "billing portal",
-                                "no portal configuration", "run `webhook-app portal setup`"),
-    "portal configuration missing": (dict(), no_portal, "billing portal",
-                                     f"{PORTAL_ID} does not exist in this mode", "run `webhook-app portal setup`"),
-    "portal cannot update payment methods": (dict(), portal_without_payment_methods, "billing portal",
-                                             "does not let customers update their payment method",
-                                             "run `webhook-app portal setup`"),
-    "loops key missing": (dict(LOOPS_API_KEY=""), healthy, "messenger", "LOOPS_API_KEY is not set",
-                          "set LOOPS_API_KEY"),
-    "webhook secret missing": (dict(STRIPE_WEBHOOK_SECRET=""), healthy, "webhook secret",
-                               "STRIPE_WEBHOOK_SECRET is not set", "register-endpoint` prints it"),
-    "secret key missing for links": (dict(SECRET_KEY=""), healthy, "recovery links",
-                                     "PUBLIC_URL is set but SECRET_KEY is not", "secrets.token_urlsafe"),
-    "malformed setting": (dict(LINK_MAX_AGE_DAYS="soon"), healthy, "environment",
-                          "LINK_MAX_AGE_DAYS must be a int", "correct the variable"),
+    "no portal configuration": (
+        dict(STRIPE_PORTAL_CONFIGURATION=""),
+        no_portal,
+        "billing portal",
+        "no portal configuration",
+        "run `webhook-app portal setup`",
+    ),
+    "portal configuration missing": (
+        dict(),
+        no_portal,
+        "billing portal",
+        f"{PORTAL_ID} does not exist in this mode",
+        "run `webhook-app portal setup`",
+    ),
+    "portal cannot update payment methods": (
+        dict(),
+        portal_without_payment_methods,
+        "billing portal",
+        "does not let customers update their payment method",
+        "run `webhook-app portal setup`",
+    ),
+    "loops key missing": (
+        dict(LOOPS_API_KEY=""),
+        healthy,
+        "messenger",
+        "LOOPS_API_KEY is not set",
+        "set LOOPS_API_KEY",
+    ),
+    "webhook secret missing": (
+        dict(STRIPE_WEBHOOK_SECRET=""),
+        healthy,
+        "webhook secret",
+        "STRIPE_WEBHOOK_SECRET is not set",
+        "register-endpoint` prints it",
+    ),
+    "secret key missing for links": (
+        dict(SECRET_KEY=""),
+        healthy,
+        "recovery links",
+        "PUBLIC_URL is set but SECRET_KEY is not",
+        "secrets.token_urlsafe",
+    ),
+    "malformed setting": (
+        dict(LINK_MAX_AGE_DAYS="soon"),
+        healthy,
+        "environment",
+        "LINK_MAX_AGE_DAYS must be a int",
+        "correct the variable",
+    ),
 }
 
 
@@ -141,12 +203,21 @@ def test_a_rejected_loops_key_is_a_cross_with_its_fix(sqlite_url, clock):
 
 
 def test_a_rejected_intercom_token_is_a_cross_with_its_fix(sqlite_url, clock):
-    env, close = open_ops_env(sqlite_url, clock, STRIPE_PORTAL_CONFIGURATION=PORTAL_ID, MESSAGING_PROVIDER="intercom",
-                              INTERCOM_ACCESS_TOKEN="intercom_token_abcdef", INTERCOM_API_BASE=INTERCOM_BASE)
+    env, close = open_ops_env(
+        sqlite_url,
+        clock,
+        STRIPE_PORTAL_CONFIGURATION=PORTAL_ID,
+        MESSAGING_PROVIDER="intercom",
+        INTERCOM_ACCESS_TOKEN="intercom_token_abcdef",
+        INTERCOM_API_BASE=INTERCOM_BASE,
+    )
     try:
         healthy(env.stripe)
-        env.mocker.get(f"{INTERCOM_BASE}/me", status_code=401,
-                       json={"type": "error.list", "errors": [{"code": "unauthorized", "message": "Access Token Invalid"}]})
+        env.mocker.get(
+            f"{INTERCOM_BASE}/me",
+            status_code=401,
+            json={"type": "error.list", "errors": [{"code": "unauthorized", "message": "Access Token Invalid"}]},
+        )
         result = env.cli("doctor")
     finally:
         close()

@@ -1,4 +1,5 @@
 """`webhook-app portal setup` and `webhook-app stripe register-endpoint` against a requests-mock Stripe."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,11 @@ def test_portal_setup_creates_the_recovery_configuration_and_prints_its_id(env):
     assert f"created Billing Portal configuration {config['id']} (test mode)" in result.output
     assert f"Set STRIPE_PORTAL_CONFIGURATION={config['id']}" in result.output
     [sent] = posts(env, "/v1/billing_portal/configurations")
-    assert sent["features"] == {"payment_method_update": {"enabled": "true"}, "invoice_history": {"enabled": "true"},
-                                "subscription_cancel": {"enabled": "false"}}
+    assert sent["features"] == {
+        "payment_method_update": {"enabled": "true"},
+        "invoice_history": {"enabled": "true"},
+        "subscription_cancel": {"enabled": "false"},
+    }
     assert sent["business_profile"] == {"headline": "Update your payment method"}
     assert sent["default_return_url"] == "https://app.example.test/billing"  # PORTAL_RETURN_URL
     assert sent["metadata"] == {"managed_by": "webhook-app", "purpose": "payment-recovery"}

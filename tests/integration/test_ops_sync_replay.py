@@ -1,8 +1,9 @@
 """`webhook-app events sync` (catch-up from Stripe's event list) and `events replay`, on both databases."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -10,9 +11,9 @@ from sqlalchemy import select
 from tests.fixtures import stripe_objects as so
 from tests.integration.ops_mocks import open_ops_env
 from webhook_app import inbox
+from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.clock import from_unix
 from webhook_app.handlers import HANDLERS
-from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.models import DunningCase, Event, Notification
 from webhook_app.ops.pacing import Pacer
 from webhook_app.ops.sync import sync_events
@@ -36,8 +37,12 @@ def stored(env) -> dict[str, str]:
 
 
 def failed_event(clock, event_id: str, invoice_id: str, delivered: bool = False, days_ago: float = 1) -> dict:
-    event = so.event("invoice.payment_failed", so.invoice(invoice_id=invoice_id, customer=f"cus_{invoice_id}"),
-                     event_id=event_id, created=unix(clock, days=-days_ago))
+    event = so.event(
+        "invoice.payment_failed",
+        so.invoice(invoice_id=invoice_id, customer=f"cus_{invoice_id}"),
+        event_id=event_id,
+        created=unix(clock, days=-days_ago),
+    )
     return {**event, "_delivered": delivered}
 
 
@@ -50,8 +55,10 @@ def test_sync_inserts_only_the_undelivered_events_missing_from_the_inbox(env, cl
         failed_event(clock, "evt_missed_1", "in_b"),
         failed_event(clock, "evt_missed_2", "in_c"),
         failed_event(clock, "evt_delivered", "in_d", delivered=True),  # Stripe delivered it: not listed
-        {**so.event("customer.created", {"id": "cus_x", "object": "customer"}, event_id="evt_unhandled"),
-         "_delivered": False},                                          # a type the app does not handle
+        {
+            **so.event("customer.created", {"id": "cus_x", "object": "customer"}, event_id="evt_unhandled"),
+            "_delivered": False,
+        },  # a type the app does not handle
     ]
 
     first = env.cli("events", "sync")
@@ -84,7 +91,7 @@ def test_sync_since_a_date_also_fetches_delivered_events_of_handled_types(env, c
     assert result.exit_code == 0, result.output
     assert stored(env) == {"evt_recent_delivered": "pending"}
     created = [p["created"] for _, path, p in env.stripe.requests if path == "/v1/events" and "created" in p]
-    midnight = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    midnight = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
     assert created == [{"gte": str(int(midnight.timestamp()))}]
 
 

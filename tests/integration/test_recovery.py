@@ -1,4 +1,5 @@
 """The recovery flow on real databases with fakes of our own Billing/Messenger protocols."""
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,9 @@ def run(svc):
 
 
 @pytest.mark.parametrize("api_version", [so.LEGACY, so.BASIL])
-def test_failed_invoice_sends_one_message_with_a_recovery_link_and_the_amount(svc, deliver, run, billing, messenger,
-                                                                               api_version):
+def test_failed_invoice_sends_one_message_with_a_recovery_link_and_the_amount(
+    svc, deliver, run, billing, messenger, api_version
+):
     inv = so.invoice(api_version=api_version, amount_due=4900, attempt_count=1)
     billing.put(inv)
     deliver(so.event("invoice.payment_failed", inv, api_version=api_version))
@@ -50,8 +52,9 @@ def test_failed_invoice_sends_one_message_with_a_recovery_link_and_the_amount(sv
     assert message.email == "ada@example.com"
     [case] = all_rows(svc, DunningCase)
     assert case.subscription_id == "sub_A"
-    assert billing.sessions == [{"customer": "cus_A", "idempotency_key": "webhook-app-notification-1-portal",
-                                 "after_expiration_login": False}]
+    assert billing.sessions == [
+        {"customer": "cus_A", "idempotency_key": "webhook-app-notification-1-portal", "after_expiration_login": False}
+    ]
 
 
 def test_a_second_failed_attempt_on_the_same_invoice_sends_nothing_new(svc, deliver, run, billing, messenger, clock):
@@ -93,7 +96,8 @@ def test_invoice_paid_before_any_failure_is_not_a_recovery(svc, deliver, run):
 
 
 def test_paid_event_arriving_before_the_older_failure_still_records_one_recovery_and_no_message(
-        svc, deliver, run, billing, messenger, clock):
+    svc, deliver, run, billing, messenger, clock
+):
     inv = so.invoice(attempt_count=1, amount_due=3000)
     paid = dict(inv, status="paid", attempt_count=2, amount_paid=3000, status_transitions={"paid_at": ts(clock)})
     billing.put(paid)
@@ -108,10 +112,12 @@ def test_paid_event_arriving_before_the_older_failure_still_records_one_recovery
     assert messenger.messages == []
 
 
-@pytest.mark.parametrize("event_type,status", [("invoice.voided", "void"),
-                                               ("invoice.marked_uncollectible", "uncollectible")])
-def test_void_and_uncollectible_close_the_case_and_cancel_pending_messages(svc, deliver, run, billing, messenger,
-                                                                          event_type, status):
+@pytest.mark.parametrize(
+    "event_type,status", [("invoice.voided", "void"), ("invoice.marked_uncollectible", "uncollectible")]
+)
+def test_void_and_uncollectible_close_the_case_and_cancel_pending_messages(
+    svc, deliver, run, billing, messenger, event_type, status
+):
     inv = so.invoice()
     billing.put(inv)
     deliver(so.event("invoice.payment_failed", inv))
@@ -150,8 +156,9 @@ def test_unknown_customer_marks_the_case_failed_permanently_without_retry(svc, d
     assert case.status == "error" and "resource_missing" in case.close_reason
 
 
-def test_portal_not_configured_holds_the_message_and_logs_an_error(svc, deliver, run, billing, messenger, clock,
-                                                                   caplog):
+def test_portal_not_configured_holds_the_message_and_logs_an_error(
+    svc, deliver, run, billing, messenger, clock, caplog
+):
     inv = so.invoice()
     billing.put(inv)
     deliver(so.event("invoice.payment_failed", inv))
@@ -168,8 +175,9 @@ def test_portal_not_configured_holds_the_message_and_logs_an_error(svc, deliver,
     assert len(messenger.messages) == 1
 
 
-def test_replaying_every_event_sends_no_extra_message_and_counts_no_extra_recovery(svc, deliver, run, billing,
-                                                                                   messenger, clock):
+def test_replaying_every_event_sends_no_extra_message_and_counts_no_extra_recovery(
+    svc, deliver, run, billing, messenger, clock
+):
     from webhook_app.replay import requeue
 
     inv = so.invoice()

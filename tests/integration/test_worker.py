@@ -1,4 +1,5 @@
 """The worker on real SQLite and PostgreSQL: claims, leases, retries, and exactly-once effects."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def test_same_event_delivered_three_times_concurrently_is_processed_once(app, sv
     inv = so.invoice()
     billing.put(inv)
     body, headers = so.signed(so.event("invoice.payment_failed", inv), WEBHOOK_SECRET)
-    threads = [threading.Thread(target=lambda: app.test_client().post("/webhooks/stripe", data=body, headers=headers))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: app.test_client().post("/webhooks/stripe", data=body, headers=headers))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -122,8 +125,15 @@ def test_two_worker_processes_on_postgresql_never_process_the_same_event_twice(p
             event = so.event("invoice.payment_failed", so.invoice(invoice_id=f"in_two_{i:04d}"))
             inbox.store(svc.db, event, json.dumps(event), utcnow())
     env = {**os.environ, **config, "WORKER_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
-    procs = [subprocess.Popen([sys.executable, "-m", "webhook_app.cli", "worker", "--once"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "webhook_app.cli", "worker", "--once"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     with svc.db.session() as s:

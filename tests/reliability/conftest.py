@@ -5,6 +5,7 @@ handler prints them, every other logger, and the log files of gunicorn and worke
 is searched for the suite's secrets and customer emails when the test ends; a hit fails the test.
 Figures printed by scenarios are repeated in the terminal summary, so a plain run shows them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,7 +45,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{name}: {text}")
     terminalreporter.write_line(
         f"log audit: {AUDIT_TOTALS['tests']} tests, {AUDIT_TOTALS['lines']} log lines searched, "
-        f"{AUDIT_TOTALS['leaks']} with a secret or a customer email")
+        f"{AUDIT_TOTALS['leaks']} with a secret or a customer email"
+    )
 
 
 class Stack:

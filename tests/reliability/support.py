@@ -2,6 +2,7 @@
 
 Kept out of `conftest.py` so scenario modules can import them by name.
 """
+
 from __future__ import annotations
 
 import io
@@ -13,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
@@ -28,16 +29,20 @@ ROOT = Path(__file__).resolve().parents[2]
 FINANCE_PASSWORD = "fin-pass-Zq7-reliability"
 DATABASE_PASSWORD = "db-pass-Kx3-reliability"
 SUITE_SECRETS = (
-    WEBHOOK_SECRET, OLD_WEBHOOK_SECRET, STRIPE_KEY,
-    "test-secret-key-for-links",   # tests/conftest.py base_config SECRET_KEY
-    "e2e-secret-key",              # tests/e2e/conftest.py SECRET_KEY
-    "loops_test_key",              # LoopsStandIn default API key
-    "intercom_test_token",         # IntercomStandIn default token
-    FINANCE_PASSWORD, DATABASE_PASSWORD,
+    WEBHOOK_SECRET,
+    OLD_WEBHOOK_SECRET,
+    STRIPE_KEY,
+    "test-secret-key-for-links",  # tests/conftest.py base_config SECRET_KEY
+    "e2e-secret-key",  # tests/e2e/conftest.py SECRET_KEY
+    "loops_test_key",  # LoopsStandIn default API key
+    "intercom_test_token",  # IntercomStandIn default token
+    FINANCE_PASSWORD,
+    DATABASE_PASSWORD,
 )
 # Customer addresses the suite puts in invoices live at these domains; a log line naming one leaks PII.
-EMAIL_IN_SUITE = re.compile(r"[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)*(?:example\.(?:com|test|org)|reliability\.test)",
-                            re.IGNORECASE)
+EMAIL_IN_SUITE = re.compile(
+    r"[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)*(?:example\.(?:com|test|org)|reliability\.test)", re.IGNORECASE
+)
 
 
 # -- figures -----------------------------------------------------------------------------------------
@@ -58,6 +63,7 @@ def figure(name: str, text: str) -> str:
 
 
 # -- log audit ---------------------------------------------------------------------------------------
+
 
 def leaks(text: str, secrets: Iterable[str] = SUITE_SECRETS) -> list[str]:
     """The secrets and suite customer emails found in `text` (each once)."""
@@ -152,6 +158,7 @@ AUDIT_TOTALS = {"tests": 0, "lines": 0, "leaks": 0}
 
 # -- processes ---------------------------------------------------------------------------------------
 
+
 class WorkerProcess:
     """`webhook-app worker` as its own OS process (Procfile `worker`), logging to a file."""
 
@@ -161,10 +168,15 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self._log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "webhook_app.cli", "worker"], env=self.env, cwd=ROOT,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook_app.cli", "worker"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     @property
@@ -235,7 +247,7 @@ class Paced:
                 with self._lock:
                     self.errors.append(exc)
 
-    def start(self) -> "Paced":
+    def start(self) -> Paced:
         self._pool = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
         for t in self._pool:
             t.start()

@@ -5,6 +5,7 @@ recorded it as sent. Nothing may be lost (abandoned claims are retaken when thei
 no customer may get a message twice (the retried send carries the same Idempotency-Key; Loops answers
 409 and the worker records the message as sent).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,9 @@ def test_worker_killed_three_times_loses_nothing_and_sends_nothing_twice(stack, 
     stack.start_standins(loops_faults=Faults(latency=0.02))
     events = []
     for i in range(EVENTS):
-        inv = so.invoice(invoice_id=f"in_crash_{i:05d}", customer=f"cus_crash_{i:05d}",
-                         email=f"crash{i}@reliability.test")
+        inv = so.invoice(
+            invoice_id=f"in_crash_{i:05d}", customer=f"cus_crash_{i:05d}", email=f"crash{i}@reliability.test"
+        )
         stack.stripe.invoices[inv["id"]] = inv
         events.append(so.event("invoice.payment_failed", inv, event_id=f"evt_crash_{i:05d}"))
     app = stack.web(postgres_url)
@@ -100,12 +102,14 @@ def test_worker_killed_three_times_loses_nothing_and_sends_nothing_twice(stack, 
     per_invoice = Counter(m["body"]["dataVariables"]["invoiceId"] for m in messages)
     duplicates = sum(n - 1 for n in per_invoice.values())
     lost = EVENTS - events_by_status.get("done", 0)
-    figure("crash",
-           f"{EVENTS} events, worker SIGKILLed {len(kills)} times (after Loops accepted message "
-           f"{', '.join(map(str, kills))}, before the worker recorded it), {restarts} restarts: "
-           f"{events_by_status.get('done', 0)}/{EVENTS} events processed, {lost} lost, {cases} cases, "
-           f"{len(messages)} messages at Loops, {duplicates} duplicates, {stack.loops.conflicts} re-sends "
-           f"absorbed by their Idempotency-Key (409) ({seconds:.0f}s)")
+    figure(
+        "crash",
+        f"{EVENTS} events, worker SIGKILLed {len(kills)} times (after Loops accepted message "
+        f"{', '.join(map(str, kills))}, before the worker recorded it), {restarts} restarts: "
+        f"{events_by_status.get('done', 0)}/{EVENTS} events processed, {lost} lost, {cases} cases, "
+        f"{len(messages)} messages at Loops, {duplicates} duplicates, {stack.loops.conflicts} re-sends "
+        f"absorbed by their Idempotency-Key (409) ({seconds:.0f}s)",
+    )
     assert answers == {200: EVENTS}, answers
     assert len(kills) == len(KILL_AT) and restarts == len(KILL_AT)
     assert events_by_status == {"done": EVENTS}, events_by_status

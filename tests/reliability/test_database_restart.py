@@ -5,6 +5,7 @@ Stripe-style retries every event is stored, processed, and its message sent once
 This stops the whole PostgreSQL server on 127.0.0.1 (for about 3 seconds): anything else using it at
 that moment sees its connections dropped. It runs only with --run-slow (make test-reliability).
 """
+
 from __future__ import annotations
 
 import os
@@ -12,14 +13,13 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-import uuid
-
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
@@ -73,8 +73,12 @@ def _admin(sql: str) -> None:
 
 
 def pg_ctl(action: str, version: str, name: str) -> None:
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action], check=True,
-                   timeout=60, capture_output=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
 
 
 def test_postgres_restart_during_intake_loses_no_delivery(stack, restart_schema_url):
@@ -83,8 +87,9 @@ def test_postgres_restart_during_intake_loses_no_delivery(stack, restart_schema_
     stack.start_standins()
     events = []
     for i in range(EVENTS):
-        inv = so.invoice(invoice_id=f"in_restart_{i:05d}", customer=f"cus_restart_{i:05d}",
-                         email=f"restart{i}@reliability.test")
+        inv = so.invoice(
+            invoice_id=f"in_restart_{i:05d}", customer=f"cus_restart_{i:05d}", email=f"restart{i}@reliability.test"
+        )
         stack.stripe.invoices[inv["id"]] = inv
         events.append(so.event("invoice.payment_failed", inv, event_id=f"evt_restart_{i:05d}"))
     app = stack.web(postgres_url)
@@ -133,9 +138,14 @@ def test_postgres_restart_during_intake_loses_no_delivery(stack, restart_schema_
         with Session(peek.engine) as s:
             stored = set(s.scalars(select(Event.stripe_id)))
         lost = answered_200 - stored
-        wait_for(lambda: peek.count(Event, Event.status == "done") >= EVENTS
-                   and peek.count(Notification, Notification.status == "sent") >= EVENTS,
-                   timeout=240, what=f"all {EVENTS} events processed and messages sent")
+        wait_for(
+            lambda: (
+                peek.count(Event, Event.status == "done") >= EVENTS
+                and peek.count(Notification, Notification.status == "sent") >= EVENTS
+            ),
+            timeout=240,
+            what=f"all {EVENTS} events processed and messages sent",
+        )
         events_by_status = peek.by_status(Event)
     finally:
         peek.dispose()
@@ -143,12 +153,14 @@ def test_postgres_restart_during_intake_loses_no_delivery(stack, restart_schema_
     per_invoice = Counter(m["body"]["dataVariables"]["invoiceId"] for m in stack.loops.messages)
     duplicates = sum(n - 1 for n in per_invoice.values())
     other = {k: v for k, v in answers.items() if k not in (200, 503)}
-    figure("database restart",
-           f"PostgreSQL stopped and started ({up_seconds:.1f}s without it) during {EVENTS} events: "
-           f"{sum(answers.values())} deliveries, {answers[200]} answered 200 (all stored), {answers[503]} "
-           f"answered 503, {sum(other.values())} other; {len(lost)} answered 200 and lost; after retries "
-           f"{len(stored)}/{EVENTS} stored, {events_by_status.get('done', 0)} processed, "
-           f"{len(per_invoice)} messages, {duplicates} duplicates")
+    figure(
+        "database restart",
+        f"PostgreSQL stopped and started ({up_seconds:.1f}s without it) during {EVENTS} events: "
+        f"{sum(answers.values())} deliveries, {answers[200]} answered 200 (all stored), {answers[503]} "
+        f"answered 503, {sum(other.values())} other; {len(lost)} answered 200 and lost; after retries "
+        f"{len(stored)}/{EVENTS} stored, {events_by_status.get('done', 0)} processed, "
+        f"{len(per_invoice)} messages, {duplicates} duplicates",
+    )
     assert not other, f"answers other than 200 and 503: {other}"
     assert not lost, f"answered 200 but not stored: {sorted(lost)[:10]}"
     assert answers[503] > 0, "the restart did not hit the intake load: the scenario proved nothing"

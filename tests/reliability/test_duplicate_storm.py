@@ -1,8 +1,10 @@
 """Duplicate storm: 1,000 failed payments, each delivered 3 times at once, to gunicorn on PostgreSQL
 with 4 worker processes. Stripe delivers at least once, so duplicates are normal; a customer must still
 get exactly one message per failed invoice."""
+
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -29,8 +31,12 @@ def test_duplicate_storm_gives_one_case_and_one_message_per_invoice(stack, postg
     stack.start_standins()
     events = []
     for i in range(EVENTS):
-        inv = so.invoice(invoice_id=f"in_storm_{i:05d}", customer=f"cus_storm_{i:05d}",
-                         email=f"storm{i}@reliability.test", attempt_count=1)
+        inv = so.invoice(
+            invoice_id=f"in_storm_{i:05d}",
+            customer=f"cus_storm_{i:05d}",
+            email=f"storm{i}@reliability.test",
+            attempt_count=1,
+        )
         stack.stripe.invoices[inv["id"]] = inv
         events.append(so.event("invoice.payment_failed", inv, event_id=f"evt_storm_{i:05d}"))
     app = stack.web(postgres_url)
@@ -48,13 +54,14 @@ def test_duplicate_storm_gives_one_case_and_one_message_per_invoice(stack, postg
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         body, headers = so.signed(events[index], WEBHOOK_SECRET)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a late copy is a duplicate all the same
             barriers[index].wait()
-        except threading.BrokenBarrierError:
-            pass  # still deliver: a late copy is a duplicate all the same
         response = session.post(f"{app.url}/webhooks/stripe", data=body, headers=headers, timeout=30)
-        key = response.status_code if response.status_code != 200 else (
-            "duplicate" if response.json().get("duplicate") else "stored")
+        key = (
+            response.status_code
+            if response.status_code != 200
+            else ("duplicate" if response.json().get("duplicate") else "stored")
+        )
         with lock:
             answers[key] += 1
 
@@ -64,9 +71,14 @@ def test_duplicate_storm_gives_one_case_and_one_message_per_invoice(stack, postg
 
     peek = Peek(postgres_url)
     try:
-        wait_for(lambda: peek.count(Notification, Notification.status == "sent") >= EVENTS
-                   and peek.count(Event, Event.status == "done") >= EVENTS,
-                   timeout=300, what=f"{EVENTS} events processed and {EVENTS} messages sent")
+        wait_for(
+            lambda: (
+                peek.count(Notification, Notification.status == "sent") >= EVENTS
+                and peek.count(Event, Event.status == "done") >= EVENTS
+            ),
+            timeout=300,
+            what=f"{EVENTS} events processed and {EVENTS} messages sent",
+        )
         time.sleep(2.0)  # a late duplicate send would land now
         total_seconds = time.monotonic() - started
         cases = peek.count(DunningCase)
@@ -78,12 +90,14 @@ def test_duplicate_storm_gives_one_case_and_one_message_per_invoice(stack, postg
     messages = list(stack.loops.messages)
     per_invoice = Counter(m["body"]["dataVariables"]["invoiceId"] for m in messages)
     duplicates = sum(n - 1 for n in per_invoice.values())
-    figure("duplicate storm",
-           f"{EVENTS} events x {COPIES} concurrent deliveries = {EVENTS * COPIES} requests "
-           f"({answers['stored']} stored, {answers['duplicate']} acknowledged as duplicates, "
-           f"{sum(v for k, v in answers.items() if k not in ('stored', 'duplicate'))} other) to gunicorn, "
-           f"{WORKER_PROCESSES} worker processes on PostgreSQL: {cases} cases, {len(messages)} messages at Loops, "
-           f"{duplicates} duplicates ({intake_seconds:.0f}s intake, {total_seconds:.0f}s to the last message)")
+    figure(
+        "duplicate storm",
+        f"{EVENTS} events x {COPIES} concurrent deliveries = {EVENTS * COPIES} requests "
+        f"({answers['stored']} stored, {answers['duplicate']} acknowledged as duplicates, "
+        f"{sum(v for k, v in answers.items() if k not in ('stored', 'duplicate'))} other) to gunicorn, "
+        f"{WORKER_PROCESSES} worker processes on PostgreSQL: {cases} cases, {len(messages)} messages at Loops, "
+        f"{duplicates} duplicates ({intake_seconds:.0f}s intake, {total_seconds:.0f}s to the last message)",
+    )
     assert answers["stored"] == EVENTS and answers["duplicate"] == EVENTS * (COPIES - 1), answers
     assert events_stored == EVENTS
     assert cases == EVENTS

@@ -4,6 +4,7 @@ What must hold for every delivery: never a 5xx (Stripe retries those for days), 
 validly signed, and a validly signed but strange event never stops the worker: it ends `done`,
 `ignored`, or `failed` with the reason kept.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,7 +14,7 @@ from sqlalchemy import select
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.fixtures import stripe_objects as so
-from tests.fixtures.hostile import EITHER, IGNORE, REJECT, STORE, Delivery, corpus
+from tests.fixtures.hostile import IGNORE, REJECT, STORE, Delivery, corpus
 from tests.reliability.support import figure
 from webhook_app.models import Event
 from webhook_app.worker import Worker
@@ -52,8 +53,19 @@ def test_corpus_has_at_least_200_malformed_deliveries():
     assert len(deliveries) >= 200
     assert len({d.name for d in deliveries}) == len(deliveries), "case names must be unique"
     kinds = Counter(d.name.split(":")[0].split(" ")[0] for d in deliveries)
-    assert {"bad", "timestamp", "replayed", "truncated", "non-UTF-8", "envelope", "invoice", "huge",
-            "unknown", "live-mode", "method"} <= set(kinds)
+    assert {
+        "bad",
+        "timestamp",
+        "replayed",
+        "truncated",
+        "non-UTF-8",
+        "envelope",
+        "invoice",
+        "huge",
+        "unknown",
+        "live-mode",
+        "method",
+    } <= set(kinds)
 
 
 def test_hostile_deliveries_never_get_a_5xx_and_only_validly_signed_events_are_stored(app, svc, database_url):
@@ -99,26 +111,40 @@ def test_hostile_deliveries_never_get_a_5xx_and_only_validly_signed_events_are_s
     assert not stuck, f"events left unfinished: {stuck[:10]}"
     assert not silent, f"events failed without a reason: {silent[:10]}"
     unknown = [e for e in events.values() if e.type not in ("invoice.payment_failed",) and e.status != "ignored"]
-    assert not [e.stripe_id for e in unknown if e.stripe_id in {d.event_id for d in deliveries if d.name.startswith(
-        "unknown type")}], "an event type without a handler must be marked ignored"
+    assert not [
+        e.stripe_id
+        for e in unknown
+        if e.stripe_id in {d.event_id for d in deliveries if d.name.startswith("unknown type")}
+    ], "an event type without a handler must be marked ignored"
     classified = sum(1 for e in events.values() if e.status == "failed" and e.last_error.startswith("BadPayload"))
     unclassified = outcomes["failed"] - classified
     # Strange but signed is the sender's fault, not ours: BadPayload, never reported as a crash.
-    assert unclassified == 0, [e.last_error for e in events.values()
-                               if e.status == "failed" and not e.last_error.startswith("BadPayload")][:10]
+    assert unclassified == 0, [
+        e.last_error for e in events.values() if e.status == "failed" and not e.last_error.startswith("BadPayload")
+    ][:10]
 
     dialect = svc.db.dialect
     signed = sum(1 for d in deliveries if d.signed)
-    figure(f"hostile input ({dialect})",
-           f"{len(deliveries)} malformed deliveries ({signed} validly signed), 0 answered 5xx "
-           f"({statuses[200]} x 2xx, {statuses[400]} x 4xx), {len(stored) } stored, 0 stored without a valid "
-           f"signature; worker: {outcomes['done']} done, {outcomes['ignored']} ignored, {outcomes['failed']} failed "
-           f"with a reason ({classified} as BadPayload, {unclassified} as unexpected errors), 0 stuck")
+    figure(
+        f"hostile input ({dialect})",
+        f"{len(deliveries)} malformed deliveries ({signed} validly signed), 0 answered 5xx "
+        f"({statuses[200]} x 2xx, {statuses[400]} x 4xx), {len(stored)} stored, 0 stored without a valid "
+        f"signature; worker: {outcomes['done']} done, {outcomes['ignored']} ignored, {outcomes['failed']} failed "
+        f"with a reason ({classified} as BadPayload, {unclassified} as unexpected errors), 0 stuck",
+    )
 
 
-@pytest.mark.parametrize("field,value", [("customer_email", "\ud800"), ("number", "\ud800"),
-                                         ("customer_name", "nul\x00byte"), ("amount_due", 10**30),
-                                         ("next_payment_attempt", 10**30), ("status_transitions", {"paid_at": -5})])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("customer_email", "\ud800"),
+        ("number", "\ud800"),
+        ("customer_name", "nul\x00byte"),
+        ("amount_due", 10**30),
+        ("next_payment_attempt", 10**30),
+        ("status_transitions", {"paid_at": -5}),
+    ],
+)
 def test_unstorable_invoice_values_are_refused_as_bad_payload(svc, deliver, field, value):
     event = so.event("invoice.payment_failed", so.invoice(**{field: value}))
     assert deliver(event).status_code == 200

@@ -3,6 +3,7 @@ only validly signed events, and the worker finishes every stored one.
 
 Modest example counts keep this in `make test`; raise them with HYPOTHESIS_MAX_EXAMPLES for a soak.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,21 +27,32 @@ from webhook_app.worker import Worker
 pytestmark = pytest.mark.reliability
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "60"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 # JSON values of every type, including what a hand-made payload can smuggle in: NUL, lone surrogates,
 # huge integers, NaN and infinities (Python's json reads those), deep nesting.
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
     st.sampled_from(["", "\x00", "\ud800", "evt_", "in_", "cus_", "usd", "jpy", "invoice", "paid", "x" * 300]),
 )
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                            st.dictionaries(st.text(max_size=10), inner, max_size=4)),
-                           max_leaves=12)
-header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255, blacklist_characters="\x7f"),
-                      max_size=300)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    max_leaves=12,
+)
+header_text = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=255, blacklist_characters="\x7f"), max_size=300
+)
 
 
 @pytest.fixture
@@ -71,10 +83,18 @@ def post(app, body: bytes, header: str | None):
 
 
 @PROPERTY
-@given(body=st.binary(max_size=4096),
-       header=st.one_of(st.none(), header_text,
-                        st.builds(lambda t, mac: f"t={t},v1={mac}", st.integers(),
-                                  st.text(alphabet="0123456789abcdef", min_size=0, max_size=70))))
+@given(
+    body=st.binary(max_size=4096),
+    header=st.one_of(
+        st.none(),
+        header_text,
+        st.builds(
+            lambda t, mac: f"t={t},v1={mac}",
+            st.integers(),
+            st.text(alphabet="0123456789abcdef", min_size=0, max_size=70),
+        ),
+    ),
+)
 def test_unsigned_bytes_with_any_signature_header_are_refused_and_store_nothing(hostile_app, body, header):
     before = count_events(hostile_app)
     response = post(hostile_app, body, header)
@@ -89,16 +109,21 @@ def test_changing_any_byte_of_a_signed_body_breaks_its_signature(hostile_app, po
     body = json.dumps(event).encode()
     header = signature(body, WEBHOOK_SECRET, int(time.time()))
     i = position % len(body)
-    changed = body[:i] + bytes([body[i] ^ flip]) + body[i + 1:]
+    changed = body[:i] + bytes([body[i] ^ flip]) + body[i + 1 :]
     response = post(hostile_app, changed, header)
     assert response.status_code == 400
     assert stored(hostile_app, event["id"]) is None
 
 
 @PROPERTY
-@given(overrides=st.dictionaries(st.sampled_from(["id", "type", "created", "livemode", "data", "api_version",
-                                                  "object", "request", "account"]), json_values, max_size=4),
-       whole=st.one_of(st.none(), json_values))
+@given(
+    overrides=st.dictionaries(
+        st.sampled_from(["id", "type", "created", "livemode", "data", "api_version", "object", "request", "account"]),
+        json_values,
+        max_size=4,
+    ),
+    whole=st.one_of(st.none(), json_values),
+)
 def test_validly_signed_json_of_any_shape_never_gets_a_5xx_and_is_stored_only_on_200(hostile_app, overrides, whole):
     event = so.event("invoice.payment_failed", so.invoice(email="shape@example.test"))
     event.update(overrides)
@@ -115,15 +140,37 @@ def test_validly_signed_json_of_any_shape_never_gets_a_5xx_and_is_stored_only_on
 
 
 @PROPERTY
-@given(overrides=st.dictionaries(st.sampled_from([*INVOICE_FIELDS, "payment_intent", "charge", "subscription",
-                                                  "paid", "paid_out_of_band", "last_finalization_error",
-                                                  "customer_address", "amount_remaining"]),
-                                 json_values, max_size=5),
-       event_type=st.sampled_from(["invoice.payment_failed", "invoice.payment_action_required", "invoice.paid",
-                                   "invoice.payment_succeeded", "invoice.voided", "invoice.marked_uncollectible",
-                                   "customer.subscription.deleted"]))
-def test_worker_finishes_every_validly_signed_strange_event_and_keeps_the_reason(hostile_app, overrides,
-                                                                                 event_type):
+@given(
+    overrides=st.dictionaries(
+        st.sampled_from(
+            [
+                *INVOICE_FIELDS,
+                "payment_intent",
+                "charge",
+                "subscription",
+                "paid",
+                "paid_out_of_band",
+                "last_finalization_error",
+                "customer_address",
+                "amount_remaining",
+            ]
+        ),
+        json_values,
+        max_size=5,
+    ),
+    event_type=st.sampled_from(
+        [
+            "invoice.payment_failed",
+            "invoice.payment_action_required",
+            "invoice.paid",
+            "invoice.payment_succeeded",
+            "invoice.voided",
+            "invoice.marked_uncollectible",
+            "customer.subscription.deleted",
+        ]
+    ),
+)
+def test_worker_finishes_every_validly_signed_strange_event_and_keeps_the_reason(hostile_app, overrides, event_type):
     invoice = so.invoice(email="strange@example.test")
     invoice.update(overrides)
     event = so.event(event_type, invoice)

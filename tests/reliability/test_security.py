@@ -1,5 +1,6 @@
 """Security: finance auth, recovery-link tokens, secrets and emails kept out of logs and Sentry, HTML
 security headers, and a vulnerability audit of the dependencies."""
+
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,6 @@ import logging
 import re
 import subprocess
 import sys
-from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -47,8 +47,12 @@ def secure_app(sqlite_url):
     """The app on SQLite with finance credentials, fakes of our protocols and a clock we drive."""
     billing, messenger = FakeBilling(), RecordingMessenger()
     clock = FrozenClock(utcnow().replace(microsecond=0))
-    app = create_app(base_config(sqlite_url, FINANCE_USERNAME=FINANCE_USER, FINANCE_PASSWORD=FINANCE_PASSWORD),
-                     billing=billing, messenger=messenger, clock=clock)
+    app = create_app(
+        base_config(sqlite_url, FINANCE_USERNAME=FINANCE_USER, FINANCE_PASSWORD=FINANCE_PASSWORD),
+        billing=billing,
+        messenger=messenger,
+        clock=clock,
+    )
     with app.app_context():
         migrate.upgrade(services().db)
     app.billing, app.messenger, app.clock = billing, messenger, clock
@@ -100,8 +104,12 @@ def test_finance_credentials_are_compared_in_constant_time_and_never_short_circu
 
     monkeypatch.setattr(finance_auth.hmac, "compare_digest", spy)
     client = secure_app.test_client()
-    for headers in (basic("admin", "guess"), basic(FINANCE_USER, "guess"), basic("admin", FINANCE_PASSWORD),
-                    basic(FINANCE_USER, FINANCE_PASSWORD)):
+    for headers in (
+        basic("admin", "guess"),
+        basic(FINANCE_USER, "guess"),
+        basic("admin", FINANCE_PASSWORD),
+        basic(FINANCE_USER, FINANCE_PASSWORD),
+    ):
         calls.clear()
         client.get("/finance/recoveries.json", headers=headers)
         compared = {b for _, b in calls}
@@ -117,6 +125,7 @@ def test_finance_credentials_are_compared_in_constant_time_and_never_short_circu
 
 
 # -- recovery links: unforgeable, not movable to another case ----------------------------------------
+
 
 def two_cases(app) -> tuple[DunningCase, DunningCase]:
     """Two open cases (different customers), each with a sent notification."""
@@ -152,8 +161,11 @@ def test_link_tokens_cannot_be_forged_or_moved_to_another_case(secure_app):
         token_b = links.make_token(settings, b.id, notification_of(app, b), app.clock)
     payload_a, stamp_a, sig_a = token_a.split(".")
     payload_b, stamp_b, sig_b = token_b.split(".")
-    moved_payload = base64.urlsafe_b64encode(json.dumps({"c": b.id, "n": None}, separators=(",", ":")).encode()
-                                             ).rstrip(b"=").decode()
+    moved_payload = (
+        base64.urlsafe_b64encode(json.dumps({"c": b.id, "n": None}, separators=(",", ":")).encode())
+        .rstrip(b"=")
+        .decode()
+    )
     other_key = load_settings(base_config("sqlite://", SECRET_KEY="an-attacker-guess-of-the-key"))
     flask_cookie = SecureCookieSessionInterface().get_signing_serializer(app).dumps({"c": b.id, "n": None})
     forged = {
@@ -183,13 +195,21 @@ def test_link_tokens_cannot_be_forged_or_moved_to_another_case(secure_app):
     minted = len(app.billing.sessions)
     assert follow(app, token_b).status_code == 410
     assert len(app.billing.sessions) == minted
-    figure("link tokens", f"{len(forged)} forged or moved tokens -> 404, 0 portal sessions minted; "
-                          "genuine -> 303 to its own customer; expired -> 410")
+    figure(
+        "link tokens",
+        f"{len(forged)} forged or moved tokens -> 404, 0 portal sessions minted; "
+        "genuine -> 303 to its own customer; expired -> 410",
+    )
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(token=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/?#%\x7f"),
-                     min_size=1, max_size=200))
+@given(
+    token=st.text(
+        alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/?#%\x7f"),
+        min_size=1,
+        max_size=200,
+    )
+)
 def test_random_link_tokens_never_get_a_5xx_and_never_mint_a_session(secure_app, token):
     before = len(secure_app.billing.sessions)
     response = follow(secure_app, token)
@@ -198,6 +218,7 @@ def test_random_link_tokens_never_get_a_5xx_and_never_mint_a_session(secure_app,
 
 
 # -- logs and Sentry ---------------------------------------------------------------------------------
+
 
 def test_error_paths_log_no_secret_and_no_customer_email(secure_app, log_audit, monkeypatch):
     """Drive the paths most likely to leak (a handler crash whose message names the customer and a key,
@@ -253,9 +274,13 @@ def test_sentry_events_carry_no_secret_and_no_customer_email(sqlite_url, sentry_
     email = "sentry.customer@example.test"
     # The password is in the URL only so that we can look for it; SQLite ignores it... so use a
     # PostgreSQL URL that is never connected to (the failing path below never reaches the database).
-    config = base_config(f"postgresql://app:{DATABASE_PASSWORD}@127.0.0.1:9/none", FINANCE_USERNAME=FINANCE_USER,
-                         FINANCE_PASSWORD=FINANCE_PASSWORD, LOOPS_API_KEY="loops_test_key",
-                         SENTRY_DSN="https://public@127.0.0.1:9/1")
+    config = base_config(
+        f"postgresql://app:{DATABASE_PASSWORD}@127.0.0.1:9/none",
+        FINANCE_USERNAME=FINANCE_USER,
+        FINANCE_PASSWORD=FINANCE_PASSWORD,
+        LOOPS_API_KEY="loops_test_key",
+        SENTRY_DSN="https://public@127.0.0.1:9/1",
+    )
     app = create_app({k: v for k, v in config.items() if k != "SENTRY_DSN"})
     assert init_sentry(load_settings(config), transport=sentry_capture)
 
@@ -266,8 +291,12 @@ def test_sentry_events_carry_no_secret_and_no_customer_email(sqlite_url, sentry_
     monkeypatch.setattr(inbox, "store", explode)
     inv = so.invoice(email=email)
     body, headers = so.signed(so.event("invoice.payment_failed", inv), WEBHOOK_SECRET)
-    assert app.test_client().post("/webhooks/stripe", data=body, headers=headers,
-                                  environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 500
+    assert (
+        app.test_client()
+        .post("/webhooks/stripe", data=body, headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        .status_code
+        == 500
+    )
     # 2. A reported exception whose message and locals name the customer and every secret.
     settings = load_settings(config)
     try:
@@ -280,14 +309,18 @@ def test_sentry_events_carry_no_secret_and_no_customer_email(sqlite_url, sentry_
 
     sent = sentry_capture.text()
     assert len(sentry_capture.envelopes) >= 3, "each trigger should have produced a Sentry event"
-    found = leaks(sent, SUITE_SECRETS + (DATABASE_PASSWORD,))
+    found = leaks(sent, (*SUITE_SECRETS, DATABASE_PASSWORD))
     assert not found, f"Sentry events carry: {found}"
     assert "[email]" in sent
-    figure("sentry", f"{len(sentry_capture.envelopes)} events (view crash, reported exception, error log) "
-                     f"with frame locals: 0 secrets, 0 customer emails, 0 database passwords")
+    figure(
+        "sentry",
+        f"{len(sentry_capture.envelopes)} events (view crash, reported exception, error log) "
+        f"with frame locals: 0 secrets, 0 customer emails, 0 database passwords",
+    )
 
 
 # -- HTML security headers ---------------------------------------------------------------------------
+
 
 def test_html_pages_carry_csp_nosniff_and_frame_deny(secure_app, sqlite_url):
     app = secure_app
@@ -314,11 +347,14 @@ def test_html_pages_carry_csp_nosniff_and_frame_deny(secure_app, sqlite_url):
         response = app.test_client().get(path, headers=basic(FINANCE_USER, FINANCE_PASSWORD))
         assert response.headers.get("X-Content-Type-Options") == "nosniff", path
     off.extensions["webhook_app"].db.dispose()
-    figure("security headers", f"{len(pages)} HTML pages: CSP default-src 'none' + frame-ancestors 'none', "
-                               "nosniff, X-Frame-Options DENY")
+    figure(
+        "security headers",
+        f"{len(pages)} HTML pages: CSP default-src 'none' + frame-ancestors 'none', nosniff, X-Frame-Options DENY",
+    )
 
 
 # -- dependencies ------------------------------------------------------------------------------------
+
 
 def runtime_closure(root: str = "webhook_app") -> dict[str, str]:
     """Installed name -> version for the project's runtime dependencies, transitively (no dev extras)."""
@@ -354,10 +390,29 @@ def test_dependencies_have_no_known_vulnerability(tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))
     try:
-        run = subprocess.run([sys.executable, "-m", "pip_audit", "-r", str(requirements), "--no-deps",
-                              "--disable-pip", "--vulnerability-service", "pypi", "--format", "json",
-                              "--progress-spinner", "off", "--timeout", "20"],
-                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip_audit",
+                "-r",
+                str(requirements),
+                "--no-deps",
+                "--disable-pip",
+                "--vulnerability-service",
+                "pypi",
+                "--format",
+                "json",
+                "--progress-spinner",
+                "off",
+                "--timeout",
+                "20",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("pip-audit did not finish within 300 s (no route to PyPI's vulnerability data?)")
     try:
@@ -369,9 +424,11 @@ def test_dependencies_have_no_known_vulnerability(tmp_path):
     skipped = {d["name"]: d.get("skip_reason", "") for d in deps if "skip_reason" in d}
     if deps and len(skipped) == len(deps):
         reason = next(iter(skipped.values()))
-        pytest.skip(f"pip-audit could not audit any of the {len(deps)} dependencies: the vulnerability service "
-                    f"said e.g. {reason!r}. This network reaches PyPI's package index only (pypi.org's JSON API "
-                    f"answers 404 and api.osv.dev does not resolve); run `make test-reliability` where it does.")
+        pytest.skip(
+            f"pip-audit could not audit any of the {len(deps)} dependencies: the vulnerability service "
+            f"said e.g. {reason!r}. This network reaches PyPI's package index only (pypi.org's JSON API "
+            f"answers 404 and api.osv.dev does not resolve); run `make test-reliability` where it does."
+        )
     vulnerable = {f"{d['name']} {d['version']}": [v["id"] for v in d["vulns"]] for d in deps if d.get("vulns")}
     assert not vulnerable, f"known vulnerabilities: {vulnerable}"
     assert not skipped, f"not audited: {skipped}"

@@ -5,6 +5,7 @@ address Loops refuses are permanent 4xx errors (their own requests carry no inje
 stop after the one request that got it, with the reason kept; a validly signed
 but unusable event shows its reason in `webhook-app events list`.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,15 +18,15 @@ import requests
 from tests.conftest import WEBHOOK_SECRET
 from tests.fixtures import stripe_objects as so
 from tests.reliability.support import Peek, figure
-from tests.waiting import wait_for
 from tests.standins import Faults
+from tests.waiting import wait_for
 from webhook_app.models import DunningCase, Event, Notification
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 MESSAGES = int(os.environ.get("FAULT_MESSAGES", "200"))
-HANG = 1.5      # a "timeout": the stand-in answers after this long...
-TIMEOUT = 1.0   # ...and our clients give up after this long
+HANG = 1.5  # a "timeout": the stand-in answers after this long...
+TIMEOUT = 1.0  # ...and our clients give up after this long
 
 
 def faults(seed: int) -> Faults:
@@ -35,8 +36,10 @@ def faults(seed: int) -> Faults:
 
 def test_faulty_upstreams_send_every_message_once_and_stop_permanent_errors_after_one_attempt(stack, tmp_path):
     stack.start_standins(stripe_faults=faults(seed=11), loops_faults=faults(seed=13))
-    invoices = [so.invoice(invoice_id=f"in_fault_{i:04d}", customer=f"cus_fault_{i:04d}",
-                           email=f"fault{i}@reliability.test") for i in range(MESSAGES)]
+    invoices = [
+        so.invoice(invoice_id=f"in_fault_{i:04d}", customer=f"cus_fault_{i:04d}", email=f"fault{i}@reliability.test")
+        for i in range(MESSAGES)
+    ]
     gone = so.invoice(invoice_id="in_fault_gone", customer="cus_missing_fault", email="gone@reliability.test")
     refused = so.invoice(invoice_id="in_fault_refused", customer="cus_fault_refused", email="refused@reliability.test")
     stack.loops.reject_emails.add(refused["customer_email"])
@@ -57,9 +60,15 @@ def test_faulty_upstreams_send_every_message_once_and_stop_permanent_errors_afte
 
     peek = Peek(database_url)
     try:
-        wait_for(lambda: peek.count(Notification, Notification.status == "sent") >= MESSAGES
-                   and peek.count(Notification, Notification.status == "failed") >= 2,
-                   timeout=400, what=f"{MESSAGES} messages sent and 2 permanent failures recorded", interval=0.5)
+        wait_for(
+            lambda: (
+                peek.count(Notification, Notification.status == "sent") >= MESSAGES
+                and peek.count(Notification, Notification.status == "failed") >= 2
+            ),
+            timeout=400,
+            what=f"{MESSAGES} messages sent and 2 permanent failures recorded",
+            interval=0.5,
+        )
         seconds = time.monotonic() - started
         time.sleep(3.0)  # a permanent error retried by mistake would show up now
         notifications = peek.rows(Notification)
@@ -95,13 +104,17 @@ def test_faulty_upstreams_send_every_message_once_and_stop_permanent_errors_afte
     assert events.get("failed") == 1 and events.get("done") == MESSAGES + 2, events
 
     s_counts, l_counts = stack.stripe.faults.counts, stack.loops.faults.counts
-    figure("upstream faults",
-           f"Stripe {sum(s_counts.values())} requests ({s_counts['500']} x 500, {s_counts['429']} x 429, "
-           f"{s_counts['timeout']} timeouts), Loops {sum(l_counts.values())} requests ({l_counts['500']} x 500, "
-           f"{l_counts['429']} x 429, {l_counts['timeout']} timeouts): {len(sent)}/{MESSAGES} messages sent, "
-           f"{duplicates} duplicates, {retries} retried attempts (max {max(n.attempts for n in sent)} for one "
-           f"message), {stack.loops.conflicts} timed-out sends recognised by Idempotency-Key (409) ({seconds:.0f}s)")
-    figure("permanent 4xx",
-           f"Stripe 400 resource_missing: 1 request, then stopped (notification failed: "
-           f"{missing.last_error[:120]!r}); Loops 400: 1 request, then stopped ({rejected.last_error[:120]!r}); "
-           f"`webhook-app events list --status failed`: {line.strip()[:160]!r}")
+    figure(
+        "upstream faults",
+        f"Stripe {sum(s_counts.values())} requests ({s_counts['500']} x 500, {s_counts['429']} x 429, "
+        f"{s_counts['timeout']} timeouts), Loops {sum(l_counts.values())} requests ({l_counts['500']} x 500, "
+        f"{l_counts['429']} x 429, {l_counts['timeout']} timeouts): {len(sent)}/{MESSAGES} messages sent, "
+        f"{duplicates} duplicates, {retries} retried attempts (max {max(n.attempts for n in sent)} for one "
+        f"message), {stack.loops.conflicts} timed-out sends recognised by Idempotency-Key (409) ({seconds:.0f}s)",
+    )
+    figure(
+        "permanent 4xx",
+        f"Stripe 400 resource_missing: 1 request, then stopped (notification failed: "
+        f"{missing.last_error[:120]!r}); Loops 400: 1 request, then stopped ({rejected.last_error[:120]!r}); "
+        f"`webhook-app events list --status failed`: {line.strip()[:160]!r}",
+    )

@@ -5,6 +5,7 @@ received, with knobs for faults: latency, a failure rate (500s), 429s with Retry
 limit, and timeouts (a request that hangs past the client's timeout, then is served anyway, as a real
 API that was slow but did its work). `serve(app)` runs one on a real socket in a background thread.
 """
+
 from __future__ import annotations
 
 import random
@@ -22,11 +23,11 @@ class Faults:
     """Fault injection shared by the stand-ins."""
 
     latency: float = 0.0
-    error_rate: float = 0.0          # share of requests answered 500
-    throttle_rate: float = 0.0       # share of requests answered 429
+    error_rate: float = 0.0  # share of requests answered 500
+    throttle_rate: float = 0.0  # share of requests answered 429
     rate_limit: float | None = None  # requests per second before 429s
     seed: int = 7
-    timeout_rate: float = 0.0        # share of requests that hang `hang_seconds`, then are served normally
+    timeout_rate: float = 0.0  # share of requests that hang `hang_seconds`, then are served normally
     hang_seconds: float = 2.0
     counts: Counter = field(default_factory=Counter)  # verdicts given: "ok", "500", "429", "timeout"
     _window: list = field(default_factory=list)
@@ -49,9 +50,15 @@ class Faults:
                     return 429
                 self._window.append(now)
             roll = self._rng.random()
-            verdict = ("429" if roll < self.throttle_rate else
-                       "500" if roll < self.throttle_rate + self.error_rate else
-                       "timeout" if roll < self.throttle_rate + self.error_rate + self.timeout_rate else "ok")
+            verdict = (
+                "429"
+                if roll < self.throttle_rate
+                else "500"
+                if roll < self.throttle_rate + self.error_rate
+                else "timeout"
+                if roll < self.throttle_rate + self.error_rate + self.timeout_rate
+                else "ok"
+            )
             self.counts[verdict] += 1
         if verdict == "429":
             return 429

@@ -1,4 +1,5 @@
 """A stand-in for the Intercom API: contact search/create, data events, and `/me`."""
+
 from __future__ import annotations
 
 import itertools
@@ -28,12 +29,19 @@ class IntercomStandIn:
         @app.before_request
         def _auth_and_faults():
             if request.headers.get("Authorization") != f"Bearer {self.token}":
-                return jsonify({"type": "error.list", "errors": [{"code": "unauthorized",
-                                                                   "message": "Access Token Invalid"}]}), 401
+                return jsonify(
+                    {"type": "error.list", "errors": [{"code": "unauthorized", "message": "Access Token Invalid"}]}
+                ), 401
             status = self.faults.verdict()
             if status:
-                return jsonify({"type": "error.list", "errors": [{"code": "server_error" if status == 500 else
-                                                                   "rate_limit_exceeded", "message": "try later"}]}), status
+                return jsonify(
+                    {
+                        "type": "error.list",
+                        "errors": [
+                            {"code": "server_error" if status == 500 else "rate_limit_exceeded", "message": "try later"}
+                        ],
+                    }
+                ), status
             return None
 
         @app.post("/contacts/search")
@@ -47,16 +55,27 @@ class IntercomStandIn:
         def create():
             body = request.get_json() or {}
             with self._lock:
-                contact = {"type": "contact", "id": f"contact_{next(self._ids)}", "role": body.get("role", "user"),
-                           "external_id": body.get("external_id"), "email": body.get("email")}
+                contact = {
+                    "type": "contact",
+                    "id": f"contact_{next(self._ids)}",
+                    "role": body.get("role", "user"),
+                    "external_id": body.get("external_id"),
+                    "email": body.get("email"),
+                }
                 self.contacts.append(contact)
             return jsonify(contact)
 
         @app.post("/events")
         def event():
             body = request.get_json() or {}
-            key = repr((body.get("id") or body.get("user_id") or body.get("email"), body.get("event_name"),
-                        body.get("created_at"), sorted((body.get("metadata") or {}).items(), key=str)))
+            key = repr(
+                (
+                    body.get("id") or body.get("user_id") or body.get("email"),
+                    body.get("event_name"),
+                    body.get("created_at"),
+                    sorted((body.get("metadata") or {}).items(), key=str),
+                )
+            )
             with self._lock:
                 if key not in self._seen:
                     self._seen.add(key)
@@ -65,7 +84,8 @@ class IntercomStandIn:
 
         @app.get("/me")
         def me():
-            return jsonify({"type": "admin", "id": "1", "app": {"name": "Acme Cloud", "id_code": "abc123",
-                                                                "region": "US"}})
+            return jsonify(
+                {"type": "admin", "id": "1", "app": {"name": "Acme Cloud", "id_code": "abc123", "region": "US"}}
+            )
 
         return app

@@ -1,4 +1,5 @@
 """A stand-in for the Loops API: transactional emails, events, API key check, idempotency keys."""
+
 from __future__ import annotations
 
 import threading
@@ -71,8 +72,9 @@ class LoopsStandIn:
         def transactional():
             body = request.get_json(silent=True) or {}
             if body.get("transactionalId") in (None, "", "missing_template"):
-                return jsonify({"success": False, "path": "transactionalId",
-                                "message": "Transactional email not found"}), 404
+                return jsonify(
+                    {"success": False, "path": "transactionalId", "message": "Transactional email not found"}
+                ), 404
             return accept("transactional")
 
         @app.post("/api/v1/events/send")

@@ -1,4 +1,5 @@
 """A stand-in for the Stripe API: invoices, Billing Portal sessions, and idempotency keys."""
+
 from __future__ import annotations
 
 import itertools
@@ -53,8 +54,7 @@ class StripeStandIn:
         def get_invoice(invoice_id):
             invoice = self.invoices.get(invoice_id)
             if invoice is None:
-                return self._error(404, "invalid_request_error", f"No such invoice: '{invoice_id}'",
-                                   "resource_missing")
+                return self._error(404, "invalid_request_error", f"No such invoice: '{invoice_id}'", "resource_missing")
             return jsonify(invoice)
 
         @app.post("/v1/billing_portal/sessions")
@@ -64,10 +64,13 @@ class StripeStandIn:
                 if key and key in self.idempotent:
                     return jsonify(self.idempotent[key])
             if not self.portal_configured and "configuration" not in request.form:
-                return self._error(400, "invalid_request_error",
-                                   "No configuration provided and your live mode default configuration has not "
-                                   "been created. Provide a configuration or create your default by saving your "
-                                   "customer portal settings in live mode at https://dashboard.stripe.com/settings/billing/portal.")
+                return self._error(
+                    400,
+                    "invalid_request_error",
+                    "No configuration provided and your live mode default configuration has not "
+                    "been created. Provide a configuration or create your default by saving your "
+                    "customer portal settings in live mode at https://dashboard.stripe.com/settings/billing/portal.",
+                )
             customer = request.form.get("customer", "")
             if customer.startswith("cus_missing"):
                 with self._lock:
@@ -75,10 +78,16 @@ class StripeStandIn:
                 return self._error(400, "invalid_request_error", f"No such customer: '{customer}'", "resource_missing")
             with self._lock:
                 n = next(self._ids)
-                session = {"id": f"bps_{n}", "object": "billing_portal.session", "customer": customer,
-                           "url": f"{self.base_url}/p/session/bps_{n}", "livemode": False}
-                self.portal_sessions.append({"form": request.form.to_dict(), "idempotency_key": key,
-                                             "session": session})
+                session = {
+                    "id": f"bps_{n}",
+                    "object": "billing_portal.session",
+                    "customer": customer,
+                    "url": f"{self.base_url}/p/session/bps_{n}",
+                    "livemode": False,
+                }
+                self.portal_sessions.append(
+                    {"form": request.form.to_dict(), "idempotency_key": key, "session": session}
+                )
                 if key:
                     self.idempotent[key] = session
             return jsonify(session)

@@ -1,4 +1,5 @@
 """Settings: one reader of the environment, clear problems naming the variable, never the value."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,13 +9,17 @@ from webhook_app.config import ConfigError, load_settings
 
 def test_defaults_run_on_sqlite_with_console_messages():
     settings = load_settings({})
-    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("instance/webhook_app.sqlite3")
+    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith(
+        "instance/webhook_app.sqlite3"
+    )
     assert settings.messaging_provider == "console" and settings.worker_mode == "embedded"
     assert settings.problems == ()
 
 
 def test_heroku_postgres_url_is_accepted():
-    assert load_settings({"DATABASE_URL": "postgres://u:p@h:5432/d"}).database_url == "postgresql+psycopg://u:p@h:5432/d"
+    assert (
+        load_settings({"DATABASE_URL": "postgres://u:p@h:5432/d"}).database_url == "postgresql+psycopg://u:p@h:5432/d"
+    )
 
 
 def test_webhook_secrets_list_for_rotation():
@@ -27,10 +32,19 @@ def test_key_mode_decides_livemode():
     assert load_settings({}).stripe_livemode is None
 
 
-@pytest.mark.parametrize("name,value", [("STRIPE_SECRET_KEY", "pk_test_oops"), ("WORKER_MODE", "sometimes"),
-                                        ("MESSAGING_PROVIDER", "carrier-pigeon"), ("WORKER_CONCURRENCY", "many"),
-                                        ("PUBLIC_URL", "example.com"), ("STRIPE_WEBHOOK_SECRET", "not-a-secret"),
-                                        ("DUNNING_CADENCE_DAYS", "soon"), ("QUIET_HOURS", "night")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("STRIPE_SECRET_KEY", "pk_test_oops"),
+        ("WORKER_MODE", "sometimes"),
+        ("MESSAGING_PROVIDER", "carrier-pigeon"),
+        ("WORKER_CONCURRENCY", "many"),
+        ("PUBLIC_URL", "example.com"),
+        ("STRIPE_WEBHOOK_SECRET", "not-a-secret"),
+        ("DUNNING_CADENCE_DAYS", "soon"),
+        ("QUIET_HOURS", "night"),
+    ],
+)
 def test_malformed_setting_is_one_problem_naming_the_variable_not_its_value(name, value):
     settings = load_settings({name: value})
     assert len(settings.problems) == 1

@@ -1,4 +1,5 @@
 """Finance building blocks without a database: periods, cursors, auth, the chart layout, formatting."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -34,8 +35,9 @@ def test_one_missing_bound_is_filled_in():
     assert parse_period(None, "2025-03-31", NOW).since == datetime(2025, 1, 1)
 
 
-@pytest.mark.parametrize("since, until", [("2025-02-30", None), ("soon", None), ("2025-05-01", "2025-04-01"),
-                                          ("1999-12-31", None)])
+@pytest.mark.parametrize(
+    "since, until", [("2025-02-30", None), ("soon", None), ("2025-05-01", "2025-04-01"), ("1999-12-31", None)]
+)
 def test_bad_periods_raise_a_readable_error(since, until):
     with pytest.raises(PeriodError):
         parse_period(since, until, NOW)
@@ -100,8 +102,11 @@ def test_finance_is_off_unless_both_credentials_are_set():
 
 # -- chart ------------------------------------------------------------------------------------------
 def test_chart_bars_scale_to_a_round_axis_and_skip_zero_values():
-    weeks = [Week(date(2025, 4, 7), recovered=4900), Week(date(2025, 4, 14), lost=3000, corrections=-2500),
-             Week(date(2025, 4, 21))]
+    weeks = [
+        Week(date(2025, 4, 7), recovered=4900),
+        Week(date(2025, 4, 14), lost=3000, corrections=-2500),
+        Week(date(2025, 4, 21)),
+    ]
     chart = weekly_chart("usd", weeks)
     assert [b.css for b in chart.bars] == ["bar-recovered", "bar-refunded", "bar-lost"]
     assert [t.text for t in chart.y_ticks] == ["$0", "$20", "$40", "$60"]
@@ -131,12 +136,26 @@ def test_nice_steps(value, step):
 
 
 def test_axis_labels_drop_zero_decimals_only():
-    assert (axis_label(250000, "usd"), axis_label(1250, "usd"), axis_label(1500, "kwd")) == ("$2,500", "$12.50", "KWD 1.500")
+    assert (axis_label(250000, "usd"), axis_label(1250, "usd"), axis_label(1500, "kwd")) == (
+        "$2,500",
+        "$12.50",
+        "KWD 1.500",
+    )
 
 
 # -- formatting -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seconds, text", [(None, "—"), (30, "under a minute"), (720, "12m"), (7200, "2h"),
-                                           (11100, "3h 5m"), (172800, "2d"), (187200, "2d 4h")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (None, "—"),
+        (30, "under a minute"),
+        (720, "12m"),
+        (7200, "2h"),
+        (11100, "3h 5m"),
+        (172800, "2d"),
+        (187200, "2d 4h"),
+    ],
+)
 def test_durations_read_like_a_person_would_say_them(seconds, text):
     assert duration(seconds) == text
 

@@ -1,4 +1,5 @@
 """One invoice view for every API version; money formatting that knows zero-decimal currencies."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -10,10 +11,19 @@ from webhook_app.errors import BadPayload
 from webhook_app.invoices import InvoiceView, format_amount, to_decimal
 
 
-@pytest.mark.parametrize("amount,currency,expected", [
-    (4900, "usd", "$49.00"), (500, "jpy", "¥500"), (123456, "eur", "€1,234.56"), (1000, "krw", "₩1,000"),
-    (1500, "kwd", "KWD 1.500"), (-1250, "eur", "-€12.50"), (99, "chf", "CHF 0.99"), (7, "bif", "BIF 7"),
-])
+@pytest.mark.parametrize(
+    "amount,currency,expected",
+    [
+        (4900, "usd", "$49.00"),
+        (500, "jpy", "¥500"),
+        (123456, "eur", "€1,234.56"),
+        (1000, "krw", "₩1,000"),
+        (1500, "kwd", "KWD 1.500"),
+        (-1250, "eur", "-€12.50"),
+        (99, "chf", "CHF 0.99"),
+        (7, "bif", "BIF 7"),
+    ],
+)
 def test_amounts_are_formatted_by_the_currencys_minor_unit(amount, currency, expected):
     assert format_amount(amount, currency) == expected
 
@@ -42,14 +52,25 @@ def test_legacy_paid_flag_without_status_still_counts_as_paid():
 
 
 def test_expanded_customer_and_decline_reason():
-    obj = so.invoice(customer={"id": "cus_X", "object": "customer"},
-                     payment_intent={"id": "pi_1", "last_payment_error": {"decline_code": "insufficient_funds"}})
+    obj = so.invoice(
+        customer={"id": "cus_X", "object": "customer"},
+        payment_intent={"id": "pi_1", "last_payment_error": {"decline_code": "insufficient_funds"}},
+    )
     view = InvoiceView.from_stripe(obj)
     assert view.customer_id == "cus_X" and view.failure_reason == "insufficient_funds"
 
 
-@pytest.mark.parametrize("change", [{"object": "charge"}, {"id": None}, {"customer": None}, {"currency": 5},
-                                    {"amount_due": "49.00"}, {"attempt_count": True}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"object": "charge"},
+        {"id": None},
+        {"customer": None},
+        {"currency": 5},
+        {"amount_due": "49.00"},
+        {"attempt_count": True},
+    ],
+)
 def test_strange_payloads_raise_bad_payload_with_the_field(change):
     with pytest.raises(BadPayload):
         InvoiceView.from_stripe(dict(so.invoice(), **change))

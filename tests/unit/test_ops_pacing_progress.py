@@ -1,4 +1,5 @@
 """The campaign's pacing (token bucket + 429 backoff) and progress output, with time driven by hand."""
+
 from __future__ import annotations
 
 import io
@@ -6,15 +7,13 @@ import io
 import pytest
 
 from tests.fakes import FakeTime
+from tests.fixtures import stripe_objects as so
 from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.errors import PermanentError, TransientError
+from webhook_app.invoices import InvoiceView
 from webhook_app.ops.campaign import eligible_reason, mask_email
 from webhook_app.ops.pacing import Pacer
 from webhook_app.ops.progress import Progress
-from webhook_app.invoices import InvoiceView
-from tests.fixtures import stripe_objects as so
-
-
 
 
 def flaky(failures: list[Exception], value="ok"):
@@ -25,6 +24,7 @@ def flaky(failures: list[Exception], value="ok"):
         if failures:
             raise failures.pop(0)
         return value
+
     return fn, calls
 
 
@@ -59,8 +59,14 @@ def test_a_429_pauses_every_caller_of_the_bucket_and_the_call_is_retried():
 
 def test_retry_after_is_capped_and_5xx_back_off_exponentially_then_give_up():
     t = FakeTime()
-    pacer = Pacer("stripe", TokenBucket(1024, clock=t.clock, sleep=t.sleep), max_retries=3, backoff_base=0.5,
-                  backoff_max=0.75, sleep=t.sleep)
+    pacer = Pacer(
+        "stripe",
+        TokenBucket(1024, clock=t.clock, sleep=t.sleep),
+        max_retries=3,
+        backoff_base=0.5,
+        backoff_max=0.75,
+        sleep=t.sleep,
+    )
     fn, calls = flaky([TransientError("Stripe unavailable (503)")] * 4)
 
     with pytest.raises(TransientError):
@@ -69,7 +75,7 @@ def test_retry_after_is_capped_and_5xx_back_off_exponentially_then_give_up():
     assert len(calls) == 4  # the first try and 3 retries
     # 0.5, 1.0 -> capped 0.75, 2.0 -> capped 0.75; each with up to 20% jitter off
     assert len(t.sleeps) == 3
-    assert all(0.8 * cap <= s <= cap for s, cap in zip(t.sleeps, (0.5, 0.75, 0.75)))
+    assert all(0.8 * cap <= s <= cap for s, cap in zip(t.sleeps, (0.5, 0.75, 0.75), strict=False))
 
 
 def test_permanent_errors_are_not_retried():
@@ -103,13 +109,16 @@ def test_progress_draws_a_tqdm_bar_on_a_terminal():
     assert "\r" in text and "5/5" in text and "customer/s" in text
 
 
-@pytest.mark.parametrize("changes, reason", [
-    ({}, None),
-    ({"attempt_count": 0}, "not attempted yet"),
-    ({"collection_method": "send_invoice"}, "sent for manual payment"),
-    ({"amount_due": 0}, "nothing left to pay"),
-    ({"status": "paid"}, "not open"),
-])
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({}, None),
+        ({"attempt_count": 0}, "not attempted yet"),
+        ({"collection_method": "send_invoice"}, "sent for manual payment"),
+        ({"amount_due": 0}, "nothing left to pay"),
+        ({"status": "paid"}, "not open"),
+    ],
+)
 def test_which_open_invoices_the_campaign_chases(changes, reason):
     invoice = InvoiceView.from_stripe(so.invoice(**{"attempt_count": 2, **changes}))
     assert eligible_reason(invoice) == reason

@@ -1,4 +1,5 @@
 """Quiet hours in the customer's zone, guessed from their country; UTC when unknown."""
+
 from __future__ import annotations
 
 from datetime import datetime

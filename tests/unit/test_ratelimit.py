@@ -1,4 +1,5 @@
 """TokenBucket and Retry-After parsing, driven by a fake clock: nothing here really sleeps."""
+
 from __future__ import annotations
 
 import threading
@@ -7,8 +8,6 @@ import pytest
 
 from tests.fakes import FakeTime
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
-
-
 
 
 def bucket(fake: FakeTime, rate: float, burst: float | None = None) -> TokenBucket:

@@ -3,11 +3,13 @@
 `Messenger` delivers a recovery message (Loops, Intercom, console); `Billing` is the slice of Stripe
 the app uses. Adapters speak business terms and return plain values (a URL, a dict), never SDK objects.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from webhook_app.invoices import InvoiceView, format_amount
 
@@ -59,7 +61,9 @@ class Message:
             "invoiceNumber": inv.number or "",
             "customerName": self.customer_name or "",
             "attemptCount": inv.attempt_count,
-            "nextPaymentAttempt": inv.next_payment_attempt.strftime("%Y-%m-%dT%H:%M:%SZ") if inv.next_payment_attempt else "",
+            "nextPaymentAttempt": inv.next_payment_attempt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if inv.next_payment_attempt
+            else "",
             "messageKind": self.template,
             "step": self.step,
             "isFinalNotice": self.is_final_notice,
@@ -67,8 +71,12 @@ class Message:
         if self.other_invoices:
             data["invoiceCount"] = 1 + len(self.other_invoices)
             data["invoices"] = [
-                {"invoiceId": line.invoice_id, "invoiceNumber": line.number or "", "amountDue": line.amount_display,
-                 "hostedInvoiceUrl": line.hosted_invoice_url or ""}
+                {
+                    "invoiceId": line.invoice_id,
+                    "invoiceNumber": line.number or "",
+                    "amountDue": line.amount_display,
+                    "hostedInvoiceUrl": line.hosted_invoice_url or "",
+                }
                 for line in (inv, *self.other_invoices)
             ]
         return data
@@ -114,11 +122,18 @@ class Billing(Protocol):
 
     # Operator commands (webhook_app/ops). `call`, when given, wraps each page request (pacing, retries).
 
-    def list_open_invoices(self, *, customer: str | None = None,
-                           call: Callable | None = None) -> Iterator[InvoiceView]: ...
+    def list_open_invoices(
+        self, *, customer: str | None = None, call: Callable | None = None
+    ) -> Iterator[InvoiceView]: ...
 
-    def list_events(self, *, types: list[str], delivery_success: bool | None = None,
-                    created_gte: int | None = None, call: Callable | None = None) -> Iterator[tuple[dict, str]]: ...
+    def list_events(
+        self,
+        *,
+        types: list[str],
+        delivery_success: bool | None = None,
+        created_gte: int | None = None,
+        call: Callable | None = None,
+    ) -> Iterator[tuple[dict, str]]: ...
 
     def account_livemode(self) -> bool: ...
 

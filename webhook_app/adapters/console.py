@@ -1,4 +1,5 @@
 """A messenger that logs what it would send: the default for development (`MESSAGING_PROVIDER=console`)."""
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,14 @@ class ConsoleMessenger:
 
     def send(self, message: Message, idempotency_key: str) -> SendResult:
         data = message.data_variables()
-        log.info("recovery message (%s) for customer %s: amount %s, link %s", message.kind, message.customer_id,
-                 data["amountDue"], data["updatePaymentUrl"], extra={"provider": self.name})
+        log.info(
+            "recovery message (%s) for customer %s: amount %s, link %s",
+            message.kind,
+            message.customer_id,
+            data["amountDue"],
+            data["updatePaymentUrl"],
+            extra={"provider": self.name},
+        )
         return SendResult(provider=self.name, message_id=idempotency_key)
 
     def check(self) -> str:

@@ -1,7 +1,8 @@
 """The HTTP call every email-tool adapter makes: rate limited, with a timeout, failures classified."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 
@@ -9,8 +10,17 @@ from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 from webhook_app.errors import ConfigurationNeeded, TransientError
 
 
-def call(session: requests.Session, bucket: TokenBucket, provider: str, method: str, url: str, *, what: str,
-         timeout: float, **kwargs) -> requests.Response:
+def call(
+    session: requests.Session,
+    bucket: TokenBucket,
+    provider: str,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    timeout: float,
+    **kwargs,
+) -> requests.Response:
     """Send one request after taking a token; a network failure becomes a TransientError naming `what`.
 
     A timed-out POST may still have reached the provider: the retry carries the same idempotency key
@@ -36,8 +46,17 @@ def json_object(response: requests.Response) -> dict:
     return payload if isinstance(payload, dict) else {}
 
 
-def refusal(response: requests.Response, bucket: TokenBucket, provider: str, *, what: str, detail: str,
-            rate_limit_wait: Callable[[], float], credentials: str, credentials_hint: str = "") -> Exception | None:
+def refusal(
+    response: requests.Response,
+    bucket: TokenBucket,
+    provider: str,
+    *,
+    what: str,
+    detail: str,
+    rate_limit_wait: Callable[[], float],
+    credentials: str,
+    credentials_hint: str = "",
+) -> Exception | None:
     """The classified error for a refused request, or None for a 4xx the adapter words itself.
 
     429: every sender sharing the bucket pauses for `rate_limit_wait()`, then retries; 5xx and 408: retry
@@ -47,12 +66,16 @@ def refusal(response: requests.Response, bucket: TokenBucket, provider: str, *, 
     if status == 429:
         retry_after = rate_limit_wait()
         bucket.pause_for(retry_after)
-        return TransientError(f"{provider} rate limit (429) on the {what}; retry in {retry_after:g}s",
-                              retry_after=retry_after)
+        return TransientError(
+            f"{provider} rate limit (429) on the {what}; retry in {retry_after:g}s", retry_after=retry_after
+        )
     if status >= 500 or status == 408:
-        return TransientError(f"{provider} answered {status} to the {what}: {detail}",
-                              retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        return TransientError(
+            f"{provider} answered {status} to the {what}: {detail}",
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
     if status in (401, 403):
-        return ConfigurationNeeded(f"{provider} rejected {credentials} (HTTP {status}{credentials_hint}) "
-                                   f"on the {what}: {detail}")
+        return ConfigurationNeeded(
+            f"{provider} rejected {credentials} (HTTP {status}{credentials_hint}) on the {what}: {detail}"
+        )
     return None

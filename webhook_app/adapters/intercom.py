@@ -22,6 +22,7 @@ the same `created_at` (the message's creation time) and the same metadata; so th
 only values that stay the same for one notification. Error texts are scrubbed of the access token and
 the customer's email before they are raised.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -86,8 +87,7 @@ class IntercomMessenger:
 
     name = "intercom"
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None,
-                 bucket: TokenBucket | None = None):
+    def __init__(self, settings: Settings, session: requests.Session | None = None, bucket: TokenBucket | None = None):
         self._token = settings.intercom_access_token
         self._base = settings.intercom_api_base.rstrip("/")
         self._event_name = settings.intercom_event_name
@@ -111,15 +111,21 @@ class IntercomMessenger:
         response = self._request("POST", "/events", "event", secrets, json=body)
         if not response.ok:
             raise self._error(response, f"event {self._event_name!r}", secrets)
-        log.info("intercom accepted event %r for customer %s (key %s)", self._event_name, message.customer_id,
-                 idempotency_key, extra={"provider": self.name, "invoice_id": message.invoice.invoice_id})
+        log.info(
+            "intercom accepted event %r for customer %s (key %s)",
+            self._event_name,
+            message.customer_id,
+            idempotency_key,
+            extra={"provider": self.name, "invoice_id": message.invoice.invoice_id},
+        )
         return SendResult(provider=self.name)
 
     def find_or_create_contact(self, message: Message) -> str:
         """The Intercom id of the customer's contact: by external_id (Stripe customer id), then by
         email, else a new `user` contact carrying both."""
-        contact = (self._search("external_id", message.customer_id, message)
-                   or self._search("email", message.email, message))
+        contact = self._search("external_id", message.customer_id, message) or self._search(
+            "email", message.email, message
+        )
         if contact is not None:
             return contact["id"]
         return self._create_contact(message)
@@ -133,7 +139,9 @@ class IntercomMessenger:
         workspace = app.get("name") or "(unnamed workspace)"
         if app.get("id_code"):
             workspace += f" ({app['id_code']})"
-        return f"Intercom workspace {workspace} at {self._base}, API {INTERCOM_VERSION}: sends event {self._event_name!r}"
+        return (
+            f"Intercom workspace {workspace} at {self._base}, API {INTERCOM_VERSION}: sends event {self._event_name!r}"
+        )
 
     # -- contacts ------------------------------------------------------------------------------------
 
@@ -163,12 +171,16 @@ class IntercomMessenger:
             if "archived" in detail.lower():
                 raise MessengerRejected(
                     f"Intercom has an archived contact for customer {message.customer_id}; unarchive it to "
-                    f"message them (HTTP 409: {detail})")
+                    f"message them (HTTP 409: {detail})"
+                )
             match = _CONFLICT_ID.search(detail)
             if match:
                 return match.group(1)
-            raise TransientError(f"Intercom says customer {message.customer_id}'s contact exists but search "
-                                 f"does not show it yet (HTTP 409: {detail})", retry_after=60)
+            raise TransientError(
+                f"Intercom says customer {message.customer_id}'s contact exists but search "
+                f"does not show it yet (HTTP 409: {detail})",
+                retry_after=60,
+            )
         if not response.ok:
             raise self._error(response, "contact creation", secrets)
         contact_id = http.json_object(response).get("id")
@@ -182,10 +194,22 @@ class IntercomMessenger:
     def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs) -> requests.Response:
         if not self._token:
             raise ConfigurationNeeded("INTERCOM_ACCESS_TOKEN is not set, so Intercom cannot send recovery messages")
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
-                   "Intercom-Version": INTERCOM_VERSION}
-        return http.call(self._session, self.bucket, "Intercom", method, self._base + path, what=what,
-                         timeout=self._timeout, headers=headers, **kwargs)
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "Intercom-Version": INTERCOM_VERSION,
+        }
+        return http.call(
+            self._session,
+            self.bucket,
+            "Intercom",
+            method,
+            self._base + path,
+            what=what,
+            timeout=self._timeout,
+            headers=headers,
+            **kwargs,
+        )
 
     def _detail(self, response: requests.Response, secrets: tuple[str, ...]) -> str:
         """Intercom's `errors[].code: message` list and request id, scrubbed of the token and the email."""
@@ -202,10 +226,16 @@ class IntercomMessenger:
 
     def _error(self, response: requests.Response, what: str, secrets: tuple[str, ...]) -> Exception:
         detail = self._detail(response, secrets)
-        refused = http.refusal(response, self.bucket, "Intercom", what=what, detail=detail,
-                               rate_limit_wait=lambda: _rate_limit_wait(response),  # the app's limit
-                               credentials="INTERCOM_ACCESS_TOKEN",
-                               credentials_hint="; check the token and INTERCOM_API_BASE's region")
+        refused = http.refusal(
+            response,
+            self.bucket,
+            "Intercom",
+            what=what,
+            detail=detail,
+            rate_limit_wait=lambda: _rate_limit_wait(response),  # the app's limit
+            credentials="INTERCOM_ACCESS_TOKEN",
+            credentials_hint="; check the token and INTERCOM_API_BASE's region",
+        )
         if refused is not None:
             return refused
         return MessengerRejected(f"Intercom rejected the {what} with HTTP {response.status_code}: {detail}")
@@ -221,4 +251,3 @@ def _rate_limit_wait(response: requests.Response) -> float:
         return min(max(float(reset) - time.time(), 1.0), 3600.0) if reset else DEFAULT_RETRY_AFTER
     except ValueError:
         return DEFAULT_RETRY_AFTER
-

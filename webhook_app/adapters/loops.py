@@ -12,6 +12,7 @@ Idempotency: both send endpoints take an `Idempotency-Key` header (at most 100 c
 on a retry means the first attempt reached Loops: it counts as sent (`SendResult.duplicate`).
 Error texts from Loops are scrubbed of the API key and the customer's email before they are raised.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,8 @@ DEFAULT_RETRY_AFTER = 1.0  # Loops meters per second and documents no Retry-Afte
 def _retry_after(response: requests.Response) -> float:
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+
+
 _DETAIL_MAX = 300
 
 
@@ -70,8 +73,7 @@ def event_properties(message: Message) -> dict:
     Event properties may only be strings, numbers, booleans or dates, so the multi-invoice list is left
     out (`invoiceCount` still says how many invoices are unpaid).
     """
-    return {key: value for key, value in message.data_variables().items()
-            if isinstance(value, (str, int, float, bool))}
+    return {key: value for key, value in message.data_variables().items() if isinstance(value, (str, int, float, bool))}
 
 
 class LoopsMessenger:
@@ -83,8 +85,7 @@ class LoopsMessenger:
 
     name = "loops"
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None,
-                 bucket: TokenBucket | None = None):
+    def __init__(self, settings: Settings, session: requests.Session | None = None, bucket: TokenBucket | None = None):
         self._api_key = settings.loops_api_key
         self._transactional_id = settings.loops_transactional_id
         self._event_name = settings.loops_event_name
@@ -102,28 +103,38 @@ class LoopsMessenger:
         if transactional_id:
             what = "transactional email"
             path = "/v1/transactional"
-            body = {"transactionalId": transactional_id, "email": message.email,
-                    "dataVariables": transactional_variables(message)}
+            body = {
+                "transactionalId": transactional_id,
+                "email": message.email,
+                "dataVariables": transactional_variables(message),
+            }
         else:
             event_name = self._event_names.get(message.template, self._event_name)
             what = f"event {event_name!r}"
             path = "/v1/events/send"
-            body = {"email": message.email, "eventName": event_name,
-                    "eventProperties": event_properties(message)}
+            body = {"email": message.email, "eventName": event_name, "eventProperties": event_properties(message)}
         secrets = (message.email,)
-        response = self._request("POST", path, what, secrets, json=body,
-                                 headers={"Idempotency-Key": loops_idempotency_key(idempotency_key)})
+        response = self._request(
+            "POST", path, what, secrets, json=body, headers={"Idempotency-Key": loops_idempotency_key(idempotency_key)}
+        )
         if response.status_code == 409:
-            log.info("loops already accepted this message (409 on its idempotency key) for customer %s",
-                     message.customer_id, extra={"provider": self.name, "invoice_id": message.invoice.invoice_id})
+            log.info(
+                "loops already accepted this message (409 on its idempotency key) for customer %s",
+                message.customer_id,
+                extra={"provider": self.name, "invoice_id": message.invoice.invoice_id},
+            )
             return SendResult(provider=self.name, duplicate=True)
         if not response.ok:
             raise self._error(response, what, secrets)
         payload = http.json_object(response)
         if payload.get("success") is False:
             raise MessengerRejected(f"Loops did not accept the {what}: {self._detail(response, secrets)}")
-        log.info("loops accepted the %s for customer %s", what, message.customer_id,
-                 extra={"provider": self.name, "invoice_id": message.invoice.invoice_id})
+        log.info(
+            "loops accepted the %s for customer %s",
+            what,
+            message.customer_id,
+            extra={"provider": self.name, "invoice_id": message.invoice.invoice_id},
+        )
         message_id = payload.get("id")
         return SendResult(provider=self.name, message_id=message_id if isinstance(message_id, str) else None)
 
@@ -133,8 +144,9 @@ class LoopsMessenger:
         if not response.ok:
             raise self._error(response, "API key check", ())
         team = http.json_object(response).get("teamName") or "(unnamed team)"
-        mode = (f"transactional email {self._transactional_id}" if self._transactional_id
-                else f"event {self._event_name!r}")
+        mode = (
+            f"transactional email {self._transactional_id}" if self._transactional_id else f"event {self._event_name!r}"
+        )
         return f"Loops team {team}: sends {mode}"
 
     # -- HTTP ----------------------------------------------------------------------------------------
@@ -142,10 +154,22 @@ class LoopsMessenger:
     def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs) -> requests.Response:
         if not self._api_key:
             raise ConfigurationNeeded("LOOPS_API_KEY is not set, so Loops cannot send recovery messages")
-        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json",
-                   **kwargs.pop("headers", {})}
-        return http.call(self._session, self.bucket, "Loops", method, self._base + path, what=what,
-                         timeout=self._timeout, headers=headers, **kwargs)
+        headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": "application/json",
+            **kwargs.pop("headers", {}),
+        }
+        return http.call(
+            self._session,
+            self.bucket,
+            "Loops",
+            method,
+            self._base + path,
+            what=what,
+            timeout=self._timeout,
+            headers=headers,
+            **kwargs,
+        )
 
     def _detail(self, response: requests.Response, secrets: tuple[str, ...]) -> str:
         """Loops' own `message` (or legacy `error`) text, scrubbed of the key and the email."""
@@ -162,12 +186,18 @@ class LoopsMessenger:
     def _error(self, response: requests.Response, what: str, secrets: tuple[str, ...]) -> Exception:
         status = response.status_code
         detail = self._detail(response, secrets)
-        refused = http.refusal(response, self.bucket, "Loops", what=what, detail=detail,
-                               rate_limit_wait=lambda: _retry_after(response), credentials="LOOPS_API_KEY")
+        refused = http.refusal(
+            response,
+            self.bucket,
+            "Loops",
+            what=what,
+            detail=detail,
+            rate_limit_wait=lambda: _retry_after(response),
+            credentials="LOOPS_API_KEY",
+        )
         if refused is not None:
             return refused
         hint = ""
         if status == 404 and self._transactional_id:
             hint = " (check LOOPS_TRANSACTIONAL_ID and that the transactional email is published)"
         return MessengerRejected(f"Loops rejected the {what} with HTTP {status}{hint}: {detail}")
-

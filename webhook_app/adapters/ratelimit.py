@@ -8,13 +8,15 @@ bucket until the provider's Retry-After has passed, not only the thread that was
 The limit is per process: several dynos each get their own bucket, and the provider's 429 (with
 `pause_for`) is what keeps them honest together.
 """
+
 from __future__ import annotations
 
 import email.utils
+import math
 import threading
 import time
-from datetime import timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC
 
 
 class TokenBucket:
@@ -101,8 +103,8 @@ def parse_retry_after(value: str | None, now: float | None = None, maximum: floa
         if when is None:
             return None
         if when.tzinfo is None:  # RFC 9110 dates are always GMT
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), maximum)

@@ -8,10 +8,12 @@ our own idempotency keys where a retry across worker attempts must not create a 
   and https://docs.stripe.com/customer-management/portal-deep-links
 - Errors: https://docs.stripe.com/error-handling
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import stripe
 
@@ -54,8 +56,8 @@ def translate(exc: stripe.StripeError) -> Exception:
         return CustomerMissing(f"Stripe resource_missing: {message}")
     if "No configuration provided" in message or "default configuration has not been created" in message:
         return ConfigurationNeeded(
-            "Stripe Billing Portal is not configured: run `webhook-app portal setup` "
-            f"(Stripe said: {message})")
+            f"Stripe Billing Portal is not configured: run `webhook-app portal setup` (Stripe said: {message})"
+        )
     return PermanentError(f"Stripe rejected the request ({status} {code or ''}): {message}".replace("  ", " "))
 
 
@@ -74,13 +76,13 @@ class StripeBilling:
             raise translate(exc) from None
         return InvoiceView.from_stripe(invoice.to_dict())
 
-    def create_portal_session(self, customer_id: str, *, idempotency_key: str | None = None,
-                              after_expiration_login: bool = False) -> PortalSession:
+    def create_portal_session(
+        self, customer_id: str, *, idempotency_key: str | None = None, after_expiration_login: bool = False
+    ) -> PortalSession:
         """A fresh Billing Portal session deep-linked to updating the payment method."""
         flow: dict = {"type": "payment_method_update"}
         if self.settings.portal_return_url:
-            flow["after_completion"] = {"type": "redirect",
-                                        "redirect": {"return_url": self.settings.portal_return_url}}
+            flow["after_completion"] = {"type": "redirect", "redirect": {"return_url": self.settings.portal_return_url}}
         params: dict = {"customer": customer_id, "flow_data": flow}
         if self.settings.portal_return_url:
             params["return_url"] = self.settings.portal_return_url
@@ -119,7 +121,7 @@ class StripeBilling:
             page_params = {**params, "limit": PAGE_SIZE}
             if cursor:
                 page_params["starting_after"] = cursor
-            page = call(lambda: self._call(list_fn, page_params))
+            page = call(lambda params=page_params: self._call(list_fn, params))
             items = list(page.data)
             yield from items
             if not page.has_more or not items:
@@ -134,8 +136,14 @@ class StripeBilling:
         for invoice in self._pages(self.client.v1.invoices.list, params, call):
             yield InvoiceView.from_stripe(invoice.to_dict())
 
-    def list_events(self, *, types: list[str], delivery_success: bool | None = None,
-                    created_gte: int | None = None, call: Call | None = None) -> Iterator[tuple[dict, str]]:
+    def list_events(
+        self,
+        *,
+        types: list[str],
+        delivery_success: bool | None = None,
+        created_gte: int | None = None,
+        call: Call | None = None,
+    ) -> Iterator[tuple[dict, str]]:
         """Events of `types` (at most 20) from the last 30 days, as (envelope, raw JSON) pairs.
 
         `delivery_success=False` returns events still pending or failed for some webhook endpoint.

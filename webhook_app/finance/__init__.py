@@ -4,6 +4,7 @@ Layout: `period` / `cursor` parse parameters, `queries` computes the figures per
 out the weekly SVG chart, `export` streams CSV, `views` is the blueprint, `report` the CLI command,
 `corrections` the handlers that append refunds and credit notes to the ledger.
 """
+
 from __future__ import annotations
 
 from flask import Flask

@@ -3,6 +3,7 @@
 Both parts are always compared, each in constant time (`hmac.compare_digest`), so the response time
 does not reveal how much of a guess was right, nor whether the username alone was.
 """
+
 from __future__ import annotations
 
 import hmac

@@ -3,6 +3,7 @@
 No JavaScript, no CDN: the page works offline and under the strict Content-Security-Policy. One chart
 per currency, because amounts in different currencies cannot share an axis.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,7 @@ def nice_step(maximum: int, ticks: int = 4) -> int:
     for m in (1, 2, 2.5, 5, 10):
         step = m * magnitude
         if step >= raw:
-            return max(1, int(math.ceil(step)))
+            return max(1, math.ceil(step))
     return int(10 * magnitude)  # pragma: no cover - the loop always returns
 
 
@@ -105,8 +106,11 @@ def weekly_chart(currency: str, weeks: list[Week]) -> Chart:
     plot_w = chart.plot_right - chart.plot_left
     for i in range(0, top_value // step + 1):
         value = i * step
-        chart.y_ticks.append(Label(chart.plot_left - 6, round(chart.baseline - value / top_value * plot_h, 1),
-                                   axis_label(value, currency)))
+        chart.y_ticks.append(
+            Label(
+                chart.plot_left - 6, round(chart.baseline - value / top_value * plot_h, 1), axis_label(value, currency)
+            )
+        )
 
     group = plot_w / len(weeks)
     bar_w = group * 0.8 / len(SERIES)
@@ -119,12 +123,22 @@ def weekly_chart(currency: str, weeks: list[Week]) -> Chart:
             if value <= 0:
                 continue
             height = max(1.0, value / top_value * plot_h)
-            chart.bars.append(Bar(
-                x=round(x0 + j * bar_w, 2), y=round(chart.baseline - height, 2), width=round(max(bar_w - 0.5, 0.5), 2),
-                height=round(height, 2), css=f"bar-{key}",
-                title=f"Week of {week.start.isoformat()}: {labels[key].lower()} {format_amount(value, currency)}",
-            ))
+            chart.bars.append(
+                Bar(
+                    x=round(x0 + j * bar_w, 2),
+                    y=round(chart.baseline - height, 2),
+                    width=round(max(bar_w - 0.5, 0.5), 2),
+                    height=round(height, 2),
+                    css=f"bar-{key}",
+                    title=f"Week of {week.start.isoformat()}: {labels[key].lower()} {format_amount(value, currency)}",
+                )
+            )
         if i % every == 0:
-            chart.x_labels.append(Label(round(chart.plot_left + i * group + group / 2, 2), chart.baseline + 18,
-                                        f"{week.start:%b} {week.start.day}"))
+            chart.x_labels.append(
+                Label(
+                    round(chart.plot_left + i * group + group / 2, 2),
+                    chart.baseline + 18,
+                    f"{week.start:%b} {week.start.day}",
+                )
+            )
     return chart

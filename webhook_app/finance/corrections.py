@@ -17,11 +17,13 @@ Two Stripe events describe money given back on an invoice, and the same refund c
 Whatever the sources, corrections never take an invoice below zero (a guard against double counting
 across an API-version upgrade). `credit_note.voided` appends a positive row that reverses the note.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -91,20 +93,36 @@ def _lock(session: Session, recovery: LedgerEntry) -> None:
 
 def _corrections_total(session: Session, invoice_id: str, key_prefix: str | None = None) -> int:
     query = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-        LedgerEntry.invoice_id == invoice_id, LedgerEntry.kind != "recovery")
+        LedgerEntry.invoice_id == invoice_id, LedgerEntry.kind != "recovery"
+    )
     if key_prefix is not None:
         query = query.where(LedgerEntry.entry_key.startswith(key_prefix, autoescape=True))
     return int(session.scalar(query))
 
 
-def _insert(session: Session, recovery: LedgerEntry, *, key: str, kind: str, amount: int, at: datetime,
-            now: datetime) -> bool:
+def _insert(
+    session: Session, recovery: LedgerEntry, *, key: str, kind: str, amount: int, at: datetime, now: datetime
+) -> bool:
     row = dict(
-        entry_key=key, kind=kind, case_id=recovery.case_id, invoice_id=recovery.invoice_id,
-        customer_id=recovery.customer_id, amount=amount, currency=recovery.currency, livemode=recovery.livemode,
-        first_failed_at=None, recovered_at=at, seconds_to_recover=None, attempts=0, messages_sent=0,
-        attribution=recovery.attribution, first_message_at=None, first_click_at=None,
-        seconds_message_to_click=None, seconds_click_to_payment=None, created_at=now,
+        entry_key=key,
+        kind=kind,
+        case_id=recovery.case_id,
+        invoice_id=recovery.invoice_id,
+        customer_id=recovery.customer_id,
+        amount=amount,
+        currency=recovery.currency,
+        livemode=recovery.livemode,
+        first_failed_at=None,
+        recovered_at=at,
+        seconds_to_recover=None,
+        attempts=0,
+        messages_sent=0,
+        attribution=recovery.attribution,
+        first_message_at=None,
+        first_click_at=None,
+        seconds_message_to_click=None,
+        seconds_click_to_payment=None,
+        created_at=now,
     )
     inserted = insert_if_absent(session, LedgerEntry.__table__, row, ["entry_key"])
     if inserted:
@@ -112,8 +130,9 @@ def _insert(session: Session, recovery: LedgerEntry, *, key: str, kind: str, amo
     return bool(inserted)
 
 
-def offset(session: Session, recovery: LedgerEntry, *, key: str, kind: str, given_back: int, at: datetime,
-           now: datetime) -> int:
+def offset(
+    session: Session, recovery: LedgerEntry, *, key: str, kind: str, given_back: int, at: datetime, now: datetime
+) -> int:
     """Append a row taking `given_back` (minor units, positive) off the recovery; returns the amount taken.
 
     Capped at what the invoice still counts as recovered, so corrections never make it negative.
@@ -123,8 +142,10 @@ def offset(session: Session, recovery: LedgerEntry, *, key: str, kind: str, give
     remaining = recovery.amount + _corrections_total(session, recovery.invoice_id)
     amount = min(given_back, remaining)
     if amount <= 0:
-        log.warning("correction ignored: the invoice's recovery is already fully offset",
-                    extra={"invoice_id": recovery.invoice_id, "entry_key": key})
+        log.warning(
+            "correction ignored: the invoice's recovery is already fully offset",
+            extra={"invoice_id": recovery.invoice_id, "entry_key": key},
+        )
         return 0
     return amount if _insert(session, recovery, key=key, kind=kind, amount=-amount, at=at, now=now) else 0
 
@@ -132,8 +153,13 @@ def offset(session: Session, recovery: LedgerEntry, *, key: str, kind: str, give
 def _same_currency(recovery: LedgerEntry, obj: Mapping, source: str) -> bool:
     currency = obj.get("currency")
     if isinstance(currency, str) and currency.lower() != recovery.currency:
-        log.warning("%s in %s for a recovery in %s ignored: amounts in different currencies cannot offset",
-                    source, currency.lower(), recovery.currency, extra={"invoice_id": recovery.invoice_id})
+        log.warning(
+            "%s in %s for a recovery in %s ignored: amounts in different currencies cannot offset",
+            source,
+            currency.lower(),
+            recovery.currency,
+            extra={"invoice_id": recovery.invoice_id},
+        )
         return False
     return True
 
@@ -153,8 +179,15 @@ def charge_refunded(session: Session, event: dict, ctx) -> None:
     _lock(session, recovery)
     prefix = f"refund:{charge['id']}:"
     already = -_corrections_total(session, invoice_id, prefix)
-    offset(session, recovery, key=f"{prefix}{refunded}", kind="refund", given_back=refunded - already,
-           at=from_unix(event["created"]), now=ctx.now)
+    offset(
+        session,
+        recovery,
+        key=f"{prefix}{refunded}",
+        kind="refund",
+        given_back=refunded - already,
+        at=from_unix(event["created"]),
+        now=ctx.now,
+    )
 
 
 def _post_payment_amount(note: Mapping) -> int:
@@ -197,20 +230,35 @@ def credit_note_created(session: Session, event: dict, ctx) -> None:
         given_back -= _refund_part(note, given_back)
     # Dated when issued (`created`), never `effective_at`, which can be backdated into a closed month.
     created = note.get("created") if isinstance(note.get("created"), int) else event["created"]
-    offset(session, recovery, key=f"credit_note:{note['id']}", kind="credit_note", given_back=given_back,
-           at=from_unix(created), now=ctx.now)
+    offset(
+        session,
+        recovery,
+        key=f"credit_note:{note['id']}",
+        kind="credit_note",
+        given_back=given_back,
+        at=from_unix(created),
+        now=ctx.now,
+    )
 
 
 def credit_note_voided(session: Session, event: dict, ctx) -> None:
     """A voided credit note no longer gives money back: append a row reversing its correction."""
     note = _object(event, "credit_note")
-    original = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_key == f"credit_note:{note['id']}")).one_or_none()
+    original = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.entry_key == f"credit_note:{note['id']}")
+    ).one_or_none()
     if original is None or original.amount >= 0:
         return
     recovery = _recovery(session, original.invoice_id)
     if recovery is None:
         return
     _lock(session, recovery)
-    _insert(session, recovery, key=f"credit_note_void:{note['id']}", kind="credit_note", amount=-original.amount,
-            at=from_unix(event["created"]), now=ctx.now)
-
+    _insert(
+        session,
+        recovery,
+        key=f"credit_note_void:{note['id']}",
+        kind="credit_note",
+        amount=-original.amount,
+        at=from_unix(event["created"]),
+        now=ctx.now,
+    )

@@ -3,6 +3,7 @@
 A cursor is the sort key of the last row seen (keyset pagination), so page 5,000 of a million-row
 ledger costs the same index range scan as page 1, and rows appended meanwhile never shift a page.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,12 +31,13 @@ class Cursor:
     def encode(self) -> str:
         """The opaque string form."""
         key = self.key.isoformat() if isinstance(self.key, datetime) else self.key
-        raw = json.dumps({"s": self.sort, "k": key, "i": self.row_id, "f": int(self.forward)},
-                         separators=(",", ":")).encode()
+        raw = json.dumps(
+            {"s": self.sort, "k": key, "i": self.row_id, "f": int(self.forward)}, separators=(",", ":")
+        ).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, token: str) -> "Cursor":
+    def decode(cls, token: str) -> Cursor:
         """Parse a cursor from `encode`; raises CursorError for anything else."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))

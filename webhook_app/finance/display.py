@@ -1,4 +1,5 @@
 """Small formatters shared by the dashboard and the terminal report (money: `invoices.format_amount`)."""
+
 from __future__ import annotations
 
 
@@ -6,7 +7,7 @@ def duration(seconds: float | None) -> str:
     """Seconds for humans: "2d 4h", "3h 5m", "12m", "under a minute", or an em dash when unknown."""
     if seconds is None:
         return "—"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60

@@ -6,11 +6,12 @@ in this app (BEGIN IMMEDIATE, see `db.py`), and a long export must not block web
 read in short keyset batches instead, bounded by the highest id at the start: the ledger is append-only,
 so that bound makes the batches one consistent snapshot too.
 """
+
 from __future__ import annotations
 
 import csv
 import io
-from typing import Iterator
+from collections.abc import Iterator
 
 from sqlalchemy import func, select
 
@@ -21,9 +22,22 @@ from webhook_app.invoices import to_decimal
 from webhook_app.models import LedgerEntry
 
 BATCH_SIZE = 2000
-CSV_COLUMNS = ("recovered_at", "kind", "currency", "amount_minor", "amount", "invoice_id", "customer_id",
-               "attribution", "first_failed_at", "seconds_to_recover", "livemode", "entry_key",
-               "invoice_url", "customer_url")
+CSV_COLUMNS = (
+    "recovered_at",
+    "kind",
+    "currency",
+    "amount_minor",
+    "amount",
+    "invoice_id",
+    "customer_id",
+    "attribution",
+    "first_failed_at",
+    "seconds_to_recover",
+    "livemode",
+    "entry_key",
+    "invoice_url",
+    "customer_url",
+)
 
 
 def iter_rows(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterator:
@@ -49,18 +63,33 @@ def iter_rows(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterato
             return
         last = batch[-1]
         window = narrowed(window, last.recovered_at, before=False)
-        query = (rows_query(window).order_by(LedgerEntry.recovered_at, LedgerEntry.id)
-                 .where(LedgerEntry.id <= last_id, after_key(LedgerEntry.recovered_at, last.recovered_at, last.id, before=False)))
+        query = (
+            rows_query(window)
+            .order_by(LedgerEntry.recovered_at, LedgerEntry.id)
+            .where(
+                LedgerEntry.id <= last_id, after_key(LedgerEntry.recovered_at, last.recovered_at, last.id, before=False)
+            )
+        )
 
 
 def csv_values(row) -> tuple:
     """One ledger row as CSV fields, in CSV_COLUMNS order (the same values as `row_dict`, built faster)."""
     mode = "" if row.livemode else "/test"
     return (
-        iso(row.recovered_at), row.kind, row.currency, row.amount, to_decimal(row.amount, row.currency),
-        row.invoice_id, row.customer_id, row.attribution or "", iso(row.first_failed_at) or "",
-        "" if row.seconds_to_recover is None else row.seconds_to_recover, "true" if row.livemode else "false",
-        row.entry_key, f"{DASHBOARD}{mode}/invoices/{row.invoice_id}", f"{DASHBOARD}{mode}/customers/{row.customer_id}",
+        iso(row.recovered_at),
+        row.kind,
+        row.currency,
+        row.amount,
+        to_decimal(row.amount, row.currency),
+        row.invoice_id,
+        row.customer_id,
+        row.attribution or "",
+        iso(row.first_failed_at) or "",
+        "" if row.seconds_to_recover is None else row.seconds_to_recover,
+        "true" if row.livemode else "false",
+        row.entry_key,
+        f"{DASHBOARD}{mode}/invoices/{row.invoice_id}",
+        f"{DASHBOARD}{mode}/customers/{row.customer_id}",
     )
 
 

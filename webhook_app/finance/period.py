@@ -4,10 +4,11 @@ A date (`2025-04-01`) names a whole UTC day, so `until=2025-06-30` includes the 
 inclusive calendar days, the queries in half-open intervals (no row is ever counted in two periods).
 A full ISO 8601 time (`2025-04-01T09:30:00Z`) is taken as an exact instant.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 DEFAULT_DAYS = 90
 
@@ -62,15 +63,16 @@ def _parse_bound(raw: str, name: str, *, end: bool) -> datetime:
     except ValueError:
         raise PeriodError(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time") from None
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
 def default_period(now: datetime, days: int = DEFAULT_DAYS) -> Period:
     """The last `days` calendar days including today (UTC)."""
     today = now.date()
-    return Period(datetime.combine(today - timedelta(days=days - 1), time()),
-                  datetime.combine(today + timedelta(days=1), time()))
+    return Period(
+        datetime.combine(today - timedelta(days=days - 1), time()), datetime.combine(today + timedelta(days=1), time())
+    )
 
 
 def parse_period(since: str | None, until: str | None, now: datetime) -> Period:

@@ -13,13 +13,14 @@ Definitions (shown on the dashboard too), for a period `[since, until)` in UTC:
 - attribution: the period's recoveries by link click / Stripe retry / out of band.
 The ledger is read through the (recovered_at, currency) and (currency, recovered_at) indexes.
 """
+
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Iterable
 
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
@@ -34,7 +35,7 @@ ATTRIBUTION_LABELS = {"link_click": "Recovery link", "stripe_retry": "Stripe ret
 LOST_STATUSES = ("void", "uncollectible", "canceled")
 OPEN_STATUSES = ("open", "paused")
 # A case closed after `until` was still open at `until`, whatever it became later.
-SETTLED_STATUSES = ("recovered", "error") + LOST_STATUSES
+SETTLED_STATUSES = ("recovered", "error", *LOST_STATUSES)
 CURRENCY = re.compile(r"^[a-z]{3}$")
 DASHBOARD = "https://dashboard.stripe.com"
 MAX_PAGE_SIZE = 500
@@ -129,6 +130,7 @@ class CurrencySummary:
 
     def as_dict(self) -> dict:
         """Plain values for JSON / CSV: minor units plus decimal strings, rates as fractions."""
+
         def pair(name: str, amount: int) -> dict:
             return {f"{name}_minor": amount, name: str(to_decimal(amount, self.currency))}
 
@@ -140,9 +142,8 @@ class CurrencySummary:
         out.update({"open_cases": self.open_cases, **pair("at_risk", self.at_risk)})
         out.update({"lost_cases": self.lost_cases, **pair("lost", self.lost_amount)})
         out["recovery_rate"] = None if self.recovery_rate is None else round(self.recovery_rate, 4)
-        out["amount_recovery_rate"] = (None if self.amount_recovery_rate is None
-                                       else round(self.amount_recovery_rate, 4))
-        out["median_seconds_to_recover"] = None if self.median_seconds is None else int(round(self.median_seconds))
+        out["amount_recovery_rate"] = None if self.amount_recovery_rate is None else round(self.amount_recovery_rate, 4)
+        out["median_seconds_to_recover"] = None if self.median_seconds is None else round(self.median_seconds)
         for name in ATTRIBUTIONS:
             out[f"{name}_count"] = self.attribution[name].count
             out.update(pair(f"{name}_amount", self.attribution[name].amount))
@@ -175,12 +176,14 @@ def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
         return by_currency.setdefault(currency, CurrencySummary(currency))
 
     ledger = session.execute(
-        select(LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution, func.count(), func.sum(LedgerEntry.amount))
+        select(
+            LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution, func.count(), func.sum(LedgerEntry.amount)
+        )
         .where(*_ledger_where(f))
         .group_by(LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution)
     )
-    for currency, kind, attribution, count, amount in ledger:
-        s, amount = get(currency), int(amount or 0)
+    for currency, kind, attribution, count, total in ledger:
+        s, amount = get(currency), int(total or 0)
         if kind == "recovery":
             s.recoveries += count
             s.recovered_gross += amount
@@ -193,8 +196,12 @@ def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
 
     lost = session.execute(
         select(DunningCase.currency, DunningCase.status, func.count(), func.sum(DunningCase.amount_due))
-        .where(DunningCase.status.in_(LOST_STATUSES), DunningCase.closed_at >= f.period.since,
-               DunningCase.closed_at < f.period.until, *_case_where(f))
+        .where(
+            DunningCase.status.in_(LOST_STATUSES),
+            DunningCase.closed_at >= f.period.since,
+            DunningCase.closed_at < f.period.until,
+            *_case_where(f),
+        )
         .group_by(DunningCase.currency, DunningCase.status)
     )
     for currency, status, count, amount in lost:
@@ -206,10 +213,14 @@ def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
     end = f.period.until
     still_open = session.execute(
         select(DunningCase.currency, func.count(), func.sum(DunningCase.amount_due))
-        .where(DunningCase.first_failed_at < end,
-               or_(DunningCase.status.in_(OPEN_STATUSES),
-                   and_(DunningCase.status.in_(SETTLED_STATUSES), DunningCase.closed_at >= end)),
-               *_case_where(f))
+        .where(
+            DunningCase.first_failed_at < end,
+            or_(
+                DunningCase.status.in_(OPEN_STATUSES),
+                and_(DunningCase.status.in_(SETTLED_STATUSES), DunningCase.closed_at >= end),
+            ),
+            *_case_where(f),
+        )
         .group_by(DunningCase.currency)
     )
     for currency, count, amount in still_open:
@@ -233,8 +244,11 @@ def medians(session: Session, f: Filters) -> dict[str, float]:
     out = {}
     for currency, n in counts.all():
         middle = session.scalars(
-            select(LedgerEntry.seconds_to_recover).where(*where, LedgerEntry.currency == currency)
-            .order_by(LedgerEntry.seconds_to_recover).offset((n - 1) // 2).limit(2 - n % 2)
+            select(LedgerEntry.seconds_to_recover)
+            .where(*where, LedgerEntry.currency == currency)
+            .order_by(LedgerEntry.seconds_to_recover)
+            .offset((n - 1) // 2)
+            .limit(2 - n % 2)
         ).all()
         out[currency] = sum(middle) / len(middle)
     return out
@@ -282,10 +296,14 @@ def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
     week_col = _week_start(LedgerEntry.recovered_at, dialect).label("week")
     is_recovery = LedgerEntry.kind == "recovery"
     ledger = session.execute(
-        select(LedgerEntry.currency, week_col,
-               func.sum(case((is_recovery, LedgerEntry.amount), else_=0)),
-               func.sum(case((is_recovery, 0), else_=LedgerEntry.amount)))
-        .where(*_ledger_where(f)).group_by(LedgerEntry.currency, week_col)
+        select(
+            LedgerEntry.currency,
+            week_col,
+            func.sum(case((is_recovery, LedgerEntry.amount), else_=0)),
+            func.sum(case((is_recovery, 0), else_=LedgerEntry.amount)),
+        )
+        .where(*_ledger_where(f))
+        .group_by(LedgerEntry.currency, week_col)
     )
     for currency, start, recovered, corrections in ledger:
         w = week(currency, start)
@@ -295,8 +313,12 @@ def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
     lost_week = _week_start(DunningCase.closed_at, dialect).label("week")
     lost = session.execute(
         select(DunningCase.currency, lost_week, func.sum(DunningCase.amount_due))
-        .where(DunningCase.status.in_(LOST_STATUSES), DunningCase.closed_at >= f.period.since,
-               DunningCase.closed_at < f.period.until, *_case_where(f))
+        .where(
+            DunningCase.status.in_(LOST_STATUSES),
+            DunningCase.closed_at >= f.period.since,
+            DunningCase.closed_at < f.period.until,
+            *_case_where(f),
+        )
         .group_by(DunningCase.currency, lost_week)
     )
     for currency, start, amount in lost:
@@ -315,9 +337,18 @@ def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
 
 # -- ledger rows -----------------------------------------------------------------------------------
 ROW_COLUMNS = (
-    LedgerEntry.id, LedgerEntry.entry_key, LedgerEntry.kind, LedgerEntry.invoice_id, LedgerEntry.customer_id,
-    LedgerEntry.amount, LedgerEntry.currency, LedgerEntry.livemode, LedgerEntry.recovered_at,
-    LedgerEntry.first_failed_at, LedgerEntry.seconds_to_recover, LedgerEntry.attribution,
+    LedgerEntry.id,
+    LedgerEntry.entry_key,
+    LedgerEntry.kind,
+    LedgerEntry.invoice_id,
+    LedgerEntry.customer_id,
+    LedgerEntry.amount,
+    LedgerEntry.currency,
+    LedgerEntry.livemode,
+    LedgerEntry.recovered_at,
+    LedgerEntry.first_failed_at,
+    LedgerEntry.seconds_to_recover,
+    LedgerEntry.attribution,
 )
 
 
@@ -358,7 +389,9 @@ def narrowed(f: Filters, at: datetime, *, before: bool) -> Filters:
     the period's start (SQLite does), making each later page slower than the one before.
     """
     p = f.period
-    period = Period(p.since, min(p.until, at + timedelta(microseconds=1))) if before else Period(max(p.since, at), p.until)
+    period = (
+        Period(p.since, min(p.until, at + timedelta(microseconds=1))) if before else Period(max(p.since, at), p.until)
+    )
     return replace(f, period=period)
 
 
@@ -420,4 +453,3 @@ def currencies_in(summaries: Iterable[CurrencySummary], extra: str | None = None
     if extra:
         codes.add(extra)
     return sorted(codes)
-

@@ -1,4 +1,5 @@
 """`webhook-app report`: the dashboard's figures in the terminal, as a table, CSV or JSON."""
+
 from __future__ import annotations
 
 import csv
@@ -11,7 +12,14 @@ from flask.cli import with_appcontext
 from webhook_app.finance.display import duration, percent
 from webhook_app.finance.period import Period, PeriodError, parse_period
 from webhook_app.finance.queries import (
-    ATTRIBUTION_LABELS, ATTRIBUTIONS, CurrencySummary, FilterError, Filters, parse_currency, parse_mode, summarize,
+    ATTRIBUTION_LABELS,
+    ATTRIBUTIONS,
+    CurrencySummary,
+    FilterError,
+    Filters,
+    parse_currency,
+    parse_mode,
+    summarize,
 )
 from webhook_app.services import services
 
@@ -20,7 +28,7 @@ def table_lines(period: Period, summaries: list[CurrencySummary]) -> list[str]:
     """Figures as rows and currencies as columns (currencies are never added together)."""
     lines = [f"Recovery report {period.label} (UTC)"]
     if not summaries:
-        return lines + ["No recoveries, losses or open cases in this period."]
+        return [*lines, "No recoveries, losses or open cases in this period."]
     rows: list[tuple[str, list[str]]] = [
         ("Recovered (net)", [s.money(s.recovered_net) for s in summaries]),
         ("  recovered (gross)", [s.money(s.recovered_gross) for s in summaries]),
@@ -35,14 +43,20 @@ def table_lines(period: Period, summaries: list[CurrencySummary]) -> list[str]:
         ("  amount at risk", [s.money(s.at_risk) for s in summaries]),
     ]
     for name in ATTRIBUTIONS:
-        rows.append((f"{ATTRIBUTION_LABELS[name]}",
-                     [f"{s.attribution[name].count} · {s.money(s.attribution[name].amount)}" for s in summaries]))
+        rows.append(
+            (
+                f"{ATTRIBUTION_LABELS[name]}",
+                [f"{s.attribution[name].count} · {s.money(s.attribution[name].amount)}" for s in summaries],
+            )
+        )
     header = ("", [s.currency.upper() for s in summaries])
     label_w = max(len(label) for label, _ in rows)
     widths = [max(len(values[i]) for _, values in [header, *rows]) for i in range(len(summaries))]
 
     def line(label: str, values: list[str]) -> str:
-        return (label.ljust(label_w) + "  " + "  ".join(v.rjust(w) for v, w in zip(values, widths))).rstrip()
+        return (
+            label.ljust(label_w) + "  " + "  ".join(v.rjust(w) for v, w in zip(values, widths, strict=False))
+        ).rstrip()
 
     lines.append(line(*header))
     lines.append("-" * len(line(*header)))
@@ -59,8 +73,13 @@ def report_rows(period: Period, summaries: list[CurrencySummary]) -> list[dict]:
 @click.option("--since", help="First day (YYYY-MM-DD, UTC) or ISO 8601 time. Default: 90 days ago.")
 @click.option("--until", help="Last day, inclusive (YYYY-MM-DD, UTC) or an exclusive ISO 8601 time. Default: today.")
 @click.option("--currency", help="Only this currency (e.g. usd). Default: every currency, separately.")
-@click.option("--mode", type=click.Choice(["all", "live", "test"]), default="all", show_default=True,
-              help="Live-mode or test-mode data.")
+@click.option(
+    "--mode",
+    type=click.Choice(["all", "live", "test"]),
+    default="all",
+    show_default=True,
+    help="Live-mode or test-mode data.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @with_appcontext
 def report_command(since: str | None, until: str | None, currency: str | None, mode: str, fmt: str) -> None:
@@ -73,8 +92,16 @@ def report_command(since: str | None, until: str | None, currency: str | None, m
     with svc.db.session() as s:
         summaries = summarize(s, filters)
     if fmt == "json":
-        click.echo(json.dumps({"period": filters.period.as_dict(), "currency": filters.currency,
-                               "currencies": [s.as_dict() for s in summaries]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "period": filters.period.as_dict(),
+                    "currency": filters.currency,
+                    "currencies": [s.as_dict() for s in summaries],
+                },
+                indent=2,
+            )
+        )
     elif fmt == "csv":
         rows = report_rows(filters.period, summaries)
         fields = list(rows[0]) if rows else ["since", "until", *CurrencySummary("usd").as_dict()]

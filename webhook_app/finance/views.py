@@ -5,6 +5,7 @@ the pages are off and say so (404). Filters shared by all three: `since`, `until
 or ISO 8601 times; default: the last 90 days), `currency` (e.g. `usd`; default: all, each on its own)
 and `mode` (`live`, `test`; default: both). Sorting and pagination happen in the database.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,17 @@ from webhook_app.finance.display import duration, percent
 from webhook_app.finance.export import iter_csv
 from webhook_app.finance.period import Period, PeriodError, default_period, parse_period, presets
 from webhook_app.finance.queries import (
-    ATTRIBUTION_LABELS, ATTRIBUTIONS, Filters, FilterError, currencies_in, page, parse_currency, parse_mode,
-    row_dict, summarize, weekly,
+    ATTRIBUTION_LABELS,
+    ATTRIBUTIONS,
+    FilterError,
+    Filters,
+    currencies_in,
+    page,
+    parse_currency,
+    parse_mode,
+    row_dict,
+    summarize,
+    weekly,
 )
 from webhook_app.invoices import format_amount
 from webhook_app.services import services
@@ -72,8 +82,11 @@ def _filters() -> Filters:
     """The request's filters; raises PeriodError / FilterError with a message safe to show."""
     now = services().clock.now()
     args = request.args
-    return Filters(parse_period(args.get("since"), args.get("until"), now),
-                   parse_currency(args.get("currency")), parse_mode(args.get("mode")))
+    return Filters(
+        parse_period(args.get("since"), args.get("until"), now),
+        parse_currency(args.get("currency")),
+        parse_mode(args.get("mode")),
+    )
 
 
 def _cursor() -> Cursor | None:
@@ -108,9 +121,12 @@ def dashboard():
     table = []
     for row in rows.rows:
         item = row_dict(row)
-        item.update(amount_display=format_amount(row.amount, row.currency), time_to_recover=duration(row.seconds_to_recover),
-                    attribution_label=ATTRIBUTION_LABELS.get(row.attribution or "", "—"),
-                    date=row.recovered_at.strftime("%Y-%m-%d %H:%M"))
+        item.update(
+            amount_display=format_amount(row.amount, row.currency),
+            time_to_recover=duration(row.seconds_to_recover),
+            attribution_label=ATTRIBUTION_LABELS.get(row.attribution or "", "—"),
+            date=row.recovered_at.strftime("%Y-%m-%d %H:%M"),
+        )
         table.append(item)
 
     def sort_link(column: str) -> tuple[str, str]:
@@ -135,9 +151,14 @@ def dashboard():
         series_labels=SERIES,
         attributions=[(a, ATTRIBUTION_LABELS[a]) for a in ATTRIBUTIONS],
         currencies=currencies_in(summaries, f.currency),
-        presets=[(label, url_for("finance.dashboard", since=p.since_date.isoformat(),
-                                 until=p.until_date.isoformat(), **query), _same(p, f.period))
-                 for label, p in presets(now)],
+        presets=[
+            (
+                label,
+                url_for("finance.dashboard", since=p.since_date.isoformat(), until=p.until_date.isoformat(), **query),
+                _same(p, f.period),
+            )
+            for label, p in presets(now)
+        ],
         rows=table,
         sort=sort,
         sort_date=sort_link("date"),
@@ -171,8 +192,7 @@ def recoveries_csv():
     if f.currency:
         name += f"_{f.currency}"
     body = stream_with_context(iter_csv(svc.db, f))
-    return Response(body, mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return Response(body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
 @bp.get("/recoveries.json")
@@ -190,16 +210,21 @@ def recoveries_json():
         return _error(400, "invalid_parameter", "sort differs from the cursor's; drop one of them")
     with svc.db.session() as s:
         result = page(s, f, cursor.sort if cursor else sort, cursor, limit)
-    return jsonify({
-        "object": "list",
-        "data": [row_dict(r) for r in result.rows],
-        "has_more": result.next_cursor is not None,
-        "next_cursor": result.next_cursor,
-        "previous_cursor": result.prev_cursor,
-        "sort": cursor.sort if cursor else sort,
-        "filters": {**f.period.as_dict(), "currency": f.currency,
-                    "mode": None if f.livemode is None else ("live" if f.livemode else "test")},
-    })
+    return jsonify(
+        {
+            "object": "list",
+            "data": [row_dict(r) for r in result.rows],
+            "has_more": result.next_cursor is not None,
+            "next_cursor": result.next_cursor,
+            "previous_cursor": result.prev_cursor,
+            "sort": cursor.sort if cursor else sort,
+            "filters": {
+                **f.period.as_dict(),
+                "currency": f.currency,
+                "mode": None if f.livemode is None else ("live" if f.livemode else "test"),
+            },
+        }
+    )
 
 
 def _limit(raw: str | None) -> int:

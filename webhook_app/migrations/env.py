@@ -1,8 +1,9 @@
 """Alembic environment: runs against the engine `webhook_app.migrate` hands over."""
+
 from alembic import context
 
-from webhook_app.models import Base
 import webhook_app.ops.models  # noqa: F401  (campaign_contacts, migration 0002)
+from webhook_app.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -17,6 +17,7 @@ unpaid, e.g. when the app is first installed or after a long outage. It:
 - counts per-customer errors (a deleted customer, a rejected email) and carries on; only a missing
   setting, which every customer would hit, stops the run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,10 +27,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, TextIO
+from typing import TextIO
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
@@ -38,8 +40,14 @@ from sqlalchemy.orm import Session
 from webhook_app import dunning, links
 from webhook_app.adapters import InvoiceLine, Message
 from webhook_app.adapters.ratelimit import TokenBucket
-from webhook_app.errors import (ConfigurationNeeded, CustomerMissing, MessengerRejected, PermanentError,
-                                RecoveryError, TransientError)
+from webhook_app.errors import (
+    ConfigurationNeeded,
+    CustomerMissing,
+    MessengerRejected,
+    PermanentError,
+    RecoveryError,
+    TransientError,
+)
 from webhook_app.inbox import insert_if_absent
 from webhook_app.invoices import InvoiceView, format_amount, to_decimal
 from webhook_app.models import DunningCase, Notification
@@ -99,7 +107,7 @@ class CampaignReport:
     already_sent: int = 0  # the provider had this idempotency key: a cut-short send had got through
     csv_rows: int = 0
     skipped: Counter = field(default_factory=Counter)  # customers, by reason
-    errors: Counter = field(default_factory=Counter)   # customers, by kind
+    errors: Counter = field(default_factory=Counter)  # customers, by kind
     error_samples: list[str] = field(default_factory=list)
     stopped: str | None = None
     stripe_throttled: int = 0
@@ -119,18 +127,23 @@ class CampaignReport:
                 self.error_samples.append(f"{customer_id}: {detail}")
 
     def progress_text(self) -> str:
-        return f"sent={self.sent + self.already_sent} skipped={sum(self.skipped.values())} errors={sum(self.errors.values())}"
+        skipped, errors = sum(self.skipped.values()), sum(self.errors.values())
+        return f"sent={self.sent + self.already_sent} skipped={skipped} errors={errors}"
 
     def summary(self) -> list[str]:
         """Human lines for the end of the run."""
         verb = {"send": "sent", "dry-run": "would send", "csv": "links written"}[self.mode]
-        lines = [f"campaign {self.mode} finished in {self.elapsed:.1f}s (run {self.run_id[:8]})",
-                 f"  open invoices listed: {self.listed}, for {self.customers} customer(s) with failed payments"]
+        lines = [
+            f"campaign {self.mode} finished in {self.elapsed:.1f}s (run {self.run_id[:8]})",
+            f"  open invoices listed: {self.listed}, for {self.customers} customer(s) with failed payments",
+        ]
         if self.excluded:
             lines.append("  invoices left out: " + ", ".join(f"{r} {n}" for r, n in sorted(self.excluded.items())))
         if self.mode == "send":
-            lines.append(f"  {verb}: {self.sent}" + (f" (+{self.already_sent} the email tool already had)"
-                                                    if self.already_sent else ""))
+            lines.append(
+                f"  {verb}: {self.sent}"
+                + (f" (+{self.already_sent} the email tool already had)" if self.already_sent else "")
+            )
         elif self.mode == "csv":
             lines.append(f"  {verb}: {self.csv_rows} row(s) for {self.targets} customer(s); nothing was sent")
         else:
@@ -138,14 +151,18 @@ class CampaignReport:
         if self.skipped:
             lines.append("  customers skipped: " + ", ".join(f"{r} {n}" for r, n in sorted(self.skipped.items())))
         total_errors = sum(self.errors.values())
-        lines.append(f"  errors: {total_errors}" + (" (" + ", ".join(f"{k} {n}" for k, n in sorted(self.errors.items()))
-                                                    + ")" if total_errors else ""))
+        lines.append(
+            f"  errors: {total_errors}"
+            + (" (" + ", ".join(f"{k} {n}" for k, n in sorted(self.errors.items())) + ")" if total_errors else "")
+        )
         lines.extend(f"    {sample}" for sample in self.error_samples)
         if total_errors > len(self.error_samples):
             lines.append(f"    ... and {total_errors - len(self.error_samples)} more in the logs")
         if self.stripe_throttled or self.messenger_throttled or self.retried:
-            lines.append(f"  rate limits absorbed: Stripe {self.stripe_throttled}, messenger {self.messenger_throttled}"
-                         f" ({self.retried} retried call(s))")
+            lines.append(
+                f"  rate limits absorbed: Stripe {self.stripe_throttled}, messenger {self.messenger_throttled}"
+                f" ({self.retried} retried call(s))"
+            )
         if self.stopped:
             lines.append(f"  STOPPED: {self.stopped}")
         return lines
@@ -184,9 +201,15 @@ def _remaining(inv: InvoiceView) -> int:
 
 
 def _line(inv: InvoiceView) -> InvoiceLine:
-    return InvoiceLine(invoice_id=inv.id, number=inv.number, amount_due=_remaining(inv), currency=inv.currency,
-                       hosted_invoice_url=inv.hosted_invoice_url, attempt_count=inv.attempt_count,
-                       next_payment_attempt=inv.next_payment_attempt)
+    return InvoiceLine(
+        invoice_id=inv.id,
+        number=inv.number,
+        amount_due=_remaining(inv),
+        currency=inv.currency,
+        hosted_invoice_url=inv.hosted_invoice_url,
+        attempt_count=inv.attempt_count,
+        next_payment_attempt=inv.next_payment_attempt,
+    )
 
 
 def idempotency_key(customer_id: str, send_number: int) -> str:
@@ -196,13 +219,15 @@ def idempotency_key(customer_id: str, send_number: int) -> str:
 
 # -- the database side --------------------------------------------------------------------------------
 
+
 def _case_exclusions(session: Session, invoice_ids: list[str]) -> dict[str, str]:
     """Invoices whose dunning case says not to chase them now."""
     reasons: dict[str, str] = {}
     for start in range(0, len(invoice_ids), 500):
-        chunk = invoice_ids[start:start + 500]
+        chunk = invoice_ids[start : start + 500]
         for invoice_id, status in session.execute(
-                select(DunningCase.invoice_id, DunningCase.status).where(DunningCase.invoice_id.in_(chunk))):
+            select(DunningCase.invoice_id, DunningCase.status).where(DunningCase.invoice_id.in_(chunk))
+        ):
             if status == "paused":
                 reasons[invoice_id] = "payment method updated, awaiting Stripe's retry"
             elif status != "open":
@@ -210,35 +235,52 @@ def _case_exclusions(session: Session, invoice_ids: list[str]) -> dict[str, str]
     return reasons
 
 
-def recently_messaged(session: Session, now: datetime, cooldown: timedelta,
-                      customer_id: str | None = None) -> dict[str, str]:
+def recently_messaged(
+    session: Session, now: datetime, cooldown: timedelta, customer_id: str | None = None
+) -> dict[str, str]:
     """Customers not to message now, with why: messaged within the cooldown (campaign or worker),
     a dunning message already scheduled, or claimed by a campaign run still within its lease."""
-    return {**worker_activity(session, now, cooldown, customer_id),
-            **campaign_activity(session, now, cooldown, customer_id)}
+    return {
+        **worker_activity(session, now, cooldown, customer_id),
+        **campaign_activity(session, now, cooldown, customer_id),
+    }
 
 
-def campaign_activity(session: Session | Connection, now: datetime, cooldown: timedelta,
-                      customer_id: str | None = None) -> dict[str, str]:
+def campaign_activity(
+    session: Session | Connection, now: datetime, cooldown: timedelta, customer_id: str | None = None
+) -> dict[str, str]:
     """Customers a campaign messaged within the cooldown, or holds right now."""
     cutoff = now - cooldown
     query = select(CampaignContact.customer_id, CampaignContact.last_sent_at).where(
-        or_(CampaignContact.last_sent_at > cutoff,
-            (CampaignContact.status == "sending") & (CampaignContact.locked_until >= now)))
+        or_(
+            CampaignContact.last_sent_at > cutoff,
+            (CampaignContact.status == "sending") & (CampaignContact.locked_until >= now),
+        )
+    )
     if customer_id:
         query = query.where(CampaignContact.customer_id == customer_id)
-    return {cid: "cooldown (campaign message)" if last_sent_at is not None and last_sent_at > cutoff
-            else "claimed by another run (retried after its lease)"
-            for cid, last_sent_at in session.execute(query)}
+    return {
+        cid: "cooldown (campaign message)"
+        if last_sent_at is not None and last_sent_at > cutoff
+        else "claimed by another run (retried after its lease)"
+        for cid, last_sent_at in session.execute(query)
+    }
 
 
-def worker_activity(session: Session | Connection, now: datetime, cooldown: timedelta,
-                    customer_id: str | None = None) -> dict[str, str]:
+def worker_activity(
+    session: Session | Connection, now: datetime, cooldown: timedelta, customer_id: str | None = None
+) -> dict[str, str]:
     """Customers the dunning worker messaged within the cooldown, or is about to message."""
-    query = (select(DunningCase.customer_id, Notification.status)
-             .join(Notification, Notification.case_id == DunningCase.id)
-             .where(or_((Notification.status == "sent") & (Notification.sent_at > now - cooldown),
-                        Notification.status.in_(WORKER_BUSY))))
+    query = (
+        select(DunningCase.customer_id, Notification.status)
+        .join(Notification, Notification.case_id == DunningCase.id)
+        .where(
+            or_(
+                (Notification.status == "sent") & (Notification.sent_at > now - cooldown),
+                Notification.status.in_(WORKER_BUSY),
+            )
+        )
+    )
     if customer_id:
         query = query.where(DunningCase.customer_id == customer_id)
     reasons: dict[str, str] = {}
@@ -258,23 +300,37 @@ class ContactClaim:
     started_at: datetime
 
 
-def claim_contact(session: Session | Connection, customer_id: str, now: datetime, cooldown: timedelta, lease: timedelta,
-                  run_id: str) -> ContactClaim | None:
+def claim_contact(
+    session: Session | Connection, customer_id: str, now: datetime, cooldown: timedelta, lease: timedelta, run_id: str
+) -> ContactClaim | None:
     """Reserve `customer_id` for this run, or None when messaged within the cooldown or claimed elsewhere.
 
     One conditional UPDATE on the customer's unique row: of two runs, exactly one gets rowcount 1.
     """
     token = str(uuid.uuid4())
     table = CampaignContact.__table__
-    insert_if_absent(session, table, dict(customer_id=customer_id, status="idle", sends=0, created_at=now,
-                                          updated_at=now), ["customer_id"])
+    insert_if_absent(
+        session,
+        table,
+        dict(customer_id=customer_id, status="idle", sends=0, created_at=now, updated_at=now),
+        ["customer_id"],
+    )
     claimed = session.execute(
         update(table)
-        .where(table.c.customer_id == customer_id,
-               or_(table.c.status != "sending", table.c.locked_until < now),
-               or_(table.c.last_sent_at.is_(None), table.c.last_sent_at <= now - cooldown))
-        .values(status="sending", claim_token=token, locked_until=now + lease, last_attempt_at=now,
-                attempt_started_at=func.coalesce(table.c.attempt_started_at, now), run_id=run_id, updated_at=now)
+        .where(
+            table.c.customer_id == customer_id,
+            or_(table.c.status != "sending", table.c.locked_until < now),
+            or_(table.c.last_sent_at.is_(None), table.c.last_sent_at <= now - cooldown),
+        )
+        .values(
+            status="sending",
+            claim_token=token,
+            locked_until=now + lease,
+            last_attempt_at=now,
+            attempt_started_at=func.coalesce(table.c.attempt_started_at, now),
+            run_id=run_id,
+            updated_at=now,
+        )
         .returning(table.c.sends, table.c.attempt_started_at)
     ).first()
     if claimed is None:
@@ -286,26 +342,52 @@ def claim_contact(session: Session | Connection, customer_id: str, now: datetime
 def finish_contact(session: Session | Connection, claim: ContactClaim, now: datetime, **values) -> bool:
     """Record how the claimed attempt ended and release the claim (only if this run still holds it)."""
     table = CampaignContact.__table__
-    return session.execute(
-        update(table)
-        .where(table.c.customer_id == claim.customer_id, table.c.claim_token == claim.token)
-        .values(claim_token=None, locked_until=None, updated_at=now, **values)
-    ).rowcount == 1
+    return (
+        session.execute(
+            update(table)
+            .where(table.c.customer_id == claim.customer_id, table.c.claim_token == claim.token)
+            .values(claim_token=None, locked_until=None, updated_at=now, **values)
+        ).rowcount
+        == 1
+    )
 
 
-def _record_sent(session: Session | Connection, claim: ContactClaim, now: datetime, invoices: list[InvoiceView],
-                 case_ids: list[int], provider: str, message_id: str | None, duplicate: bool) -> None:
+def _record_sent(
+    session: Session | Connection,
+    claim: ContactClaim,
+    now: datetime,
+    invoices: list[InvoiceView],
+    case_ids: list[int],
+    provider: str,
+    message_id: str | None,
+    duplicate: bool,
+) -> None:
     table = CampaignContact.__table__
-    finish_contact(session, claim, now, status="sent", sends=table.c.sends + 1, last_sent_at=now,
-                   attempt_started_at=None, invoice_ids=",".join(inv.id for inv in invoices), provider=provider,
-                   provider_message_id=message_id,
-                   last_error="the email tool had already accepted this message" if duplicate else None)
+    finish_contact(
+        session,
+        claim,
+        now,
+        status="sent",
+        sends=table.c.sends + 1,
+        last_sent_at=now,
+        attempt_started_at=None,
+        invoice_ids=",".join(inv.id for inv in invoices),
+        provider=provider,
+        provider_message_id=message_id,
+        last_error="the email tool had already accepted this message" if duplicate else None,
+    )
     if case_ids:
         # The cases' counters feed the ledger's attribution (message -> click -> payment).
         cases = DunningCase.__table__
-        session.execute(update(cases).where(cases.c.id.in_(case_ids))
-                        .values(messages_sent=cases.c.messages_sent + 1, updated_at=now,
-                                first_message_at=func.coalesce(cases.c.first_message_at, now)))
+        session.execute(
+            update(cases)
+            .where(cases.c.id.in_(case_ids))
+            .values(
+                messages_sent=cases.c.messages_sent + 1,
+                updated_at=now,
+                first_message_at=func.coalesce(cases.c.first_message_at, now),
+            )
+        )
 
 
 def _open_cases(session: Session, invoices: list[InvoiceView], now: datetime) -> dict[str, int]:
@@ -321,11 +403,19 @@ def _open_cases(session: Session, invoices: list[InvoiceView], now: datetime) ->
 
 # -- the run ------------------------------------------------------------------------------------------
 
+
 class Campaign:
     """One run; `run()` returns the report. Build with the app's services and the options."""
 
-    def __init__(self, svc: Services, options: CampaignOptions, *, echo: Callable[[str], None] = print,
-                 progress_stream: TextIO | None = None, tty: bool | None = None):
+    def __init__(
+        self,
+        svc: Services,
+        options: CampaignOptions,
+        *,
+        echo: Callable[[str], None] = print,
+        progress_stream: TextIO | None = None,
+        tty: bool | None = None,
+    ):
         if svc.billing is None:
             raise ConfigurationNeeded("STRIPE_SECRET_KEY is not set: the campaign reads invoices from Stripe")
         if options.dry_run and options.csv_path:
@@ -338,18 +428,30 @@ class Campaign:
         mode = "dry-run" if options.dry_run else "csv" if options.csv_path else "send"
         self.report = CampaignReport(run_id=str(uuid.uuid4()), mode=mode)
         stripe_rate = options.stripe_rate or (STRIPE_RATE_LIVE if svc.settings.stripe_livemode else STRIPE_RATE_TEST)
-        pacing = dict(max_retries=options.max_retries, backoff_base=options.backoff_base,
-                      backoff_max=options.backoff_max)
+        pacing = dict(
+            max_retries=options.max_retries, backoff_base=options.backoff_base, backoff_max=options.backoff_max
+        )
         self.stripe = Pacer("stripe", TokenBucket(stripe_rate), **pacing)
-        self.messenger = Pacer("messenger", TokenBucket(options.messenger_rate),
-                               also_pause=(getattr(svc.messenger, "bucket", None),), **pacing)
+        self.messenger = Pacer(
+            "messenger",
+            TokenBucket(options.messenger_rate),
+            also_pause=(getattr(svc.messenger, "bucket", None),),
+            **pacing,
+        )
         self.stop = threading.Event()
         self.use_links = bool(svc.settings.public_url)
 
     def _progress(self, label: str, total: int | None, unit: str) -> Progress:
         stream = self.progress_stream or sys.stderr
-        return Progress(label, total, stream, tty=self.tty, interval=self.options.progress_interval, unit=unit,
-                        postfix=self.report.progress_text if total is not None else None)
+        return Progress(
+            label,
+            total,
+            stream,
+            tty=self.tty,
+            interval=self.options.progress_interval,
+            unit=unit,
+            postfix=self.report.progress_text if total is not None else None,
+        )
 
     def run(self) -> CampaignReport:
         """List, select, then send (or print, or write the CSV); never raises for one customer's error."""
@@ -405,7 +507,7 @@ class Campaign:
             targets.append(Target(customer_id, invoices))
         if self.options.limit is not None and len(targets) > self.options.limit:
             self.report.skipped["over --limit"] += len(targets) - self.options.limit
-            targets = targets[:self.options.limit]
+            targets = targets[: self.options.limit]
         self.report.targets = len(targets)
         return targets
 
@@ -413,19 +515,24 @@ class Campaign:
         first = target.invoices[0]
         email = next((inv.customer_email for inv in target.invoices if inv.customer_email), None)
         ids = ", ".join(inv.id for inv in target.invoices)
-        self.echo(f"would message {target.customer_id} ({mask_email(email)}): {len(target.invoices)} invoice(s), "
-                  f"{_amounts(target.invoices)} [{ids}]" + ("" if email else "  <- no email: would fail")
-                  + (f"  (newest: {first.number})" if first.number else ""))
+        self.echo(
+            f"would message {target.customer_id} ({mask_email(email)}): {len(target.invoices)} invoice(s), "
+            f"{_amounts(target.invoices)} [{ids}]"
+            + ("" if email else "  <- no email: would fail")
+            + (f"  (newest: {first.number})" if first.number else "")
+        )
 
     # 3. concurrently, under the rate limits
-    def _fan_out(self, targets: list[Target], work: Callable[[Target], object],
-                 on_result: Callable[[object], None] | None = None) -> None:
+    def _fan_out(
+        self, targets: list[Target], work: Callable[[Target], object], on_result: Callable[[object], None] | None = None
+    ) -> None:
         window = max(1, self.options.concurrency) * 4  # bounded: a million customers are not a million futures
         pending: set[Future] = set()
         todo = iter(targets)
-        with self._progress("campaign", len(targets), "customer") as progress, \
-                ThreadPoolExecutor(max_workers=max(1, self.options.concurrency),
-                                   thread_name_prefix="campaign") as pool:
+        with (
+            self._progress("campaign", len(targets), "customer") as progress,
+            ThreadPoolExecutor(max_workers=max(1, self.options.concurrency), thread_name_prefix="campaign") as pool,
+        ):
             try:
                 while True:
                     while len(pending) < window and not self.stop.is_set():
@@ -460,8 +567,11 @@ class Campaign:
         with self.svc.db.engine.begin() as s:  # a bare connection: this runs once per customer
             # Checked again here: the worker may have messaged them since the run started.
             busy = worker_activity(s, now, self.options.cooldown, customer_id).get(customer_id)
-            claim = None if busy else claim_contact(s, customer_id, now, self.options.cooldown,
-                                                    self.options.lease, self.report.run_id)
+            claim = (
+                None
+                if busy
+                else claim_contact(s, customer_id, now, self.options.cooldown, self.options.lease, self.report.run_id)
+            )
             if claim is None and not busy:  # another run got there first: say why
                 busy = campaign_activity(s, now, self.options.cooldown, customer_id).get(customer_id)
         if claim is None:
@@ -475,10 +585,17 @@ class Campaign:
             self.report.stopped = str(exc)
             self._failed(claim, "configuration", str(exc))
         except RecoveryError as exc:
-            kind = ("resource_missing" if isinstance(exc, CustomerMissing) else
-                    "messenger rejected" if isinstance(exc, MessengerRejected) else
-                    "gave up after retries" if isinstance(exc, TransientError) else
-                    "rejected" if isinstance(exc, PermanentError) else "error")
+            kind = (
+                "resource_missing"
+                if isinstance(exc, CustomerMissing)
+                else "messenger rejected"
+                if isinstance(exc, MessengerRejected)
+                else "gave up after retries"
+                if isinstance(exc, TransientError)
+                else "rejected"
+                if isinstance(exc, PermanentError)
+                else "error"
+            )
             log.warning("campaign: customer %s not messaged (%s): %s", customer_id, kind, exc)
             self._failed(claim, kind, str(exc))
         except Exception as exc:  # a bug: say so loudly, keep going with the other customers
@@ -493,8 +610,11 @@ class Campaign:
     def _deliver(self, target: Target, claim: ContactClaim) -> None:
         customer_id = target.customer_id
         # Re-read at send time: an invoice may have been paid (or a new one failed) since the listing.
-        fresh = [inv for inv in self.svc.billing.list_open_invoices(customer=customer_id, call=self.stripe)
-                 if eligible_reason(inv) is None]
+        fresh = [
+            inv
+            for inv in self.svc.billing.list_open_invoices(customer=customer_id, call=self.stripe)
+            if eligible_reason(inv) is None
+        ]
         now = self.svc.clock.now()
         case_ids: dict[str, int] = {}
         with self.svc.db.session() as s:
@@ -517,36 +637,59 @@ class Campaign:
         key = idempotency_key(customer_id, claim.sends + 1)
         url, portal_url = self._link(customer_id, fresh, case_ids, claim.started_at, f"{key}-portal")
         message = Message(
-            kind="payment_failed", email=email, customer_id=customer_id,
+            kind="payment_failed",
+            email=email,
+            customer_id=customer_id,
             customer_name=next((inv.customer_name for inv in fresh if inv.customer_name), None),
-            update_payment_url=url, portal_url=portal_url, invoice=_line(fresh[0]), created_at=claim.started_at,
+            update_payment_url=url,
+            portal_url=portal_url,
+            invoice=_line(fresh[0]),
+            created_at=claim.started_at,
             other_invoices=tuple(_line(inv) for inv in fresh[1:]),
         )
         result = self.messenger(lambda: self.svc.messenger.send(message, key))
         with self.svc.db.engine.begin() as s:
-            _record_sent(s, claim, self.svc.clock.now(), fresh, list(case_ids.values()), result.provider,
-                         result.message_id, result.duplicate)
+            _record_sent(
+                s,
+                claim,
+                self.svc.clock.now(),
+                fresh,
+                list(case_ids.values()),
+                result.provider,
+                result.message_id,
+                result.duplicate,
+            )
         with self.report._lock:
             if result.duplicate:
                 self.report.already_sent += 1
             else:
                 self.report.sent += 1
 
-    def _link(self, customer_id: str, invoices: list[InvoiceView], case_ids: dict[str, int], issued_at: datetime,
-              portal_key: str | None = None) -> tuple[str, str | None]:
+    def _link(
+        self,
+        customer_id: str,
+        invoices: list[InvoiceView],
+        case_ids: dict[str, int],
+        issued_at: datetime,
+        portal_key: str | None = None,
+    ) -> tuple[str, str | None]:
         """(update URL, portal session URL or None), generated at send time, not at listing.
 
         `issued_at` and `portal_key` stay the same on a retry of one message, so the retry carries the
         same link (signed as of `issued_at`) and the same portal session (Stripe's idempotency).
         """
         primary_case = next((case_ids[inv.id] for inv in invoices if inv.id in case_ids), None)
-        durable = (links.recovery_url(self.svc.settings, primary_case, None, issued_at)
-                   if primary_case is not None else None)
+        durable = (
+            links.recovery_url(self.svc.settings, primary_case, None, issued_at) if primary_case is not None else None
+        )
         if self.report.mode == "csv" and durable:
             return durable, None  # the portal session is minted when the customer clicks
         # An emailed raw session URL may be opened after it expired: fall back to Stripe's login then.
-        portal = self.stripe(lambda: self.svc.billing.create_portal_session(
-            customer_id, idempotency_key=portal_key, after_expiration_login=durable is None))
+        portal = self.stripe(
+            lambda: self.svc.billing.create_portal_session(
+                customer_id, idempotency_key=portal_key, after_expiration_login=durable is None
+            )
+        )
         return durable or portal.url, portal.url
 
     # CSV instead of sending
@@ -574,8 +717,10 @@ class Campaign:
                     kind = "resource_missing" if isinstance(exc, CustomerMissing) else "error"
                     self.report.error(kind, target.customer_id, str(exc))
                     return []
-                return [(target.customer_id, inv.id, url, str(to_decimal(_remaining(inv), inv.currency)),
-                         inv.currency) for inv in target.invoices]
+                return [
+                    (target.customer_id, inv.id, url, str(to_decimal(_remaining(inv), inv.currency)), inv.currency)
+                    for inv in target.invoices
+                ]
 
             def write(rows: object) -> None:
                 # Written by the main thread as results arrive: a crash keeps every finished row.

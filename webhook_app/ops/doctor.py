@@ -4,6 +4,7 @@ Every check returns a line: ✓ (fine), ✗ (broken: the fix says what to do) or
 an operator probably wants to change). Nothing here changes anything, and no detail ever shows a
 secret: texts from providers are scrubbed of the configured keys before they are printed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,14 +42,19 @@ def run_checks(svc: Services) -> list[Check]:
     secrets = _secrets(svc)
     checks = [*_settings(svc), _database(svc), *_stripe(svc), _messenger(svc), *_links(svc)]
     # Provider texts may echo what we sent them: never let a key through to the terminal.
-    return [Check(c.name, c.status, scrub(c.detail, secrets), scrub(c.fix, secrets) if c.fix else None)
-            for c in checks]
+    return [Check(c.name, c.status, scrub(c.detail, secrets), scrub(c.fix, secrets) if c.fix else None) for c in checks]
 
 
 def _secrets(svc: Services) -> tuple[str, ...]:
     s = svc.settings
-    values = (s.stripe_secret_key, s.loops_api_key, s.intercom_access_token, s.secret_key, s.finance_password,
-              *s.stripe_webhook_secrets)
+    values = (
+        s.stripe_secret_key,
+        s.loops_api_key,
+        s.intercom_access_token,
+        s.secret_key,
+        s.finance_password,
+        *s.stripe_webhook_secrets,
+    )
     return tuple(v for v in values if v)
 
 
@@ -67,19 +73,29 @@ def _settings(svc: Services) -> list[Check]:
     problems = svc.settings.problems
     if not problems:
         return [Check("environment", OK, "every variable is well-formed")]
-    return [Check("environment", FAIL, problem, "correct the variable (see the README's environment table)")
-            for problem in problems]
+    return [
+        Check("environment", FAIL, problem, "correct the variable (see the README's environment table)")
+        for problem in problems
+    ]
 
 
 def _database(svc: Services) -> Check:
     try:
         pending = migrate.pending_revisions(svc.db)
     except SQLAlchemyError as exc:
-        return Check("database", FAIL, f"unreachable ({exc.__class__.__name__})",
-                     "check DATABASE_URL and that the database server is up")
+        return Check(
+            "database",
+            FAIL,
+            f"unreachable ({exc.__class__.__name__})",
+            "check DATABASE_URL and that the database server is up",
+        )
     if pending:
-        return Check("database", FAIL, f"reachable ({svc.db.dialect}) but not migrated: {', '.join(pending)} pending",
-                     "run `webhook-app db upgrade`")
+        return Check(
+            "database",
+            FAIL,
+            f"reachable ({svc.db.dialect}) but not migrated: {', '.join(pending)} pending",
+            "run `webhook-app db upgrade`",
+        )
     return Check("database", OK, f"reachable ({svc.db.dialect}), schema current")
 
 
@@ -89,11 +105,23 @@ def _stripe(svc: Services) -> list[Check]:
     if settings.stripe_webhook_secrets:
         checks.append(Check("webhook secret", OK, f"{len(settings.stripe_webhook_secrets)} signing secret(s) set"))
     else:
-        checks.append(Check("webhook secret", FAIL, "STRIPE_WEBHOOK_SECRET is not set: every delivery is refused (503)",
-                            "set it to the endpoint's whsec_ secret (`webhook-app stripe register-endpoint` prints it)"))
+        checks.append(
+            Check(
+                "webhook secret",
+                FAIL,
+                "STRIPE_WEBHOOK_SECRET is not set: every delivery is refused (503)",
+                "set it to the endpoint's whsec_ secret (`webhook-app stripe register-endpoint` prints it)",
+            )
+        )
     if not settings.stripe_secret_key or svc.billing is None:
-        checks.append(Check("stripe key", FAIL, "STRIPE_SECRET_KEY is not set",
-                            "set it to a secret (sk_) or restricted (rk_) key from https://dashboard.stripe.com/apikeys"))
+        checks.append(
+            Check(
+                "stripe key",
+                FAIL,
+                "STRIPE_SECRET_KEY is not set",
+                "set it to a secret (sk_) or restricted (rk_) key from https://dashboard.stripe.com/apikeys",
+            )
+        )
         return checks + _not_checked("needs STRIPE_SECRET_KEY")
 
     key_mode = "live" if settings.stripe_livemode else "test"
@@ -105,12 +133,24 @@ def _stripe(svc: Services) -> list[Check]:
             # A restricted key without the balance permission still authenticated: it is valid.
             checks.append(Check("stripe key", OK, f"valid restricted key, {key_mode} mode (cannot read balance)"))
         else:
-            checks.append(Check("stripe key", FAIL, str(exc),
-                                "set STRIPE_SECRET_KEY to an active key from https://dashboard.stripe.com/apikeys"))
+            checks.append(
+                Check(
+                    "stripe key",
+                    FAIL,
+                    str(exc),
+                    "set STRIPE_SECRET_KEY to an active key from https://dashboard.stripe.com/apikeys",
+                )
+            )
             return checks + _not_checked("Stripe rejected the key")
     except RecoveryError as exc:
-        checks.append(Check("stripe key", FAIL, f"could not reach Stripe: {exc}",
-                            "check the network and STRIPE_API_BASE, then run doctor again"))
+        checks.append(
+            Check(
+                "stripe key",
+                FAIL,
+                f"could not reach Stripe: {exc}",
+                "check the network and STRIPE_API_BASE, then run doctor again",
+            )
+        )
         return checks
     checks.append(_webhook_endpoint(svc))
     checks.append(_portal(svc))
@@ -129,8 +169,12 @@ def _webhook_endpoint(svc: Services) -> Check:
     try:
         endpoints = list(svc.billing.list_webhook_endpoints())
     except RecoveryError as exc:
-        return Check("webhook endpoint", FAIL, f"could not list endpoints: {exc}",
-                     "give the key read access to Webhook Endpoints, or check in the Dashboard")
+        return Check(
+            "webhook endpoint",
+            FAIL,
+            f"could not list endpoints: {exc}",
+            "give the key read access to Webhook Endpoints, or check in the Dashboard",
+        )
     if expected_url:
         candidates = [e for e in endpoints if e.get("url") == expected_url]
         where = expected_url
@@ -146,8 +190,11 @@ def _webhook_endpoint(svc: Services) -> Check:
     for endpoint in enabled:
         events = set(endpoint.get("enabled_events") or ())
         if "*" in events or needed <= events:
-            return Check("webhook endpoint", OK,
-                         f"{endpoint['id']} at {endpoint.get('url')} receives the {len(needed)} handled event types")
+            return Check(
+                "webhook endpoint",
+                OK,
+                f"{endpoint['id']} at {endpoint.get('url')} receives the {len(needed)} handled event types",
+            )
     endpoint = enabled[0]
     missing = sorted(needed - set(endpoint.get("enabled_events") or ()))
     return Check("webhook endpoint", FAIL, f"{endpoint['id']} is not subscribed to {', '.join(missing)}", fix)
@@ -163,8 +210,12 @@ def _portal(svc: Services) -> Check:
         else:
             defaults = list(svc.billing.list_portal_configurations(is_default=True))
             if not defaults:
-                return Check("billing portal", FAIL,
-                             "no portal configuration: Stripe refuses portal sessions until one exists", fix)
+                return Check(
+                    "billing portal",
+                    FAIL,
+                    "no portal configuration: Stripe refuses portal sessions until one exists",
+                    fix,
+                )
             configuration = defaults[0]
             source = "the account default"
     except CustomerMissing:
@@ -175,12 +226,20 @@ def _portal(svc: Services) -> Check:
     if not configuration.get("active", True):
         return Check("billing portal", FAIL, f"{configuration['id']} ({source}) is inactive", fix)
     if not (features.get("payment_method_update") or {}).get("enabled"):
-        return Check("billing portal", FAIL,
-                     f"{configuration['id']} ({source}) does not let customers update their payment method", fix)
+        return Check(
+            "billing portal",
+            FAIL,
+            f"{configuration['id']} ({source}) does not let customers update their payment method",
+            fix,
+        )
     detail = f"{configuration['id']} ({source}) is active with payment method update"
     if not configured and not is_managed(configuration):
-        return Check("billing portal", WARN, detail + "; its Dashboard settings apply to recovery links",
-                     "run `webhook-app portal setup` to pin a recovery configuration")
+        return Check(
+            "billing portal",
+            WARN,
+            detail + "; its Dashboard settings apply to recovery links",
+            "run `webhook-app portal setup` to pin a recovery configuration",
+        )
     return Check("billing portal", OK, detail)
 
 
@@ -189,8 +248,12 @@ def _messenger(svc: Services) -> Check:
     provider = settings.messaging_provider
     if provider == "console":
         status = FAIL if settings.is_production else WARN
-        return Check("messenger", status, "console: messages are logged, nobody is emailed",
-                     "set MESSAGING_PROVIDER=loops (LOOPS_API_KEY) or intercom (INTERCOM_ACCESS_TOKEN)")
+        return Check(
+            "messenger",
+            status,
+            "console: messages are logged, nobody is emailed",
+            "set MESSAGING_PROVIDER=loops (LOOPS_API_KEY) or intercom (INTERCOM_ACCESS_TOKEN)",
+        )
     fixes = {
         "loops": "set LOOPS_API_KEY to a key from Loops' Settings > API (checked with GET /v1/api-key)",
         "intercom": "set INTERCOM_ACCESS_TOKEN (and INTERCOM_API_BASE for EU/AU workspaces); checked with GET /me",
@@ -205,17 +268,33 @@ def _links(svc: Services) -> list[Check]:
     settings = svc.settings
     checks = []
     if not settings.public_url:
-        checks.append(Check("recovery links", WARN,
-                            "PUBLIC_URL is not set: emails carry raw portal session URLs, which expire",
-                            "set PUBLIC_URL to this app's public base URL so emails carry durable /r/<token> links"))
+        checks.append(
+            Check(
+                "recovery links",
+                WARN,
+                "PUBLIC_URL is not set: emails carry raw portal session URLs, which expire",
+                "set PUBLIC_URL to this app's public base URL so emails carry durable /r/<token> links",
+            )
+        )
     elif not settings.secret_key:
-        checks.append(Check("recovery links", FAIL,
-                            "PUBLIC_URL is set but SECRET_KEY is not: links are signed with the development secret",
-                            "set SECRET_KEY to a long random value, e.g. "
-                            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"))
+        checks.append(
+            Check(
+                "recovery links",
+                FAIL,
+                "PUBLIC_URL is set but SECRET_KEY is not: links are signed with the development secret",
+                "set SECRET_KEY to a long random value, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+            )
+        )
     else:
         checks.append(Check("recovery links", OK, f"{settings.public_url}/r/<token>, signed with SECRET_KEY"))
     if not settings.portal_return_url:
-        checks.append(Check("portal return url", WARN, "PORTAL_RETURN_URL is not set: the portal has no way back",
-                            "set PORTAL_RETURN_URL to your app's billing page"))
+        checks.append(
+            Check(
+                "portal return url",
+                WARN,
+                "PORTAL_RETURN_URL is not set: the portal has no way back",
+                "set PORTAL_RETURN_URL to your app's billing page",
+            )
+        )
     return checks

@@ -5,6 +5,7 @@ Stripe returns an endpoint's signing secret only in the create response, so it i
 then; an update keeps the secret the app already has.
 https://docs.stripe.com/api/webhook_endpoints/create
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,19 +57,29 @@ def register_endpoint(billing: Billing, url: str, api_version: str | None = None
     events = handled_event_types()
     existing = list(billing.list_webhook_endpoints())
     same_url = [e for e in existing if e.get("url") == url]
-    others = tuple(e["id"] for e in existing
-                   if e.get("url") != url and (e.get("metadata") or {}).get("managed_by") == MANAGED_BY)
-    params = {"url": url, "enabled_events": events, "description": DESCRIPTION,
-              "metadata": {"managed_by": MANAGED_BY}}
+    others = tuple(
+        e["id"] for e in existing if e.get("url") != url and (e.get("metadata") or {}).get("managed_by") == MANAGED_BY
+    )
+    params = {"url": url, "enabled_events": events, "description": DESCRIPTION, "metadata": {"managed_by": MANAGED_BY}}
     if same_url:
         endpoint = billing.update_webhook_endpoint(same_url[0]["id"], {**params, "disabled": False})
-        return EndpointResult(endpoint["id"], endpoint.get("url", url), False,
-                              tuple(endpoint.get("enabled_events") or events),
-                              api_version=endpoint.get("api_version"), others=others)
+        return EndpointResult(
+            endpoint["id"],
+            endpoint.get("url", url),
+            False,
+            tuple(endpoint.get("enabled_events") or events),
+            api_version=endpoint.get("api_version"),
+            others=others,
+        )
     # Pin the payload version to the SDK's, so events and API reads share one invoice shape
     # (invoices.py reads both generations anyway). Stripe cannot change it later on update.
-    endpoint = billing.create_webhook_endpoint(
-        {**params, "api_version": api_version or stripe.api_version})
-    return EndpointResult(endpoint["id"], endpoint.get("url", url), True,
-                          tuple(endpoint.get("enabled_events") or events), secret=endpoint.get("secret"),
-                          api_version=endpoint.get("api_version"), others=others)
+    endpoint = billing.create_webhook_endpoint({**params, "api_version": api_version or stripe.api_version})
+    return EndpointResult(
+        endpoint["id"],
+        endpoint.get("url", url),
+        True,
+        tuple(endpoint.get("enabled_events") or events),
+        secret=endpoint.get("secret"),
+        api_version=endpoint.get("api_version"),
+        others=others,
+    )

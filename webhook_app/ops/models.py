@@ -6,6 +6,7 @@ retried with the *same* idempotency key, so the email tool answers "already sent
 emailing the customer twice. Claims are single conditional UPDATEs on the unique customer row, so
 two campaign processes never message one customer twice either.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

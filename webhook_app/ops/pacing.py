@@ -6,13 +6,15 @@ live, 25 test, https://docs.stripe.com/rate-limits; Loops: ~10 req/s per team). 
 answers 429, the `TransientError` carries a `retry_after`; the pause applies to the whole bucket, so
 every thread backs off together instead of each one hammering the provider in turn.
 """
+
 from __future__ import annotations
 
 import logging
 import random
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.errors import TransientError
@@ -27,9 +29,17 @@ class Pacer:
     too). `backoff_max` caps every wait, including a provider's Retry-After (tests set it tiny).
     """
 
-    def __init__(self, name: str, bucket: TokenBucket, *, max_retries: int = 5, backoff_base: float = 0.5,
-                 backoff_max: float = 30.0, also_pause: Iterable[TokenBucket] = (),
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        name: str,
+        bucket: TokenBucket,
+        *,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        also_pause: Iterable[TokenBucket] = (),
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.name = name
         self.bucket = bucket
         self.max_retries = max_retries
@@ -40,7 +50,7 @@ class Pacer:
         self._lock = threading.Lock()
         self.calls = 0
         self.throttled = 0  # answers that asked us to slow down (429, Retry-After)
-        self.retried = 0    # retries of any transient failure
+        self.retried = 0  # retries of any transient failure
 
     def __call__(self, fn: Callable[[], Any]) -> Any:
         attempt = 0

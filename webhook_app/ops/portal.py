@@ -8,6 +8,7 @@ recovery, payment method update on, cancellation off, and, run again, updates th
 https://docs.stripe.com/api/customer_portal/configurations/create
 https://docs.stripe.com/customer-management/configure-portal
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ def setup_portal(billing: Billing, options: PortalOptions) -> PortalResult:
     else:
         configuration = billing.create_portal_configuration(params)
         created = True
-    return PortalResult(configuration_id=configuration["id"], created=created,
-                        livemode=bool(configuration.get("livemode")),
-                        others=tuple(c["id"] for c in ours[1:]))
+    return PortalResult(
+        configuration_id=configuration["id"],
+        created=created,
+        livemode=bool(configuration.get("livemode")),
+        others=tuple(c["id"] for c in ours[1:]),
+    )

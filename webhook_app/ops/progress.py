@@ -3,19 +3,30 @@
 A bar redraws with carriage returns, which turns a log file or `heroku run` output into noise, so
 when the stream is not a TTY the same numbers come as one line every `interval` seconds.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 
 class Progress:
     """Counts units of work; `advance()` is thread-safe. Use as a context manager."""
 
-    def __init__(self, label: str, total: int | None, stream: TextIO, *, tty: bool | None = None,
-                 interval: float = 10.0, unit: str = "customer", postfix: Callable[[], str] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        label: str,
+        total: int | None,
+        stream: TextIO,
+        *,
+        tty: bool | None = None,
+        interval: float = 10.0,
+        unit: str = "customer",
+        postfix: Callable[[], str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.label = label
         self.total = total
         self.stream = stream
@@ -30,12 +41,13 @@ class Progress:
         self._last_line = self._started
         self._bar = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc=self.label, unit=self.unit, file=self.stream,
-                             dynamic_ncols=True, smoothing=0.1)
+            self._bar = tqdm(
+                total=self.total, desc=self.label, unit=self.unit, file=self.stream, dynamic_ncols=True, smoothing=0.1
+            )
         return self
 
     def advance(self, n: int = 1) -> None:
@@ -56,8 +68,11 @@ class Progress:
     def _line(self, now: float) -> None:
         elapsed = max(now - self._started, 1e-9)
         rate = self.done / elapsed
-        parts = [f"{self.label}: {self.done}/{self.total} {self.unit}s" if self.total is not None
-                 else f"{self.label}: {self.done} {self.unit}s"]
+        parts = [
+            f"{self.label}: {self.done}/{self.total} {self.unit}s"
+            if self.total is not None
+            else f"{self.label}: {self.done} {self.unit}s"
+        ]
         parts.append(f"{rate:.1f}/s")
         if self.total and rate > 0:
             parts.append(f"eta {_duration((self.total - self.done) / rate)}")

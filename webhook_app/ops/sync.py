@@ -8,11 +8,12 @@ was missing or disabled). Each goes into the inbox through the same unique inser
 an event already stored is left alone and the worker processes only what was missing.
 https://docs.stripe.com/api/events/list
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from webhook_app import inbox
 from webhook_app.adapters.ratelimit import TokenBucket
@@ -51,10 +52,10 @@ def sync_events(svc: Services, since: datetime | None = None, call: Pacer | None
         call = Pacer("stripe", TokenBucket(STRIPE_RATE_LIVE if svc.settings.stripe_livemode else STRIPE_RATE_TEST))
     types = handled_event_types()
     # `types` takes at most 20 names per request.
-    chunks = [types[i:i + TYPES_PER_REQUEST] for i in range(0, len(types), TYPES_PER_REQUEST)]
+    chunks = [types[i : i + TYPES_PER_REQUEST] for i in range(0, len(types), TYPES_PER_REQUEST)]
     listings = [svc.billing.list_events(types=chunk, delivery_success=False, call=call) for chunk in chunks]
     if since is not None:
-        created_gte = int(since.replace(tzinfo=timezone.utc).timestamp())
+        created_gte = int(since.replace(tzinfo=UTC).timestamp())
         listings += [svc.billing.list_events(types=chunk, created_gte=created_gte, call=call) for chunk in chunks]
 
     result = SyncResult()
@@ -72,16 +73,22 @@ def sync_events(svc: Services, since: datetime | None = None, call: Pacer | None
                 result.malformed.append(f"{envelope.get('id')}: {exc}")
                 continue
             mismatch = expected_mode is not None and event["livemode"] != expected_mode
-            stored = inbox.store(svc.db, event, raw, svc.clock.now(),
-                                 ignored_reason="livemode does not match STRIPE_SECRET_KEY" if mismatch else None)
+            stored = inbox.store(
+                svc.db,
+                event,
+                raw,
+                svc.clock.now(),
+                ignored_reason="livemode does not match STRIPE_SECRET_KEY" if mismatch else None,
+            )
             if not stored:
                 result.already_stored += 1
             elif mismatch:
                 result.ignored += 1
             else:
                 result.inserted += 1
-                log.info("missed event stored by events sync",
-                         extra={"event_id": event["id"], "event_type": event["type"]})
+                log.info(
+                    "missed event stored by events sync", extra={"event_id": event["id"], "event_type": event["type"]}
+                )
     if result.inserted:
         svc.wake_worker()
     return result
