@@ -22,8 +22,31 @@ class PermanentError(RecoveryError):
     """Retrying will not help (bad request, missing resource): stop and record why."""
 
 
-class CustomerMissing(PermanentError):
-    """Stripe says the customer or invoice does not exist (`resource_missing`)."""
+class ResourceMissing(PermanentError):
+    """The billing system says an object does not exist (Stripe `resource_missing`, a 404).
+
+    `kind` names what is missing ("customer", "invoice", "subscription", ...), so logs and operators
+    see which object it was, never a customer one for a missing invoice.
+    """
+
+    kind = "resource"
+
+    def __init__(self, message: str, kind: str | None = None):
+        super().__init__(message)
+        if kind:
+            self.kind = kind
+
+
+class CustomerMissing(ResourceMissing):
+    """The billing system no longer knows the customer."""
+
+    kind = "customer"
+
+
+class InvoiceMissing(ResourceMissing):
+    """The billing system no longer knows the invoice."""
+
+    kind = "invoice"
 
 
 class MessengerRejected(PermanentError):
