@@ -63,3 +63,15 @@ class ConfigurationNeeded(RecoveryError):
 
 class BadPayload(PermanentError):
     """A validly signed event whose payload lacks what its handler needs."""
+
+
+class WebhookRejected(Exception):
+    """A webhook delivery we refuse (400, or 401 for bad credentials); the message is safe to show.
+
+    It names what was wrong (a missing header, a stale timestamp, no matching signature) and never
+    carries a secret or any part of the payload.
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
