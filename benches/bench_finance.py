@@ -83,7 +83,7 @@ SEED_SQL = [
         c.first_failed_at, c.paid_at, CASE WHEN refund THEN NULL ELSE
             extract(epoch FROM c.paid_at - c.first_failed_at)::int END,
         c.attempt_count, c.messages_sent,
-        CASE WHEN refund THEN NULL WHEN c.id % 3 = 0 THEN 'link_click' WHEN c.id % 3 = 1 THEN 'stripe_retry'
+        CASE WHEN refund THEN NULL WHEN c.id % 3 = 0 THEN 'link_click' WHEN c.id % 3 = 1 THEN 'provider_retry'
              ELSE 'out_of_band' END,
         c.first_message_at, CASE WHEN c.id % 3 = 0 THEN c.first_message_at + interval '2 hours' END,
         CASE WHEN c.id % 3 = 0 THEN 7200 END,

@@ -60,7 +60,7 @@ def receive_inline():
     inbox.store(svc.db, event, body.decode("utf-8"), svc.clock.now())
     worker = Worker(svc)
     with svc.db.session() as s:
-        event_row_id = s.scalar(select(Event.id).where(Event.stripe_id == event["id"]))
+        event_row_id = s.scalar(select(Event.id).where(Event.event_id == event["id"]))
     worker._process_event(_claim_row(svc, Event, event_row_id, "processing"))
     invoice_id = event["data"]["object"].get("id")
     with svc.db.session() as s:

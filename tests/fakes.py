@@ -1,13 +1,19 @@
-"""Test fakes of our own protocols (Billing, Messenger): used by unit tests, never SDK patching."""
+"""Test fakes of our own protocols (Billing, Messenger): used by unit tests, never SDK patching.
+
+tests/unit/test_conformance.py checks them against the protocols, like the real implementations.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
-from webhook_app.adapters import Message, PortalSession, SendResult
-from webhook_app.invoices import InvoiceView
+from webhook_app.adapters import Message, SendResult
+from webhook_app.domain import InvoiceView
+from webhook_app.providers.base import LinkTarget, UpdateLink
+from webhook_app.providers.stripe.translate import invoice_view
 
 
 class FakeTime:
@@ -28,7 +34,8 @@ class FakeTime:
 
 
 class FakeBilling:
-    """Keeps invoices in a dict; mints numbered portal sessions; can be told to fail."""
+    """A billing provider's runtime port: invoices in a dict (Stripe-shaped when put), numbered
+    portal sessions; can be told to fail."""
 
     def __init__(self):
         self.invoices: dict[str, InvoiceView] = {}
@@ -38,7 +45,7 @@ class FakeBilling:
         self._lock = threading.Lock()
 
     def put(self, obj: dict) -> InvoiceView:
-        view = InvoiceView.from_stripe(obj)
+        view = invoice_view(obj)
         self.invoices[view.id] = view
         return view
 
@@ -50,19 +57,22 @@ class FakeBilling:
             raise self.fail_with
         return self.invoices[invoice_id]
 
-    def create_portal_session(self, customer_id, *, idempotency_key=None, after_expiration_login=False):
+    def update_link(
+        self, target: LinkTarget, *, idempotency_key: str | None = None, for_email: bool = False
+    ) -> UpdateLink:
         if self.fail_with:
             raise self.fail_with
         with self._lock:
             n = next(self._ids)
             self.sessions.append(
-                {
-                    "customer": customer_id,
-                    "idempotency_key": idempotency_key,
-                    "after_expiration_login": after_expiration_login,
-                }
+                {"customer": target.customer_id, "idempotency_key": idempotency_key, "for_email": for_email}
             )
-        return PortalSession(id=f"bps_{n}", url=f"https://billing.stripe.test/p/session/bps_{n}")
+        return UpdateLink(url=f"https://billing.stripe.test/p/session/bps_{n}", reference=f"bps_{n}")
+
+    def list_unpaid_invoices(self, *, customer_id: str | None = None) -> Iterator[InvoiceView]:
+        for invoice in list(self.invoices.values()):
+            if invoice.status == "open" and customer_id in (None, invoice.customer_id):
+                yield invoice
 
 
 class RecordingMessenger:

@@ -1,4 +1,4 @@
-"""webhook_app: payment recovery for SaaS businesses on Stripe.
+"""webhook_app: payment recovery for SaaS businesses on Stripe and the other billing systems they use.
 
 `create_app(config=None)` builds everything: settings, database, adapters, blueprints, CLI.
 Nothing is created at import time.
@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from flask import Flask, Response
+
+if TYPE_CHECKING:
+    from webhook_app.adapters import Messenger
+    from webhook_app.providers.base import Billing
 
 __all__ = ["create_app"]
 
@@ -26,15 +30,23 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, billing=None, messenger=None, clock=None) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    billing: Billing | Mapping[str, Billing] | None = None,
+    messenger: Messenger | None = None,
+    clock: Any = None,
+) -> Flask:
     """Build the Flask app. `config` replaces the environment (tests pass a dict); the keywords
-    replace adapters (tests pass fakes of our own protocols or clients pointed at stand-ins)."""
+    replace adapters (tests pass fakes of our own protocols): `billing` is Stripe's runtime port, or a
+    mapping of provider name to runtime port."""
     from webhook_app import cli, finance, health, intake, links
     from webhook_app.clock import SystemClock
     from webhook_app.config import load_settings
     from webhook_app.db import Database
     from webhook_app.observability import configure_logging, init_sentry
-    from webhook_app.services import Services, build_billing, build_messenger
+    from webhook_app.providers import build_providers
+    from webhook_app.services import Services, build_messenger
 
     settings = load_settings(config)
     configure_logging(settings)
@@ -44,22 +56,24 @@ def create_app(config: Mapping[str, Any] | None = None, *, billing=None, messeng
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["SECRET_KEY"] = settings.links.secret_key
+    ports = dict(billing) if isinstance(billing, Mapping) else ({"stripe": billing} if billing is not None else {})
+    providers = build_providers(settings, ports)
     app.extensions["webhook_app"] = Services(
         settings=settings,
         db=Database(settings.database_url),
         clock=clock or SystemClock(),
-        billing=billing if billing is not None else build_billing(settings),
+        providers=providers,
         messenger=messenger if messenger is not None else build_messenger(settings),
     )
     app.register_blueprint(intake.bp)
     app.register_blueprint(links.bp)
     app.register_blueprint(health.bp)
     finance.register(app)
-    cli.register(app)
+    cli.register(app, providers.values())
 
     @app.after_request
-    def _security_headers(response):
+    def _security_headers(response: Response) -> Response:
         if response.mimetype == "text/html":
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask
@@ -17,8 +19,11 @@ from sqlalchemy import func, select
 from webhook_app import migrate
 from webhook_app.services import services
 
+if TYPE_CHECKING:
+    from webhook_app.providers.base import Provider
+
 db_group = click.Group("db", help="Database schema.")
-events_group = click.Group("events", help="The inbox of Stripe events.")
+events_group = click.Group("events", help="The inbox of billing-system events.")
 
 
 @db_group.command("upgrade")
@@ -38,7 +43,9 @@ def worker_command(once: bool) -> None:
     from webhook_app.worker import Worker
 
     svc = services()
-    missing = svc.settings.missing_for_sending()
+    missing = svc.settings.missing_for_sending() + [
+        name for p in svc.enabled_providers() for name in p.missing_for_sending()
+    ]
     if missing:
         click.echo(f"warning: {', '.join(missing)} not set; messages wait (held) until it is", err=True)
     worker = Worker(svc)
@@ -49,7 +56,7 @@ def worker_command(once: bool) -> None:
     # Heroku sends SIGTERM before a restart: finish the item in hand, then exit.
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
-    click.echo(f"worker running with {svc.settings.worker_concurrency} thread(s); Ctrl-C to stop")
+    click.echo(f"worker running with {svc.settings.worker.concurrency} thread(s); Ctrl-C to stop")
     worker.run_forever()
     click.echo("worker stopped")
 
@@ -72,7 +79,8 @@ def events_list(status: str | None, limit: int, as_json: bool) -> None:
         counts = dict(s.execute(select(Event.status, func.count()).group_by(Event.status)).all())
     for row in rows:
         item = {
-            "id": row.stripe_id,
+            "provider": row.provider,
+            "id": row.event_id,
             "type": row.type,
             "status": row.status,
             "attempts": row.attempts,
@@ -83,7 +91,7 @@ def events_list(status: str | None, limit: int, as_json: bool) -> None:
             click.echo(json.dumps(item))
         else:
             click.echo(
-                f"{row.stripe_id}  {row.type:<34} {row.status:<9} attempts={row.attempts}"
+                f"{row.provider:<9} {row.event_id}  {row.type:<34} {row.status:<9} attempts={row.attempts}"
                 + (f"  error: {row.last_error}" if row.last_error else "")
             )
     if not as_json:
@@ -109,17 +117,19 @@ def events_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-def register(app: Flask) -> None:
+def register(app: Flask, providers: Iterable[Provider]) -> None:
     """Attach the commands to `app.cli` (so `flask --app webhook_app` has them too)."""
     app.cli.add_command(db_group)
     app.cli.add_command(worker_command)
     app.cli.add_command(events_group)
     from webhook_app.ops import commands as ops_commands
 
-    ops_commands.register(app.cli, events_group)  # portal setup, doctor, stripe, campaign, events sync
+    ops_commands.register(app.cli)  # doctor, campaign
     from webhook_app.finance.report import report_command  # finance figures in the terminal
 
     app.cli.add_command(report_command)
+    for provider in providers:  # e.g. Stripe's portal setup, stripe register-endpoint, events sync
+        provider.register_commands(app.cli)
 
 
 def main() -> None:
@@ -129,7 +139,7 @@ def main() -> None:
     group = FlaskGroup(
         create_app=create_app,
         add_version_option=False,
-        help="Payment recovery for Stripe: intake, worker and operator commands.",
+        help="Payment recovery: intake, worker and operator commands.",
     )
     group.main(prog_name="webhook-app")
 

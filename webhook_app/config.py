@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 MESSAGING_PROVIDERS = ("console", "loops", "intercom")
 WORKER_MODES = ("embedded", "external")
@@ -27,81 +28,158 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Validated configuration. Build it with `load_settings`."""
+class StripeSettings:
+    """Stripe: on when STRIPE_SECRET_KEY or STRIPE_WEBHOOK_SECRET is set."""
 
-    env: str = "development"
-    database_url: str = ""
-    stripe_secret_key: str | None = None
-    stripe_webhook_secrets: tuple[str, ...] = ()
-    stripe_api_base: str = DEFAULT_STRIPE_BASE
-    stripe_portal_configuration: str | None = None
-    stripe_max_retries: int = 2
-    stripe_timeout_seconds: float = 10.0
-    webhook_tolerance_seconds: int = 300
-    max_body_bytes: int = 512 * 1024
-    portal_return_url: str | None = None
-    public_url: str | None = None
     secret_key: str | None = None
-    company_name: str = "Our team"
-    link_max_age_days: int = 30
-    messaging_provider: str = "console"
-    loops_api_key: str | None = None
-    loops_transactional_id: str | None = None
-    loops_event_name: str = "paymentFailed"
-    loops_api_base: str = DEFAULT_LOOPS_BASE
-    loops_rate_per_second: float = 10.0
-    intercom_access_token: str | None = None
-    intercom_api_base: str = DEFAULT_INTERCOM_BASE
-    intercom_event_name: str = "payment-failed"
-    http_timeout_seconds: float = 10.0
-    worker_mode: str = "embedded"
-    worker_concurrency: int = 8
-    worker_poll_seconds: float = 1.0
-    worker_lease_seconds: int = 120
-    worker_retry_base_seconds: float = 10.0
-    worker_retry_max_seconds: float = 3600.0
-    worker_max_attempts: int = 12
-    dunning_cadence_days: tuple[float, ...] = (0.0, 3.0, 7.0)
-    dunning_final_notice_days: float | None = 13.0
-    stripe_retry_attempts: int | None = None
-    quiet_hours: tuple[int, int] | None = None
-    loops_transactional_ids: tuple[tuple[str, str], ...] = ()
-    loops_event_names: tuple[tuple[str, str], ...] = ()
-    finance_username: str | None = None
-    finance_password: str | None = None
-    sentry_dsn: str | None = None
-    sentry_environment: str | None = None
-    sentry_traces_sample_rate: float = 0.0
-    log_level: str = "INFO"
-    problems: tuple[str, ...] = field(default=())
+    webhook_secrets: tuple[str, ...] = ()
+    api_base: str = DEFAULT_STRIPE_BASE
+    portal_configuration: str | None = None
+    max_retries: int = 2
+    timeout_seconds: float = 10.0
+    # Requests per second this process allows itself; None: 20 in test mode, 80 live (limits 25 / 100).
+    rate_per_second: float | None = None
 
     @property
-    def stripe_livemode(self) -> bool | None:
+    def enabled(self) -> bool:
+        return bool(self.secret_key or self.webhook_secrets)
+
+    @property
+    def livemode(self) -> bool | None:
         """True for a live key, False for a test key, None when no key is set."""
-        key = self.stripe_secret_key or ""
+        key = self.secret_key or ""
         if "_live_" in key:
             return True
         if "_test_" in key:
             return False
         return None
 
+    def secrets(self) -> tuple[str, ...]:
+        return (*filter(None, (self.secret_key,)), *self.webhook_secrets)
+
+
+@dataclass(frozen=True)
+class LoopsSettings:
+    """Loops, the email tool (`MESSAGING_PROVIDER=loops`)."""
+
+    api_key: str | None = None
+    transactional_id: str | None = None
+    event_name: str = "paymentFailed"
+    api_base: str = DEFAULT_LOOPS_BASE
+    rate_per_second: float = 10.0
+    timeout_seconds: float = 10.0
+    # Per-message overrides (LOOPS_TRANSACTIONAL_IDS / LOOPS_EVENT_NAMES): first, reminder, final, ...
+    transactional_ids: tuple[tuple[str, str], ...] = ()
+    event_names: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class IntercomSettings:
+    """Intercom, the email tool (`MESSAGING_PROVIDER=intercom`)."""
+
+    access_token: str | None = None
+    api_base: str = DEFAULT_INTERCOM_BASE
+    event_name: str = "payment-failed"
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The worker: where it runs, how many sending threads, how it retries."""
+
+    mode: str = "embedded"
+    concurrency: int = 8
+    poll_seconds: float = 1.0
+    lease_seconds: int = 120
+    retry_base_seconds: float = 10.0
+    retry_max_seconds: float = 3600.0
+    max_attempts: int = 12
+
+
+@dataclass(frozen=True)
+class DunningSettings:
+    """When customers are messaged."""
+
+    cadence_days: tuple[float, ...] = (0.0, 3.0, 7.0)
+    final_notice_days: float | None = 13.0
+    retry_attempts: int | None = None  # the billing system's retry count (STRIPE_RETRY_ATTEMPTS)
+    quiet_hours: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """The durable recovery links and the customer-facing pages."""
+
+    public_url: str | None = None
+    secret_key: str | None = None
+    max_age_days: int = 30
+    company_name: str = "Our team"
+    return_url: str | None = None  # PORTAL_RETURN_URL: where customers go back to after updating
+
+
+@dataclass(frozen=True)
+class FinanceSettings:
+    """The finance pages' basic auth; both unset: the pages are off."""
+
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.username and self.password)
+
+
+@dataclass(frozen=True)
+class SentrySettings:
+    dsn: str | None = None
+    environment: str | None = None
+    traces_sample_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration, one group per concern. Build it with `load_settings`."""
+
+    env: str = "development"
+    database_url: str = ""
+    log_level: str = "INFO"
+    max_body_bytes: int = 512 * 1024
+    webhook_tolerance_seconds: int = 300
+    messaging_provider: str = "console"
+    stripe: StripeSettings = field(default_factory=StripeSettings)
+    loops: LoopsSettings = field(default_factory=LoopsSettings)
+    intercom: IntercomSettings = field(default_factory=IntercomSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    dunning: DunningSettings = field(default_factory=DunningSettings)
+    links: LinkSettings = field(default_factory=LinkSettings)
+    finance: FinanceSettings = field(default_factory=FinanceSettings)
+    sentry: SentrySettings = field(default_factory=SentrySettings)
+    problems: tuple[str, ...] = field(default=())
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
 
-    def missing_for_intake(self) -> list[str]:
-        """Variables the webhook endpoint cannot work without."""
-        return [] if self.stripe_webhook_secrets else ["STRIPE_WEBHOOK_SECRET"]
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret: masked in logs, Sentry events, `doctor` and every CLI output."""
+        values = (
+            *self.stripe.secrets(),
+            self.loops.api_key,
+            self.intercom.access_token,
+            self.links.secret_key,
+            self.finance.password,
+            # A `settings` repr (Sentry frame locals) carries DATABASE_URL with its password.
+            urlsplit(self.database_url).password if self.database_url else None,
+        )
+        return tuple(v for v in values if v)
 
     def missing_for_sending(self) -> list[str]:
-        """Variables the worker needs before it can message customers."""
-        missing = [] if self.stripe_secret_key else ["STRIPE_SECRET_KEY"]
-        if self.messaging_provider == "loops" and not self.loops_api_key:
-            missing.append("LOOPS_API_KEY")
-        if self.messaging_provider == "intercom" and not self.intercom_access_token:
-            missing.append("INTERCOM_ACCESS_TOKEN")
-        return missing
+        """Variables the chosen email tool needs before the worker can message customers."""
+        if self.messaging_provider == "loops" and not self.loops.api_key:
+            return ["LOOPS_API_KEY"]
+        if self.messaging_provider == "intercom" and not self.intercom.access_token:
+            return ["INTERCOM_ACCESS_TOKEN"]
+        return []
 
 
 def _default_database_url() -> str:
@@ -225,6 +303,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
     secret_key = r.text("SECRET_KEY")
     if not secret_key and env == "production":
         r.problems.append("SECRET_KEY is required outside development")
+    http_timeout = r.number("HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
     finance_user, finance_password = r.text("FINANCE_USERNAME"), r.text("FINANCE_PASSWORD")
     if bool(finance_user) != bool(finance_password):
         r.problems.append("FINANCE_USERNAME and FINANCE_PASSWORD must be set together")
@@ -233,48 +312,63 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
     settings = Settings(
         env=env,
         database_url=normalize_database_url(r.text("DATABASE_URL") or _default_database_url()),
-        stripe_secret_key=key,
-        stripe_webhook_secrets=secrets,
-        stripe_api_base=r.url("STRIPE_API_BASE", DEFAULT_STRIPE_BASE),
-        stripe_portal_configuration=portal_config,
-        stripe_max_retries=int(r.number("STRIPE_MAX_RETRIES", 2, int)),
-        stripe_timeout_seconds=r.number("STRIPE_TIMEOUT_SECONDS", 10.0, minimum=0.1),
-        webhook_tolerance_seconds=int(r.number("WEBHOOK_TOLERANCE_SECONDS", 300, int, minimum=1)),
-        max_body_bytes=int(r.number("WEBHOOK_MAX_BODY_BYTES", 512 * 1024, int, minimum=1024)),
-        portal_return_url=r.url("PORTAL_RETURN_URL"),
-        public_url=r.url("PUBLIC_URL"),
-        secret_key=secret_key,
-        company_name=r.text("COMPANY_NAME", "Our team"),
-        link_max_age_days=int(r.number("LINK_MAX_AGE_DAYS", 30, int, minimum=1)),
-        messaging_provider=r.choice("MESSAGING_PROVIDER", "console", MESSAGING_PROVIDERS),
-        loops_api_key=r.text("LOOPS_API_KEY"),
-        loops_transactional_id=r.text("LOOPS_TRANSACTIONAL_ID"),
-        loops_event_name=r.text("LOOPS_EVENT_NAME", "paymentFailed"),
-        loops_api_base=r.url("LOOPS_API_BASE", DEFAULT_LOOPS_BASE),
-        loops_rate_per_second=r.number("LOOPS_RATE_PER_SECOND", 10.0, minimum=0.1),
-        intercom_access_token=r.text("INTERCOM_ACCESS_TOKEN"),
-        intercom_api_base=r.url("INTERCOM_API_BASE", DEFAULT_INTERCOM_BASE),
-        intercom_event_name=r.text("INTERCOM_EVENT_NAME", "payment-failed"),
-        http_timeout_seconds=r.number("HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1),
-        worker_mode=r.choice("WORKER_MODE", "embedded", WORKER_MODES),
-        worker_concurrency=int(r.number("WORKER_CONCURRENCY", 8, int, minimum=1)),
-        worker_poll_seconds=r.number("WORKER_POLL_SECONDS", 1.0, minimum=0.01),
-        worker_lease_seconds=int(r.number("WORKER_LEASE_SECONDS", 120, int, minimum=1)),
-        worker_retry_base_seconds=r.number("WORKER_RETRY_BASE_SECONDS", 10.0),
-        worker_retry_max_seconds=r.number("WORKER_RETRY_MAX_SECONDS", 3600.0),
-        worker_max_attempts=int(r.number("WORKER_MAX_ATTEMPTS", 12, int, minimum=1)),
-        dunning_cadence_days=r.days("DUNNING_CADENCE_DAYS", (0.0, 3.0, 7.0)),
-        dunning_final_notice_days=(r.number("DUNNING_FINAL_NOTICE_DAYS", 13.0) or None),
-        stripe_retry_attempts=(int(r.number("STRIPE_RETRY_ATTEMPTS", 0, int)) or None),
-        quiet_hours=r.hours("QUIET_HOURS"),
-        loops_transactional_ids=r.mapping("LOOPS_TRANSACTIONAL_IDS", MESSAGE_TEMPLATES),
-        loops_event_names=r.mapping("LOOPS_EVENT_NAMES", MESSAGE_TEMPLATES),
-        finance_username=finance_user,
-        finance_password=finance_password,
-        sentry_dsn=r.text("SENTRY_DSN"),
-        sentry_environment=r.text("SENTRY_ENVIRONMENT", env),
-        sentry_traces_sample_rate=r.number("SENTRY_TRACES_SAMPLE_RATE", 0.0),
         log_level=(r.text("LOG_LEVEL", "INFO") or "INFO").upper(),
+        max_body_bytes=int(r.number("WEBHOOK_MAX_BODY_BYTES", 512 * 1024, int, minimum=1024)),
+        webhook_tolerance_seconds=int(r.number("WEBHOOK_TOLERANCE_SECONDS", 300, int, minimum=1)),
+        messaging_provider=r.choice("MESSAGING_PROVIDER", "console", MESSAGING_PROVIDERS),
+        stripe=StripeSettings(
+            secret_key=key,
+            webhook_secrets=secrets,
+            api_base=r.url("STRIPE_API_BASE", DEFAULT_STRIPE_BASE) or DEFAULT_STRIPE_BASE,
+            portal_configuration=portal_config,
+            max_retries=int(r.number("STRIPE_MAX_RETRIES", 2, int)),
+            timeout_seconds=r.number("STRIPE_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            rate_per_second=r.number("STRIPE_RATE_PER_SECOND", 0.0, minimum=0) or None,
+        ),
+        loops=LoopsSettings(
+            api_key=r.text("LOOPS_API_KEY"),
+            transactional_id=r.text("LOOPS_TRANSACTIONAL_ID"),
+            event_name=r.text("LOOPS_EVENT_NAME", "paymentFailed") or "paymentFailed",
+            api_base=r.url("LOOPS_API_BASE", DEFAULT_LOOPS_BASE) or DEFAULT_LOOPS_BASE,
+            rate_per_second=r.number("LOOPS_RATE_PER_SECOND", 10.0, minimum=0.1),
+            timeout_seconds=http_timeout,
+            transactional_ids=r.mapping("LOOPS_TRANSACTIONAL_IDS", MESSAGE_TEMPLATES),
+            event_names=r.mapping("LOOPS_EVENT_NAMES", MESSAGE_TEMPLATES),
+        ),
+        intercom=IntercomSettings(
+            access_token=r.text("INTERCOM_ACCESS_TOKEN"),
+            api_base=r.url("INTERCOM_API_BASE", DEFAULT_INTERCOM_BASE) or DEFAULT_INTERCOM_BASE,
+            event_name=r.text("INTERCOM_EVENT_NAME", "payment-failed") or "payment-failed",
+            timeout_seconds=http_timeout,
+        ),
+        worker=WorkerSettings(
+            mode=r.choice("WORKER_MODE", "embedded", WORKER_MODES),
+            concurrency=int(r.number("WORKER_CONCURRENCY", 8, int, minimum=1)),
+            poll_seconds=r.number("WORKER_POLL_SECONDS", 1.0, minimum=0.01),
+            lease_seconds=int(r.number("WORKER_LEASE_SECONDS", 120, int, minimum=1)),
+            retry_base_seconds=r.number("WORKER_RETRY_BASE_SECONDS", 10.0),
+            retry_max_seconds=r.number("WORKER_RETRY_MAX_SECONDS", 3600.0),
+            max_attempts=int(r.number("WORKER_MAX_ATTEMPTS", 12, int, minimum=1)),
+        ),
+        dunning=DunningSettings(
+            cadence_days=r.days("DUNNING_CADENCE_DAYS", (0.0, 3.0, 7.0)),
+            final_notice_days=(r.number("DUNNING_FINAL_NOTICE_DAYS", 13.0) or None),
+            retry_attempts=(int(r.number("STRIPE_RETRY_ATTEMPTS", 0, int)) or None),
+            quiet_hours=r.hours("QUIET_HOURS"),
+        ),
+        links=LinkSettings(
+            public_url=r.url("PUBLIC_URL"),
+            secret_key=secret_key,
+            max_age_days=int(r.number("LINK_MAX_AGE_DAYS", 30, int, minimum=1)),
+            company_name=r.text("COMPANY_NAME", "Our team") or "Our team",
+            return_url=r.url("PORTAL_RETURN_URL"),
+        ),
+        finance=FinanceSettings(username=finance_user, password=finance_password),
+        sentry=SentrySettings(
+            dsn=r.text("SENTRY_DSN"),
+            environment=r.text("SENTRY_ENVIRONMENT", env),
+            traces_sample_rate=r.number("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+        ),
         problems=tuple(r.problems),
     )
     if settings.problems and settings.is_production:

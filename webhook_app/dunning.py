@@ -1,9 +1,10 @@
 """Dunning policy: one case per invoice, when to message, when to stop, and who gets the credit.
 
-`invoice.payment_failed` fires on every Stripe retry (Smart Retries: up to ~8 in two weeks), so a
-case schedules its messages once per failure *episode* (unique on case/episode/step), never once per
+Billing systems report a failure on every retry (Stripe's Smart Retries: up to ~8 in two weeks), so
+a case schedules its messages once per failure *episode* (unique on case/episode/step), never once per
 event. An episode ends when the case closes, or pauses because the customer updated their payment
-method; a failure after a pause starts the next episode.
+method; a failure after a pause starts the next episode. Cases are per provider and invoice; every
+query here names the provider, since ids are only unique within one.
 """
 
 from __future__ import annotations
@@ -11,20 +12,28 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from webhook_app.inbox import insert_if_absent
-from webhook_app.invoices import InvoiceView
-from webhook_app.models import Click, DunningCase, LedgerEntry, Notification
+from webhook_app import ledger
+from webhook_app.config import DunningSettings
+from webhook_app.domain import InvoiceView
+from webhook_app.models import Click, DunningCase, Notification
+from webhook_app.sql import insert_if_absent
+from webhook_app.states import (
+    CASE_CLOSED_AS,
+    NOTIFICATION_DUE,
+    Attribution,
+    CaseStatus,
+    NotificationKind,
+    NotificationStatus,
+)
 
 log = logging.getLogger(__name__)
 
-CLOSED_AS = {"paid": "recovered", "void": "void", "uncollectible": "uncollectible", "canceled": "canceled"}
-
-
-FINAL_STEP = 99  # the last notice before Stripe gives up
+FINAL_STEP = 99  # the last notice before the billing system gives up
 ACTION_STEP = 100  # 3-D Secure: "authenticate this payment", a different message
 FINAL_NOTICE_LEAD = timedelta(hours=24)
 
@@ -33,17 +42,18 @@ FINAL_NOTICE_LEAD = timedelta(hours=24)
 class Cadence:
     """When an episode's messages go out, as offsets from its start, and the final notice.
 
-    Reminders stop before the final notice; `stripe_retry_attempts` (Stripe's Smart Retries setting)
-    lets the final notice move to 24 h before Stripe's last retry once that retry is scheduled.
+    Reminders stop before the final notice; `retry_attempts` (the billing system's retry count, e.g.
+    Stripe's Smart Retries setting) lets the final notice move to 24 h before the last retry once
+    that retry is scheduled.
     """
 
     days: tuple[float, ...] = (0.0, 3.0, 7.0)
     final_notice_days: float | None = 13.0
-    stripe_retry_attempts: int | None = None
+    retry_attempts: int | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> Cadence:
-        return cls(settings.dunning_cadence_days, settings.dunning_final_notice_days, settings.stripe_retry_attempts)
+    def from_settings(cls, settings: DunningSettings) -> Cadence:
+        return cls(settings.cadence_days, settings.final_notice_days, settings.retry_attempts)
 
     def steps(self) -> list[tuple[int, timedelta]]:
         """(step, offset) pairs: numbered reminders, then the final notice as FINAL_STEP."""
@@ -56,7 +66,7 @@ class Cadence:
 
 def template_for(kind: str, step: int) -> str:
     """Which message of the sequence a notification is (config may map each to its own template)."""
-    if kind == "action_required":
+    if kind == NotificationKind.ACTION_REQUIRED:
         return "action_required"
     if step == FINAL_STEP:
         return "final"
@@ -66,19 +76,24 @@ def template_for(kind: str, step: int) -> str:
 DEFAULT_CADENCE = Cadence()
 
 
-def _lock_case(session: Session, invoice_id: str) -> DunningCase | None:
+def lock_case(session: Session, provider: str, invoice_id: str) -> DunningCase | None:
+    """The invoice's case, locked for this transaction (PostgreSQL: FOR UPDATE), or None."""
     return session.scalars(
-        select(DunningCase).where(DunningCase.invoice_id == invoice_id).with_for_update()
+        select(DunningCase)
+        .where(DunningCase.provider == provider, DunningCase.invoice_id == invoice_id)
+        .with_for_update()
     ).one_or_none()
 
 
-def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict:
+def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict[str, Any]:
     return dict(
+        provider=inv.provider,
         invoice_id=inv.id,
         customer_id=inv.customer_id,
         subscription_id=inv.subscription_id,
         customer_email=inv.customer_email,
         customer_name=inv.customer_name,
+        customer_country=inv.customer_country,
         invoice_number=inv.number,
         hosted_invoice_url=inv.hosted_invoice_url,
         currency=inv.currency,
@@ -95,38 +110,26 @@ def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict:
     )
 
 
-def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = "open") -> DunningCase:
+def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = CaseStatus.OPEN) -> DunningCase:
     """The invoice's case, created if missing (insert-or-nothing, then a locked read)."""
-    insert_if_absent(session, DunningCase.__table__, _new_case_row(inv, now, status), ["invoice_id"])
-    case = _lock_case(session, inv.id)
+    insert_if_absent(session, DunningCase.__table__, _new_case_row(inv, now, status), ["provider", "invoice_id"])
+    case = lock_case(session, inv.provider, inv.id)
     assert case is not None
     return case
 
 
-def schedule_episode(
-    session: Session,
-    case: DunningCase,
-    start: datetime,
-    now: datetime,
-    kind: str = "payment_failed",
-    cadence: Cadence = DEFAULT_CADENCE,
-) -> int:
-    """Put the episode's messages in the outbox; returns how many were new (0 on a replay)."""
-    if kind == "action_required":
-        steps = [(ACTION_STEP, timedelta(0))]  # one message: authenticate on the hosted invoice page
-    else:
-        steps = cadence.steps()
-        if _final_notice_sent(session, case):
-            steps = [(step, offset) for step, offset in steps if step != FINAL_STEP]  # a final notice is final
+def schedule(session: Session, case: DunningCase, steps: list[tuple[int, datetime]], kind: str, now: datetime) -> int:
+    """Put messages for the case's current episode in the outbox; returns how many were new."""
     created = 0
-    for step, offset in steps:
+    for step, run_at in steps:
         row = dict(
+            provider=case.provider,
             case_id=case.id,
             episode=case.episode,
             step=step,
             kind=kind,
-            status="pending",
-            run_at=now if not offset else max(now, start + offset),
+            status=NotificationStatus.PENDING,
+            run_at=run_at,
             attempts=0,
             created_at=now,
         )
@@ -134,22 +137,41 @@ def schedule_episode(
     return created
 
 
+def schedule_episode(
+    session: Session,
+    case: DunningCase,
+    start: datetime,
+    now: datetime,
+    kind: str = NotificationKind.PAYMENT_FAILED,
+    cadence: Cadence = DEFAULT_CADENCE,
+) -> int:
+    """Put the episode's messages in the outbox; returns how many were new (0 on a replay)."""
+    if kind == NotificationKind.ACTION_REQUIRED:
+        offsets = [(ACTION_STEP, timedelta(0))]  # one message: authenticate on the hosted invoice page
+    else:
+        offsets = cadence.steps()
+        if _final_notice_sent(session, case):
+            offsets = [(step, offset) for step, offset in offsets if step != FINAL_STEP]  # a final notice is final
+    steps = [(step, now if not offset else max(now, start + offset)) for step, offset in offsets]
+    return schedule(session, case, steps, kind, now)
+
+
 def _final_notice_sent(session: Session, case: DunningCase) -> bool:
-    return (
-        session.scalar(
-            select(func.count(Notification.id)).where(
-                Notification.case_id == case.id, Notification.step == FINAL_STEP, Notification.status == "sent"
-            )
+    sent = session.scalar(
+        select(func.count(Notification.id)).where(
+            Notification.case_id == case.id,
+            Notification.step == FINAL_STEP,
+            Notification.status == NotificationStatus.SENT,
         )
-        > 0
     )
+    return bool(sent)
 
 
 def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now: datetime, cadence: Cadence) -> None:
-    """Send the final notice before Stripe's last retry, or now if Stripe will not retry again."""
+    """Send the final notice before the provider's last retry, or now if it will not retry again."""
     if inv.next_payment_attempt is None:
-        when = now  # no retry scheduled: this was Stripe's last attempt
-    elif cadence.stripe_retry_attempts and inv.attempt_count + 1 >= cadence.stripe_retry_attempts:
+        when = now  # no retry scheduled: this was the last attempt
+    elif cadence.retry_attempts and inv.attempt_count + 1 >= cadence.retry_attempts:
         when = max(now, inv.next_payment_attempt - FINAL_NOTICE_LEAD)  # the next retry is the last one
     else:
         return
@@ -159,7 +181,7 @@ def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now
             Notification.case_id == case.id,
             Notification.episode == case.episode,
             Notification.step == FINAL_STEP,
-            Notification.status == "pending",
+            Notification.status == NotificationStatus.PENDING,
             Notification.run_at > when,
         )
         .values(run_at=when)
@@ -170,10 +192,10 @@ def cancel_pending(session: Session, case: DunningCase, reason: str) -> int:
     """Cancel the case's messages not yet sent; returns how many."""
     result = session.execute(
         update(Notification)
-        .where(Notification.case_id == case.id, Notification.status.in_(("pending", "held")))
-        .values(status="cancelled", last_error=reason)
+        .where(Notification.case_id == case.id, Notification.status.in_(NOTIFICATION_DUE))
+        .values(status=NotificationStatus.CANCELED, last_error=reason)
     )
-    return result.rowcount
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def record_failure(
@@ -182,17 +204,22 @@ def record_failure(
     *,
     failed_at: datetime,
     now: datetime,
-    kind: str = "payment_failed",
+    kind: str = NotificationKind.PAYMENT_FAILED,
     cadence: Cadence = DEFAULT_CADENCE,
 ) -> DunningCase:
     """A payment attempt failed: open or update the invoice's case and schedule its episode."""
     case = open_case(session, inv, now)
-    if case.status == "paid":
-        # invoice.paid was processed before this older failure: it was a recovery after all.
+    if case.status == CaseStatus.PAID:
+        # The payment was processed before this older failure: it was a recovery after all.
         case.first_failed_at = case.last_failed_at = failed_at
         case.attempt_count = min(case.attempt_count, inv.attempt_count)
         _recover(
-            session, case, paid_at=case.paid_at or now, now=now, attempts=case.attempt_count, attribution="stripe_retry"
+            session,
+            case,
+            paid_at=case.paid_at or now,
+            now=now,
+            attempts=case.attempt_count,
+            attribution=Attribution.PROVIDER_RETRY,
         )
         return case
     if not case.is_open:
@@ -201,28 +228,32 @@ def record_failure(
     _refresh(case, inv, now)
     case.first_failed_at = min(filter(None, (case.first_failed_at, failed_at)))
     case.last_failed_at = max(filter(None, (case.last_failed_at, failed_at)))
-    if case.status == "paused":
-        # The customer changed their payment method and Stripe's retry still failed: a new episode.
-        case.status = "open"
+    if case.status == CaseStatus.PAUSED:
+        # The customer changed their payment method and the provider's retry still failed: a new episode.
+        case.status = CaseStatus.OPEN
         case.episode += 1
     schedule_episode(session, case, failed_at if case.episode == 1 else now, now, kind=kind, cadence=cadence)
-    if kind == "payment_failed" and cadence.final_notice_days is not None:
+    if kind == NotificationKind.PAYMENT_FAILED and cadence.final_notice_days is not None:
         move_final_notice(session, case, inv, now, cadence)
     return case
 
 
-def pause_customer(session: Session, customer_id: str, now: datetime) -> int:
-    """The customer updated their payment method: stop the sequence and wait for Stripe's retry.
+def pause_customer(session: Session, provider: str, customer_id: str, now: datetime) -> int:
+    """The customer updated their payment method: stop the sequence and wait for the provider's retry.
 
     Returns how many cases paused. If the retry fails too, `record_failure` starts a new episode.
     """
     cases = session.scalars(
         select(DunningCase)
-        .where(DunningCase.customer_id == customer_id, DunningCase.status == "open")
+        .where(
+            DunningCase.provider == provider,
+            DunningCase.customer_id == customer_id,
+            DunningCase.status == CaseStatus.OPEN,
+        )
         .with_for_update()
     ).all()
     for case in cases:
-        case.status, case.updated_at = "paused", now
+        case.status, case.updated_at = CaseStatus.PAUSED, now
         cancel_pending(session, case, "paused: the customer updated the payment method")
     return len(cases)
 
@@ -235,6 +266,7 @@ def _refresh(case: DunningCase, inv: InvoiceView, now: datetime) -> None:
     case.next_payment_attempt = inv.next_payment_attempt
     case.customer_email = inv.customer_email or case.customer_email
     case.customer_name = inv.customer_name or case.customer_name
+    case.customer_country = inv.customer_country or case.customer_country
     case.hosted_invoice_url = inv.hosted_invoice_url or case.hosted_invoice_url
     case.invoice_number = inv.number or case.invoice_number
     case.updated_at = now
@@ -242,15 +274,15 @@ def _refresh(case: DunningCase, inv: InvoiceView, now: datetime) -> None:
 
 def record_payment(session: Session, inv: InvoiceView, *, paid_at: datetime, now: datetime) -> DunningCase | None:
     """The invoice was paid: close its case as recovered and write the ledger (once)."""
-    case = _lock_case(session, inv.id)
+    case = lock_case(session, inv.provider, inv.id)
     if case is None:
         if inv.attempt_count > 1:
             # Paid after earlier failed attempts whose event has not arrived yet (events are unordered):
             # remember the payment so the late failure is recorded as a recovery, not a new case.
-            case = open_case(session, inv, now, status="paid")
+            case = open_case(session, inv, now, status=CaseStatus.PAID)
             case.paid_at, case.closed_at = paid_at, now
         return case  # an invoice paid before any failure is not a recovery
-    if case.status in ("recovered", "paid", "void"):
+    if case.status in (CaseStatus.RECOVERED, CaseStatus.PAID, CaseStatus.VOID):
         return case
     _recover(
         session,
@@ -265,38 +297,33 @@ def record_payment(session: Session, inv: InvoiceView, *, paid_at: datetime, now
 
 
 def attribute(session: Session, case: DunningCase, inv: InvoiceView, paid_at: datetime) -> str:
-    """Why the money came back: the customer used our link, Stripe's retry worked, or paid out of band."""
+    """Why the money came back: the customer used our link, the provider's retry worked, or paid out of band."""
     if inv.paid_out_of_band:
-        return "out_of_band"
+        return Attribution.OUT_OF_BAND
     if _first_click(session, case, before=paid_at) is not None:
-        return "link_click"
+        return Attribution.LINK_CLICK
     if inv.attempt_count > case.attempt_count:
-        return "stripe_retry"  # a charge attempt happened after the last failure we saw
-    return "out_of_band"  # paid with no new charge attempt (marked paid, credit, bank transfer)
+        return Attribution.PROVIDER_RETRY  # a charge attempt happened after the last failure we saw
+    return Attribution.OUT_OF_BAND  # paid with no new charge attempt (marked paid, credit, bank transfer)
 
 
 def _first_click(session: Session, case: DunningCase, before: datetime) -> datetime | None:
     """The customer's first click on any of their recovery links since this case's failure.
 
-    By customer, not by case: one message may list several invoices, and one portal visit pays them all.
-    Stripe's paid_at has whole seconds, so a click in that same second still came first.
+    By customer, not by case: one message may list several invoices, and one visit pays them all.
+    Payment times have whole seconds, so a click in that same second still came first.
     """
     since = case.first_failed_at or case.created_at
     return session.scalar(
         select(func.min(Click.clicked_at))
         .join(DunningCase, DunningCase.id == Click.case_id)
         .where(
+            DunningCase.provider == case.provider,
             DunningCase.customer_id == case.customer_id,
             Click.clicked_at >= since,
             Click.clicked_at < before + timedelta(seconds=1),
         )
     )
-
-
-def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:
-    if later is None or earlier is None:
-        return None
-    return max(0, int((later - earlier).total_seconds()))
 
 
 def _recover(
@@ -310,38 +337,50 @@ def _recover(
     amount: int | None = None,
 ) -> None:
     first_click = _first_click(session, case, before=paid_at)
-    case.status, case.paid_at, case.closed_at, case.updated_at = "recovered", paid_at, now, now
+    case.status, case.paid_at, case.closed_at, case.updated_at = CaseStatus.RECOVERED, paid_at, now, now
     case.close_reason = "invoice paid"
     cancel_pending(session, case, "invoice paid")
-    row = dict(
-        entry_key=f"recovery:{case.invoice_id}",
-        kind="recovery",
-        case_id=case.id,
-        invoice_id=case.invoice_id,
-        customer_id=case.customer_id,
+    ledger.record_recovery(
+        session,
+        case,
         amount=amount or case.amount_due,
-        currency=case.currency,
-        livemode=case.livemode,
-        first_failed_at=case.first_failed_at,
-        recovered_at=paid_at,
-        seconds_to_recover=_seconds(paid_at, case.first_failed_at),
+        paid_at=paid_at,
         attempts=attempts,
-        messages_sent=case.messages_sent,
         attribution=attribution,
-        first_message_at=case.first_message_at,
-        first_click_at=first_click,
-        seconds_message_to_click=_seconds(first_click, case.first_message_at),
-        seconds_click_to_payment=_seconds(paid_at, first_click),
-        created_at=now,
+        first_click=first_click,
+        now=now,
     )
-    insert_if_absent(session, LedgerEntry.__table__, row, ["entry_key"])
 
 
-def close_case(session: Session, invoice_id: str, status: str, reason: str, now: datetime) -> DunningCase | None:
+def close_case(
+    session: Session, provider: str, invoice_id: str, status: str, reason: str, now: datetime
+) -> DunningCase | None:
     """Close an open case without a recovery (void, uncollectible, canceled) and cancel its messages."""
-    case = _lock_case(session, invoice_id)
+    case = lock_case(session, provider, invoice_id)
     if case is None or not case.is_open:
         return case
     case.status, case.close_reason, case.closed_at, case.updated_at = status, reason, now, now
     cancel_pending(session, case, reason)
     return case
+
+
+def close_subscription(session: Session, provider: str, subscription_id: str, reason: str, now: datetime) -> int:
+    """The subscription ended: close its open cases as canceled; returns how many."""
+    invoice_ids = session.scalars(
+        select(DunningCase.invoice_id).where(
+            DunningCase.provider == provider,
+            DunningCase.subscription_id == subscription_id,
+            DunningCase.status.in_((CaseStatus.OPEN, CaseStatus.PAUSED)),
+        )
+    ).all()
+    for invoice_id in invoice_ids:
+        close_case(session, provider, invoice_id, CaseStatus.CANCELED, reason, now)
+    return len(invoice_ids)
+
+
+def settle(session: Session, inv: InvoiceView, now: datetime) -> None:
+    """Settle the case from the provider's own view of a closed invoice (its webhook may be late or lost)."""
+    if inv.is_paid:
+        record_payment(session, inv, paid_at=inv.paid_at or now, now=now)
+    elif inv.status in CASE_CLOSED_AS:
+        close_case(session, inv.provider, inv.id, CASE_CLOSED_AS[inv.status], f"invoice {inv.status}", now)

@@ -1,8 +1,9 @@
-"""One plain function per Stripe event type: `HANDLERS = {type: fn}`.
+"""One plain function per domain event: `HANDLERS = {event class: fn}`.
 
-A handler gets the event (a dict), an open database session and its context, and changes only the
-database: messages go to the outbox, sent later by the worker. The worker commits the handler's
-changes together with the event's `done` mark, so a replayed or re-claimed event has no second effect.
+A handler gets an open database session, the domain event (from a provider's translator) and its
+context, and changes only the database: messages go to the outbox, sent later by the worker. The
+worker commits the handlers' changes together with the inbox event's `done` mark, so a replayed or
+re-claimed event has no second effect.
 """
 
 from __future__ import annotations
@@ -10,110 +11,95 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from webhook_app import dunning
-from webhook_app.clock import from_unix
+from webhook_app import dunning, ledger
 from webhook_app.config import Settings
-from webhook_app.finance import corrections
-from webhook_app.invoices import InvoiceView, stripe_id
-from webhook_app.models import DunningCase
+from webhook_app.domain import (
+    CorrectionVoided,
+    DomainEvent,
+    InvoiceClosed,
+    InvoicePaid,
+    MoneyReturned,
+    PaymentActionRequired,
+    PaymentFailed,
+    PaymentMethodUpdated,
+    SubscriptionEnded,
+)
+from webhook_app.states import NotificationKind
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a handler may use besides the session."""
+    """What a handler may use besides the session: which provider the event came from, settings, now."""
 
+    provider: str
     settings: Settings
     now: datetime
     cadence: dunning.Cadence = dunning.DEFAULT_CADENCE
 
 
-Handler = Callable[[Session, dict, Context], None]
-
-
-def _invoice(event: dict) -> InvoiceView:
-    return InvoiceView.from_stripe(event["data"]["object"])
-
-
-def _created(event: dict) -> datetime:
-    return from_unix(event["created"])
-
-
-def invoice_payment_failed(session: Session, event: dict, ctx: Context) -> None:
+def payment_failed(session: Session, event: PaymentFailed, ctx: Context) -> None:
     """Open or update the invoice's dunning case; schedule its messages once per episode."""
-    dunning.record_failure(session, _invoice(event), failed_at=_created(event), now=ctx.now, cadence=ctx.cadence)
+    dunning.record_failure(session, event.invoice, failed_at=event.failed_at, now=ctx.now, cadence=ctx.cadence)
 
 
-def invoice_payment_action_required(session: Session, event: dict, ctx: Context) -> None:
+def payment_action_required(session: Session, event: PaymentActionRequired, ctx: Context) -> None:
     """The bank wants 3-D Secure: the customer must authenticate on the hosted invoice page."""
     dunning.record_failure(
-        session, _invoice(event), failed_at=_created(event), now=ctx.now, kind="action_required", cadence=ctx.cadence
+        session,
+        event.invoice,
+        failed_at=event.at,
+        now=ctx.now,
+        kind=NotificationKind.ACTION_REQUIRED,
+        cadence=ctx.cadence,
     )
 
 
-def invoice_paid(session: Session, event: dict, ctx: Context) -> None:
-    """Close the case as recovered and append to the ledger (also for invoice.payment_succeeded)."""
-    inv = _invoice(event)
-    dunning.record_payment(session, inv, paid_at=inv.paid_at or _created(event), now=ctx.now)
+def invoice_paid(session: Session, event: InvoicePaid, ctx: Context) -> None:
+    """Close the case as recovered and append to the ledger."""
+    dunning.record_payment(session, event.invoice, paid_at=event.paid_at, now=ctx.now)
 
 
-def invoice_voided(session: Session, event: dict, ctx: Context) -> None:
-    """A voided invoice will never be paid: close the case and cancel its messages."""
-    dunning.close_case(session, _invoice(event).id, "void", "invoice voided", ctx.now)
+def invoice_closed(session: Session, event: InvoiceClosed, ctx: Context) -> None:
+    """Voided, written off or canceled: close the case and cancel its messages (a later payment still counts)."""
+    dunning.close_case(session, ctx.provider, event.invoice_id, event.status, event.reason, ctx.now)
 
 
-def invoice_marked_uncollectible(session: Session, event: dict, ctx: Context) -> None:
-    """Written off: close the case as lost (a later payment still counts as a recovery)."""
-    dunning.close_case(session, _invoice(event).id, "uncollectible", "invoice marked uncollectible", ctx.now)
-
-
-def customer_subscription_deleted(session: Session, event: dict, ctx: Context) -> None:
+def subscription_ended(session: Session, event: SubscriptionEnded, ctx: Context) -> None:
     """The subscription ended: stop chasing its invoices."""
-    sub_id = stripe_id(event["data"]["object"].get("id"), "subscription.id")
-    invoice_ids = session.scalars(
-        select(DunningCase.invoice_id).where(
-            DunningCase.subscription_id == sub_id, DunningCase.status.in_(DunningCase.OPEN_STATUSES)
-        )
-    ).all()
-    for invoice_id in invoice_ids:
-        dunning.close_case(session, invoice_id, "canceled", "subscription canceled", ctx.now)
+    dunning.close_subscription(session, ctx.provider, event.subscription_id, event.reason, ctx.now)
 
 
-def customer_updated(session: Session, event: dict, ctx: Context) -> None:
-    """A new default payment method: pause the customer's sequences until Stripe retries."""
-    customer = event["data"]["object"]
-    previous = event["data"].get("previous_attributes") or {}
-    changed = (
-        isinstance(previous.get("invoice_settings"), dict) and "default_payment_method" in previous["invoice_settings"]
-    )
-    new_method = (customer.get("invoice_settings") or {}).get("default_payment_method")
-    if changed and new_method:
-        dunning.pause_customer(session, stripe_id(customer.get("id"), "customer.id"), ctx.now)
+def payment_method_updated(session: Session, event: PaymentMethodUpdated, ctx: Context) -> None:
+    """A new payment method: pause the customer's sequences until the provider retries."""
+    dunning.pause_customer(session, ctx.provider, event.customer_id, ctx.now)
 
 
-def payment_method_attached(session: Session, event: dict, ctx: Context) -> None:
-    """The customer added a payment method: pause their sequences until Stripe retries."""
-    customer = event["data"]["object"].get("customer")
-    customer_id = customer.get("id") if isinstance(customer, dict) else customer
-    if customer_id is not None:  # a payment method attached to no customer concerns no case
-        dunning.pause_customer(session, stripe_id(customer_id, "payment_method.customer"), ctx.now)
+def money_returned(session: Session, event: MoneyReturned, ctx: Context) -> None:
+    """Money given back on a recovered invoice: an offsetting ledger row."""
+    ledger.money_returned(session, ctx.provider, event, ctx.now)
 
 
-HANDLERS: dict[str, Handler] = {
-    "invoice.payment_failed": invoice_payment_failed,
-    "invoice.payment_action_required": invoice_payment_action_required,
-    "invoice.paid": invoice_paid,
-    "invoice.payment_succeeded": invoice_paid,
-    "invoice.voided": invoice_voided,
-    "invoice.marked_uncollectible": invoice_marked_uncollectible,
-    "customer.subscription.deleted": customer_subscription_deleted,
-    "customer.updated": customer_updated,
-    "payment_method.attached": payment_method_attached,
-    # Money given back on a recovered invoice: offsetting ledger rows (see finance/corrections.py).
-    "charge.refunded": corrections.charge_refunded,
-    "credit_note.created": corrections.credit_note_created,
-    "credit_note.voided": corrections.credit_note_voided,
+def correction_voided(session: Session, event: CorrectionVoided, ctx: Context) -> None:
+    """A correction withdrawn (voided credit note): the row that reverses it."""
+    ledger.correction_voided(session, ctx.provider, event, ctx.now)
+
+
+HANDLERS: dict[type, Callable[[Session, Any, Context], None]] = {
+    PaymentFailed: payment_failed,
+    PaymentActionRequired: payment_action_required,
+    InvoicePaid: invoice_paid,
+    InvoiceClosed: invoice_closed,
+    SubscriptionEnded: subscription_ended,
+    PaymentMethodUpdated: payment_method_updated,
+    MoneyReturned: money_returned,
+    CorrectionVoided: correction_voided,
 }
+
+
+def apply(session: Session, event: DomainEvent, ctx: Context) -> None:
+    """Run the handler for `event` (every domain event has one)."""
+    HANDLERS[type(event)](session, event, ctx)

@@ -1,33 +1,32 @@
-"""Recovery links that never go stale: `{PUBLIC_URL}/r/<token>` mints a portal session on click.
+"""`GET /r/<token>`: the durable recovery link. It mints the provider's update page on click.
 
-Stripe portal sessions expire shortly after creation, so an emailed session URL can be dead when
-clicked. Our token is durable instead: signed with SECRET_KEY (itsdangerous), naming one dunning case
-(ids only, no personal data), expiring after LINK_MAX_AGE_DAYS. Link previewers and HEAD requests get
-a page, never a session, and are not counted as clicks.
+Provider pages expire (Stripe portal sessions within minutes, Chargebee hosted pages in days), so an
+emailed page URL can be dead when clicked. Our token (`webhook_app.tokens`) is durable instead; the
+click asks the case's provider for a fresh page and redirects there (303). Link previewers and HEAD
+requests get a page, never a session, and are not counted as clicks.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint, Response, render_template, request
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired
 from sqlalchemy import func, select
 
-from webhook_app.clock import FrozenClock
-from webhook_app.config import Settings
-from webhook_app.errors import CustomerMissing, RecoveryError
+from webhook_app.errors import ConfigurationNeeded, RecoveryError, ResourceMissing
 from webhook_app.models import Click, DunningCase
 from webhook_app.observability import report_exception
+from webhook_app.sending import link_target
 from webhook_app.services import services
+from webhook_app.tokens import read_token
 
 log = logging.getLogger(__name__)
 bp = Blueprint("links", __name__)
 
-SALT = "webhook-app.recovery-link.v1"
-DEV_SECRET = "development-only-secret-do-not-use-in-production"
 CLICK_LIMIT, CLICK_WINDOW = 10, timedelta(minutes=10)
 # Mail scanners and chat apps fetch links to preview them; a fetch must not look like a customer.
 PREVIEW_BOTS = re.compile(
@@ -38,53 +37,10 @@ PREVIEW_BOTS = re.compile(
 )
 
 
-class _ClockSigner(TimestampSigner):
-    """itsdangerous' timestamp signer reading our clock, so expiry follows the app's notion of now."""
-
-    def __init__(self, *args, clock=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-
-    def get_timestamp(self) -> int:
-        if self.clock is None:
-            return super().get_timestamp()
-        return int(self.clock.now().replace(tzinfo=UTC).timestamp())
-
-
-def _serializer(settings: Settings, clock=None) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(
-        settings.secret_key or DEV_SECRET, salt=SALT, signer=_ClockSigner, signer_kwargs={"clock": clock}
-    )
-
-
-def make_token(settings: Settings, case_id: int, notification_id: int | None = None, clock=None) -> str:
-    """A signed token for one case (and the message that carried it)."""
-    return _serializer(settings, clock).dumps({"c": case_id, "n": notification_id})
-
-
-def recovery_url(settings: Settings, case_id: int, notification_id: int, issued_at: datetime) -> str:
-    """The durable link to put in a message as `updatePaymentUrl`.
-
-    Signed as of `issued_at` (the notification's creation), so every attempt to send the same
-    notification carries the same URL: providers that de-duplicate on content (Intercom) then see a
-    retried send as the duplicate it is. Expiry counts from that moment.
-    """
-    token = make_token(settings, case_id, notification_id, FrozenClock(issued_at))
-    return f"{settings.public_url}/r/{token}"
-
-
-def read_token(settings: Settings, token: str, clock=None) -> dict:
-    """The token's claims; raises SignatureExpired or BadSignature."""
-    data = _serializer(settings, clock).loads(token, max_age=settings.link_max_age_days * 86400)
-    if not isinstance(data, dict) or not isinstance(data.get("c"), int):
-        raise BadSignature("malformed token")
-    return data
-
-
-def _page(template: str, status: int, **context) -> Response:
+def _page(template: str, status: int, **context: Any) -> Response:
     svc = services()
     html = render_template(
-        template, company=svc.settings.company_name, return_url=svc.settings.portal_return_url, **context
+        template, company=svc.settings.links.company_name, return_url=svc.settings.links.return_url, **context
     )
     response = Response(html, status=status, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
@@ -93,11 +49,11 @@ def _page(template: str, status: int, **context) -> Response:
 
 
 @bp.route("/r/<token>", methods=["GET", "HEAD"])
-def follow(token: str):
-    """Mint a fresh portal session for the token's case and redirect (303) to it."""
+def follow(token: str) -> Response:
+    """Mint a fresh update page for the token's case and redirect (303) to it."""
     svc = services()
     try:
-        data = read_token(svc.settings, token, svc.clock)
+        data = read_token(svc.settings.links, token, svc.clock)
     except SignatureExpired:
         return _page("link_expired.html", 410)
     except BadSignature:
@@ -124,25 +80,32 @@ def follow(token: str):
         response.headers["Retry-After"] = str(int(CLICK_WINDOW.total_seconds()))
         return response
 
-    if svc.billing is None:
-        log.error("recovery link clicked but STRIPE_SECRET_KEY is not set", extra={"case_id": case.id})
-        return _unavailable()
     try:
-        session = svc.billing.create_portal_session(case.customer_id)
-    except CustomerMissing:
-        log.error("recovery link for a customer Stripe no longer knows", extra={"case_id": case.id})
+        link = svc.billing(case.provider).update_link(link_target(case, data.get("n")))
+    except ResourceMissing as exc:
+        log.error("recovery link for a %s %s no longer knows", exc.kind, case.provider, extra={"case_id": case.id})
         return _page("link_invalid.html", 404)
-    except RecoveryError as exc:
-        # Not recorded as a click: the customer never reached the portal. They can simply retry.
-        log.error("could not mint a portal session for a click: %s", exc, extra={"case_id": case.id})
+    except (RecoveryError, ConfigurationNeeded) as exc:
+        # Not recorded as a click: the customer never reached the update page. They can simply retry.
+        log.error("could not mint an update page for a click: %s", exc, extra={"case_id": case.id})
         report_exception(exc)
         return _unavailable()
+    if link is None:  # every provider mints a page for a click; None would be a bug in its port
+        raise RuntimeError(f"{case.provider} returned no update link for a click")
 
     with svc.db.session() as s:
-        s.add(Click(case_id=case.id, notification_id=data.get("n"), portal_session_id=session.id, clicked_at=now))
-    log.info("recovery link followed", extra={"case_id": case.id})
+        s.add(
+            Click(
+                provider=case.provider,
+                case_id=case.id,
+                notification_id=data.get("n"),
+                update_link_id=link.reference,
+                clicked_at=now,
+            )
+        )
+    log.info("recovery link followed", extra={"case_id": case.id, "provider": case.provider})
     response = Response(
-        status=303, headers={"Location": session.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        status=303, headers={"Location": link.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
     )
     return response
 

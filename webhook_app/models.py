@@ -1,8 +1,10 @@
 """SQLAlchemy 2.0 models: the inbox, dunning cases, the notification outbox, clicks and the ledger.
 
-Idempotency rests on the unique constraints declared here (event id, invoice id, one notification
-per case/episode/step, one ledger entry per key), never on a read-before-insert.
-Times are stored as naive UTC datetimes, the same on SQLite and PostgreSQL.
+Every row carries the billing `provider` it belongs to ("stripe", "chargebee", ...): ids are unique
+per provider, never across them. Idempotency rests on the unique constraints declared here (event id,
+invoice id, one notification per case/episode/step, one ledger entry per key), never on a
+read-before-insert. Statuses are the enums of `webhook_app.states`. Times are stored as naive UTC
+datetimes, the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from webhook_app.states import CASE_OPEN, CaseStatus, EventStatus, NotificationKind, NotificationStatus
+
 
 class Base(DeclarativeBase):
     pass
@@ -19,22 +23,23 @@ class Base(DeclarativeBase):
 
 # A BIGINT primary key on PostgreSQL, and SQLite's INTEGER PRIMARY KEY (its rowid) there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+Provider = String(20)
 
 
 class Event(Base):
-    """A Stripe event as delivered: the inbox. Stored before we answer 2xx; processed by the worker."""
+    """A billing-system event as delivered: the inbox. Stored before we answer 2xx; processed by the worker."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    stripe_id: Mapped[str] = mapped_column(String(255), unique=True)
+    provider: Mapped[str] = mapped_column(Provider)
+    event_id: Mapped[str] = mapped_column(String(255))  # the provider's own id (or a derived dedupe key)
     type: Mapped[str] = mapped_column(String(100))
     livemode: Mapped[bool] = mapped_column(Boolean)
     api_version: Mapped[str | None] = mapped_column(String(40))
-    stripe_created: Mapped[datetime] = mapped_column(DateTime)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
     payload: Mapped[str] = mapped_column(Text)
-    # pending -> processing -> done | ignored | failed
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=EventStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(DateTime)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
@@ -43,7 +48,10 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_events_claim", "status", "run_at"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_events_provider_event_id"),
+        Index("ix_events_claim", "status", "run_at"),
+    )
 
 
 class DunningCase(Base):
@@ -52,11 +60,13 @@ class DunningCase(Base):
     __tablename__ = "dunning_cases"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    invoice_id: Mapped[str] = mapped_column(String(255), unique=True)
-    customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    provider: Mapped[str] = mapped_column(Provider)
+    invoice_id: Mapped[str] = mapped_column(String(255))
+    customer_id: Mapped[str] = mapped_column(String(255))
     subscription_id: Mapped[str | None] = mapped_column(String(255))
     customer_email: Mapped[str | None] = mapped_column(String(320))
     customer_name: Mapped[str | None] = mapped_column(String(255))
+    customer_country: Mapped[str | None] = mapped_column(String(2))
     invoice_number: Mapped[str | None] = mapped_column(String(255))
     hosted_invoice_url: Mapped[str | None] = mapped_column(Text)
     currency: Mapped[str] = mapped_column(String(3))
@@ -65,8 +75,7 @@ class DunningCase(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(255))
     next_payment_attempt: Mapped[datetime | None] = mapped_column(DateTime)
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
-    # open | paused | recovered | void | uncollectible | canceled | paid (never failed) | error
-    status: Mapped[str] = mapped_column(String(20), default="open")
+    status: Mapped[str] = mapped_column(String(20), default=CaseStatus.OPEN)
     close_reason: Mapped[str | None] = mapped_column(Text)
     episode: Mapped[int] = mapped_column(Integer, default=1)
     messages_sent: Mapped[int] = mapped_column(Integer, default=0)
@@ -79,15 +88,15 @@ class DunningCase(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (
+        UniqueConstraint("provider", "invoice_id", name="uq_dunning_cases_provider_invoice_id"),
+        Index("ix_dunning_cases_customer", "provider", "customer_id"),
         Index("ix_dunning_cases_status", "status", "currency"),
         Index("ix_dunning_cases_closed", "status", "closed_at"),  # finance: lost and open-at-period-end
     )
 
-    OPEN_STATUSES = ("open", "paused")
-
     @property
     def is_open(self) -> bool:
-        return self.status in self.OPEN_STATUSES
+        return self.status in CASE_OPEN
 
 
 class Notification(Base):
@@ -96,20 +105,20 @@ class Notification(Base):
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(Provider)  # the billing provider of the case
     case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id"), index=True)
     episode: Mapped[int] = mapped_column(Integer, default=1)
     step: Mapped[int] = mapped_column(Integer, default=0)
-    kind: Mapped[str] = mapped_column(String(40), default="payment_failed")
-    # pending | held -> sending -> sent | skipped | cancelled | failed
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    kind: Mapped[str] = mapped_column(String(40), default=NotificationKind.PAYMENT_FAILED)
+    status: Mapped[str] = mapped_column(String(20), default=NotificationStatus.PENDING)
     run_at: Mapped[datetime] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
     claim_token: Mapped[str | None] = mapped_column(String(36))
     last_error: Mapped[str | None] = mapped_column(Text)
-    provider: Mapped[str | None] = mapped_column(String(20))
-    provider_message_id: Mapped[str | None] = mapped_column(String(255))
-    portal_session_id: Mapped[str | None] = mapped_column(String(255))
+    messenger: Mapped[str | None] = mapped_column(String(20))  # loops | intercom | console
+    messenger_message_id: Mapped[str | None] = mapped_column(String(255))
+    update_link_id: Mapped[str | None] = mapped_column(String(255))  # portal session / hosted page minted
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -120,26 +129,31 @@ class Notification(Base):
 
 
 class Click(Base):
-    """A customer followed a recovery link and we minted a portal session for them."""
+    """A customer followed a recovery link and we minted an update-payment page for them."""
 
     __tablename__ = "link_clicks"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(Provider)
     case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id"), index=True)
     notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
-    portal_session_id: Mapped[str | None] = mapped_column(String(255))
+    update_link_id: Mapped[str | None] = mapped_column(String(255))
     clicked_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class LedgerEntry(Base):
-    """The recovery ledger, append-only: a recovery, or a correction that offsets one (refund)."""
+    """The recovery ledger, append-only: a recovery, or a correction that offsets one (refund).
+
+    Written only by `webhook_app.ledger`; `webhook_app.finance` reads it.
+    """
 
     __tablename__ = "recovery_ledger"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # e.g. "recovery:in_123", "refund:re_456": one row per real-world fact, whatever the replays.
-    entry_key: Mapped[str] = mapped_column(String(300), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))  # recovery | refund | credit_note
+    provider: Mapped[str] = mapped_column(Provider)
+    # e.g. "recovery:in_123", "refund:ch_1:4900": one row per real-world fact, whatever the replays.
+    entry_key: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20))  # webhook_app.states.LedgerKind
     case_id: Mapped[int | None] = mapped_column(ForeignKey("dunning_cases.id"))
     invoice_id: Mapped[str] = mapped_column(String(255), index=True)
     customer_id: Mapped[str] = mapped_column(String(255))
@@ -151,7 +165,7 @@ class LedgerEntry(Base):
     seconds_to_recover: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     messages_sent: Mapped[int] = mapped_column(Integer, default=0)
-    attribution: Mapped[str | None] = mapped_column(String(20))  # link_click | stripe_retry | out_of_band
+    attribution: Mapped[str | None] = mapped_column(String(20))  # webhook_app.states.Attribution
     first_message_at: Mapped[datetime | None] = mapped_column(DateTime)
     first_click_at: Mapped[datetime | None] = mapped_column(DateTime)
     seconds_message_to_click: Mapped[int | None] = mapped_column(Integer)
@@ -159,6 +173,7 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (
+        UniqueConstraint("provider", "entry_key", name="uq_recovery_ledger_provider_entry_key"),
         Index("ix_recovery_ledger_period", "recovered_at", "currency"),
         Index("ix_recovery_ledger_currency_period", "currency", "recovered_at"),
     )

@@ -7,7 +7,6 @@ import logging
 import re
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from webhook_app.config import Settings
 
@@ -50,25 +49,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def _settings_secrets(settings: Settings) -> tuple[str, ...]:
-    values = (
-        settings.stripe_secret_key,
-        settings.loops_api_key,
-        settings.intercom_access_token,
-        settings.secret_key,
-        settings.finance_password,
-        # Sentry sends frame locals; a `settings` local's repr carries DATABASE_URL with its password.
-        urlsplit(settings.database_url).password if settings.database_url else None,
-        *settings.stripe_webhook_secrets,
-    )
-    return tuple(v for v in values if v)
-
-
 def configure_logging(settings: Settings) -> None:
     """Send the app's logs to stdout as JSON lines (Heroku's log router reads stdout)."""
     root = logging.getLogger("webhook_app")
     root.setLevel(settings.log_level)
-    formatter = JsonFormatter(_settings_secrets(settings))
+    formatter = JsonFormatter(settings.secrets())
     for handler in root.handlers:
         if getattr(handler, "_webhook_app", False):
             handler.setFormatter(formatter)
@@ -92,7 +77,7 @@ def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
 
 def make_before_send(settings: Settings):
     """A Sentry `before_send` hook that masks emails and secrets anywhere in the event."""
-    secrets = _settings_secrets(settings)
+    secrets = settings.secrets()
 
     def before_send(event: dict, _hint: dict) -> dict:
         return _scrub_value(event, secrets)
@@ -102,15 +87,15 @@ def make_before_send(settings: Settings):
 
 def init_sentry(settings: Settings, transport=None) -> bool:
     """Initialise Sentry when `SENTRY_DSN` is set; returns whether it was."""
-    if not settings.sentry_dsn:
+    if not settings.sentry.dsn:
         return False
     import sentry_sdk
     from sentry_sdk.integrations.flask import FlaskIntegration
 
     options: dict[str, Any] = dict(
-        dsn=settings.sentry_dsn,
-        environment=settings.sentry_environment,
-        traces_sample_rate=settings.sentry_traces_sample_rate,
+        dsn=settings.sentry.dsn,
+        environment=settings.sentry.environment,
+        traces_sample_rate=settings.sentry.traces_sample_rate,
         # send_default_pii is left unset: its default collects no user data (and setting it is deprecated).
         max_request_body_size="never",  # webhook bodies carry customer emails
         integrations=[FlaskIntegration()],

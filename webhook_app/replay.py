@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 
 from webhook_app.db import Database
 from webhook_app.models import Event
+from webhook_app.states import EventStatus
 
 
 def requeue(
@@ -15,13 +16,13 @@ def requeue(
 ) -> tuple[int, list[str]]:
     """Mark the named (or all failed) events pending again; returns (count, unknown ids)."""
     with db.session() as s:
-        known = set(s.scalars(select(Event.stripe_id).where(Event.stripe_id.in_(event_ids)))) if event_ids else set()
-        condition = Event.stripe_id.in_(known) if event_ids else Event.status == "failed"
+        known = set(s.scalars(select(Event.event_id).where(Event.event_id.in_(event_ids)))) if event_ids else set()
+        condition = Event.event_id.in_(known) if event_ids else Event.status == EventStatus.FAILED
         if event_ids and failed:
-            condition = Event.stripe_id.in_(known) | (Event.status == "failed")
+            condition = Event.event_id.in_(known) | (Event.status == EventStatus.FAILED)
         count = s.execute(
             update(Event)
-            .where(condition, Event.status != "processing")
-            .values(status="pending", run_at=now, attempts=0, claim_token=None, locked_until=None)
+            .where(condition, Event.status != EventStatus.PROCESSING)
+            .values(status=EventStatus.PENDING, run_at=now, attempts=0, claim_token=None, locked_until=None)
         ).rowcount
     return count, [e for e in event_ids if e not in known]

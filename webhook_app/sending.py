@@ -1,4 +1,4 @@
-"""Sending one due notification: re-check the invoice, mint a portal session, message, record.
+"""Sending one due notification: re-check the invoice, mint the update link, message, record.
 
 Nothing here runs inside a handler's transaction. The database is touched in short transactions
 around the external calls, and every external call that creates something carries an idempotency
@@ -6,27 +6,36 @@ key, so a worker killed between "sent" and "recorded" re-sends with the same key
 answers "already sent" instead of emailing the customer twice.
 
 A customer with several failed invoices due at once gets one message listing all of them: the other
-invoices' notifications are claimed with the same token and recorded as sent together.
+invoices' notifications are claimed with the same token (`webhook_app.outbox`) and recorded as sent
+together.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from webhook_app import dunning, links
-from webhook_app.adapters import InvoiceLine, Message
+from webhook_app import dunning, tokens
+from webhook_app.adapters import InvoiceLine, Message, SendResult
 from webhook_app.claims import Claim, finish
-from webhook_app.errors import ConfigurationNeeded, CustomerMissing, PermanentError
-from webhook_app.invoices import InvoiceView
+from webhook_app.domain import InvoiceView
+from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
 from webhook_app.models import DunningCase, Notification
+from webhook_app.outbox import Batch
+from webhook_app.providers.base import LinkTarget
 from webhook_app.quiet_hours import quiet_until
 from webhook_app.services import Services
+from webhook_app.states import CaseStatus, NotificationKind, NotificationStatus
 
 log = logging.getLogger(__name__)
+
+THROTTLE_RETRIES = 3  # 429s absorbed in place per message before the worker's backoff takes over
+MAX_INLINE_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Outcome:
 
     status: str
     reason: str | None = None
+    notification_ids: tuple[int, ...] = ()  # the notifications a sent message covered
 
 
 @dataclass
@@ -56,7 +66,7 @@ def _line(item: _Item) -> InvoiceLine:
     return InvoiceLine(
         invoice_id=case.invoice_id,
         number=(inv.number if inv else None) or case.invoice_number,
-        amount_due=(inv.amount_remaining or inv.amount_due) if inv else case.amount_due,
+        amount_due=inv.remaining if inv else case.amount_due,
         currency=case.currency,
         hosted_invoice_url=(inv.hosted_invoice_url if inv else None) or case.hosted_invoice_url,
         attempt_count=max(case.attempt_count, inv.attempt_count if inv else 0),
@@ -64,104 +74,121 @@ def _line(item: _Item) -> InvoiceLine:
     )
 
 
-def send_notification(svc: Services, claim: Claim) -> Outcome:
-    """Deliver the claimed notification; raises classified errors for the worker to record."""
+def link_target(case: DunningCase, notification_id: int | None = None) -> LinkTarget:
+    """What an update link for `case` is for."""
+    return LinkTarget(
+        case_id=case.id,
+        customer_id=case.customer_id,
+        invoice_id=case.invoice_id,
+        subscription_id=case.subscription_id,
+        currency=case.currency,
+        notification_id=notification_id,
+    )
+
+
+def send_notification(svc: Services, batch: Batch) -> Outcome:
+    """Deliver the claimed message; raises classified errors for the worker to record."""
+    claim = batch.claim
     now = svc.clock.now()
     with svc.db.session() as s:
         notification = s.get(Notification, claim.id)
+        assert notification is not None  # claimed rows are never deleted
         case = s.get(DunningCase, notification.case_id)
+        assert case is not None
         s.expunge_all()
-    primary = _Item(notification, case)
     context = {"notification_id": notification.id, "case_id": case.id, "invoice_id": case.invoice_id}
 
-    if not case.is_open:
-        return _skip(svc, claim, f"case {case.status}", context)
-    if case.status == "paused":
-        return _skip(svc, claim, "paused: the customer updated the payment method; waiting for Stripe's retry", context)
-    if svc.billing is None:
-        raise ConfigurationNeeded("STRIPE_SECRET_KEY is not set; messages wait until it is")
+    try:
+        return _send(svc, batch, _Item(notification, case), context, now)
+    except BaseException:
+        _release(svc, claim, list(batch.sibling_ids))
+        raise
 
-    primary.invoice = svc.billing.retrieve_invoice(case.invoice_id)
+
+def _send(svc: Services, batch: Batch, primary: _Item, context: dict[str, Any], now: datetime) -> Outcome:
+    claim, notification, case = batch.claim, primary.notification, primary.case
+    if not case.is_open:
+        outcome = _skip(svc, claim, f"case {case.status}", context)
+        _release(svc, claim, list(batch.sibling_ids))
+        return outcome
+    if case.status == CaseStatus.PAUSED:
+        outcome = _skip(svc, claim, "paused: the customer updated the payment method; waiting for the retry", context)
+        _release(svc, claim, list(batch.sibling_ids))
+        return outcome
+    billing = svc.billing(case.provider)
+
+    primary.invoice = billing.retrieve_invoice(case.invoice_id)
     if primary.invoice.is_closed:
         _settle(svc, primary.invoice, now)
-        return _skip(svc, claim, f"invoice already {primary.invoice.status}", context)
+        outcome = _skip(svc, claim, f"invoice already {primary.invoice.status}", context)
+        _release(svc, claim, list(batch.sibling_ids))  # each goes out on its own, re-checked
+        return outcome
 
-    if svc.settings.quiet_hours:
-        resume = quiet_until(now, primary.invoice.customer_country, svc.settings.quiet_hours)
+    quiet_hours = svc.settings.dunning.quiet_hours
+    if quiet_hours:
+        country = primary.invoice.customer_country or case.customer_country
+        resume = quiet_until(now, country, quiet_hours)
         if resume:
+            _defer_all(svc, claim, list(batch.sibling_ids), resume)
             return _defer(svc, claim, resume, context)
 
     email = primary.invoice.customer_email or case.customer_email
     if not email:
         raise PermanentError("the invoice has no customer email to send to")
 
-    others = _claim_siblings(svc, primary, claim, now)
-    try:
-        others = [item for item in others if _still_due(svc, item, claim, now)]
-        result, portal_id = _deliver(svc, primary, others, email, claim)
-    except BaseException:
-        _release(svc, claim, [item.notification.id for item in others])
-        raise
+    others = [item for item in _load(svc, batch.sibling_ids) if _still_due(svc, item, claim, now)]
+    result, link_id = _deliver(svc, primary, others, email)
 
+    sent = dict(
+        status=NotificationStatus.SENT,
+        sent_at=now,
+        messenger=result.provider,
+        messenger_message_id=result.message_id,
+        update_link_id=link_id,
+    )
     with svc.db.session() as s:
-        recorded = finish(
-            s,
-            Notification,
-            claim,
-            status="sent",
-            sent_at=now,
-            provider=result.provider,
-            provider_message_id=result.message_id,
-            portal_session_id=portal_id,
-            last_error="provider had already accepted this message" if result.duplicate else None,
-        )
-        if recorded:
+        duplicate_note = "the email tool had already accepted this message" if result.duplicate else None
+        if finish(s, Notification, claim, **sent, last_error=duplicate_note):
             for item in others:
-                finish(
-                    s,
-                    Notification,
-                    Claim(item.notification.id, claim.token, 0),
-                    status="sent",
-                    sent_at=now,
-                    provider=result.provider,
-                    provider_message_id=result.message_id,
-                    portal_session_id=portal_id,
-                    last_error=f"sent in one message with notification {notification.id}",
-                )
+                note = f"sent in one message with notification {notification.id}"
+                finish(s, Notification, Claim(item.notification.id, claim.token, 0), **sent, last_error=note)
             _count_message(s, [primary.case.id] + [item.case.id for item in others], now)
     log.info(
         "recovery message sent%s%s",
-        " (provider had it already)" if result.duplicate else "",
+        " (the email tool had it already)" if result.duplicate else "",
         f" covering {1 + len(others)} invoices" if others else "",
-        extra={**context, "provider": result.provider},
+        extra={**context, "provider": case.provider},
     )
-    return Outcome("sent")
+    return Outcome("sent", notification_ids=(notification.id, *(item.notification.id for item in others)))
 
 
-def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str, claim: Claim):
-    """Mint the link and send the message; returns (SendResult, portal session id)."""
+def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str) -> tuple[SendResult, str | None]:
+    """Mint the link and send the message; returns (SendResult, the update link's provider id)."""
     notification, case, invoice = primary.notification, primary.case, primary.invoice
-    if notification.kind == "action_required":
-        # 3-D Secure: the customer authenticates the payment itself on Stripe's hosted invoice page.
-        portal_id, portal_url = None, None
+    assert invoice is not None  # read by send_notification before delivering
+    link_id, portal_url = None, None
+    if notification.kind == NotificationKind.ACTION_REQUIRED:
+        # 3-D Secure: the customer authenticates the payment itself on the provider's hosted invoice page.
         update_url = invoice.hosted_invoice_url or case.hosted_invoice_url
         if not update_url:
             raise PermanentError("action required but the invoice has no hosted_invoice_url")
     else:
-        use_links = bool(svc.settings.public_url)
-        # One key per notification: a retried send reuses the session (and its URL) Stripe already made,
-        # so the message is identical and the email tool can recognise the retry.
-        portal = svc.billing.create_portal_session(
-            case.customer_id,
+        use_links = bool(svc.settings.links.public_url)
+        # One key per notification: a retried send reuses the page (and its URL) the provider already
+        # made, so the message is identical and the email tool can recognise the retry.
+        link = svc.billing(case.provider).update_link(
+            link_target(case, notification.id),
             idempotency_key=f"{idempotency_key(notification.id)}-portal",
-            after_expiration_login=not use_links,
+            for_email=True,
         )
-        portal_id, portal_url = portal.id, portal.url
-        update_url = (
-            links.recovery_url(svc.settings, case.id, notification.id, notification.created_at)
-            if use_links
-            else portal.url
-        )
+        if link is not None:
+            link_id, portal_url = link.reference, link.url
+        if use_links:
+            update_url = tokens.recovery_url(svc.settings.links, case.id, notification.id, notification.created_at)
+        elif link is not None:
+            update_url = link.url
+        else:
+            raise ConfigurationNeeded(f"PUBLIC_URL is not set: {case.provider} payment updates need our /r/ links")
     template = dunning.template_for(notification.kind, notification.step)
     message = Message(
         kind=notification.kind,
@@ -177,52 +204,42 @@ def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str, cla
         template=template,
         other_invoices=tuple(_line(item) for item in others),
     )
-    return svc.messenger.send(message, idempotency_key(notification.id)), portal_id
+    return _send_message(svc, message, idempotency_key(notification.id)), link_id
 
 
-def _claim_siblings(svc: Services, primary: _Item, claim: Claim, now: datetime) -> list[_Item]:
-    """Take the customer's other due notifications of the same kind under this claim's token."""
+def _send_message(svc: Services, message: Message, key: str) -> SendResult:
+    """Send, waiting out the email tool's short rate-limit pauses here rather than in the outbox.
+
+    On a 429 the adapter pauses its own token bucket for the provider's Retry-After; sending again
+    waits there. A long wait, or a limit still hit after a few tries, goes back to the worker's backoff.
+    """
+    for attempt in range(THROTTLE_RETRIES + 1):
+        try:
+            return svc.messenger.send(message, key)
+        except TransientError as exc:
+            if exc.retry_after is None or exc.retry_after > MAX_INLINE_WAIT_SECONDS or attempt == THROTTLE_RETRIES:
+                raise
+            log.info("email tool rate limit: sending again after %.2fs", exc.retry_after)
+    raise AssertionError("unreachable")
+
+
+def _load(svc: Services, notification_ids: tuple[int, ...]) -> list[_Item]:
+    """The claimed siblings with their cases, detached from the session."""
+    items = []
     with svc.db.session() as s:
-        candidates = (
-            select(Notification.id)
-            .join(DunningCase, DunningCase.id == Notification.case_id)
-            .where(
-                DunningCase.customer_id == primary.case.customer_id,
-                DunningCase.id != primary.case.id,
-                DunningCase.status == "open",
-                Notification.kind == primary.notification.kind,
-                Notification.status == "pending",
-                Notification.run_at <= now,
-            )
-            .with_for_update(of=Notification, skip_locked=True)
-            .cte("siblings")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        ids = [
-            row.id
-            for row in s.execute(
-                update(Notification)
-                .where(Notification.id.in_(select(candidates.c.id)), Notification.status == "pending")
-                .values(
-                    status="sending",
-                    claim_token=claim.token,
-                    locked_until=now + timedelta(seconds=svc.settings.worker_lease_seconds),
-                )
-                .returning(Notification.id),
-                execution_options={"synchronize_session": False},
-            )
-        ]
-        items = []
-        for notification_id in sorted(ids):
+        for notification_id in notification_ids:
             notification = s.get(Notification, notification_id)
-            items.append(_Item(notification, s.get(DunningCase, notification.case_id)))
+            assert notification is not None
+            case = s.get(DunningCase, notification.case_id)
+            assert case is not None
+            items.append(_Item(notification, case))
         s.expunge_all()
     return items
 
 
 def _still_due(svc: Services, item: _Item, claim: Claim, now: datetime) -> bool:
     """Re-read a sibling's invoice; settle and skip it when it is no longer collectable."""
-    item.invoice = svc.billing.retrieve_invoice(item.case.invoice_id)
+    item.invoice = svc.billing(item.case.provider).retrieve_invoice(item.case.invoice_id)
     if not item.invoice.is_closed:
         return True
     _settle(svc, item.invoice, now)
@@ -231,7 +248,7 @@ def _still_due(svc: Services, item: _Item, claim: Claim, now: datetime) -> bool:
             s,
             Notification,
             Claim(item.notification.id, claim.token, 0),
-            status="skipped",
+            status=NotificationStatus.SKIPPED,
             last_error=f"invoice already {item.invoice.status}",
         )
     return False
@@ -245,11 +262,11 @@ def _release(svc: Services, claim: Claim, notification_ids: list[int]) -> None:
         s.execute(
             update(Notification)
             .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
-            .values(status="pending", claim_token=None, locked_until=None)
+            .values(status=NotificationStatus.PENDING, claim_token=None, locked_until=None)
         )
 
 
-def _count_message(session, case_ids: list[int], now: datetime) -> None:
+def _count_message(session: Session, case_ids: list[int], now: datetime) -> None:
     for case in session.scalars(select(DunningCase).where(DunningCase.id.in_(case_ids)).with_for_update()):
         case.messages_sent += 1
         case.first_message_at = case.first_message_at or now
@@ -259,26 +276,41 @@ def _count_message(session, case_ids: list[int], now: datetime) -> None:
 def _settle(svc: Services, invoice: InvoiceView, now: datetime) -> None:
     """The webhook that says so may still be on its way (or lost): settle the case from the source."""
     with svc.db.session() as s:
-        if invoice.is_paid:
-            dunning.record_payment(s, invoice, paid_at=invoice.paid_at or now, now=now)
-        else:
-            dunning.close_case(s, invoice.id, dunning.CLOSED_AS[invoice.status], f"invoice {invoice.status}", now)
+        dunning.settle(s, invoice, now)
 
 
-def _skip(svc: Services, claim: Claim, reason: str, context: dict) -> Outcome:
+def _skip(svc: Services, claim: Claim, reason: str, context: dict[str, Any]) -> Outcome:
     with svc.db.session() as s:
-        finish(s, Notification, claim, status="skipped", last_error=reason)
+        finish(s, Notification, claim, status=NotificationStatus.SKIPPED, last_error=reason)
     log.info("notification skipped: %s", reason, extra=context)
     return Outcome("skipped", reason)
 
 
-def _defer(svc: Services, claim: Claim, resume: datetime, context: dict) -> Outcome:
+def _defer_all(svc: Services, claim: Claim, notification_ids: list[int], resume: datetime) -> None:
+    """The siblings wait for the same morning as the primary (they go out together then)."""
+    if not notification_ids:
+        return
+    with svc.db.session() as s:
+        s.execute(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
+            .values(
+                status=NotificationStatus.PENDING,
+                run_at=resume,
+                claim_token=None,
+                locked_until=None,
+                last_error=f"quiet hours: held until {resume.isoformat()}Z",
+            )
+        )
+
+
+def _defer(svc: Services, claim: Claim, resume: datetime, context: dict[str, Any]) -> Outcome:
     with svc.db.session() as s:
         finish(
             s,
             Notification,
             claim,
-            status="pending",
+            status=NotificationStatus.PENDING,
             run_at=resume,
             last_error=f"quiet hours: held until {resume.isoformat()}Z",
         )
@@ -286,12 +318,13 @@ def _defer(svc: Services, claim: Claim, resume: datetime, context: dict) -> Outc
     return Outcome("deferred", "quiet hours")
 
 
-def mark_case_error(svc: Services, claim: Claim, exc: CustomerMissing) -> None:
-    """Stripe no longer knows the customer or invoice: stop chasing this case for good."""
+def mark_case_error(svc: Services, claim: Claim, exc: ResourceMissing) -> None:
+    """The provider no longer knows the customer or invoice: stop chasing this case for good."""
     now = svc.clock.now()
     with svc.db.session() as s:
         notification = s.get(Notification, claim.id)
+        assert notification is not None
         case = s.scalars(select(DunningCase).where(DunningCase.id == notification.case_id).with_for_update()).one()
         if case.is_open:
-            case.status, case.close_reason, case.closed_at, case.updated_at = "error", str(exc), now, now
+            case.status, case.close_reason, case.closed_at, case.updated_at = CaseStatus.ERROR, str(exc), now, now
             dunning.cancel_pending(s, case, "case closed: " + str(exc))

@@ -1,16 +1,18 @@
-"""The wiring: settings, database, clock and adapters, built once by `create_app` (or the CLI)."""
+"""The wiring: settings, database, clock, billing providers and the email tool, built once by `create_app`."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 
-from webhook_app.adapters import Billing, Messenger
+from webhook_app.adapters import Messenger
 from webhook_app.config import Settings
 from webhook_app.db import Database
+from webhook_app.errors import ConfigurationNeeded
+from webhook_app.providers.base import Billing, Provider
 
 
 @dataclass
@@ -20,7 +22,7 @@ class Services:
     settings: Settings
     db: Database
     clock: Any
-    billing: Billing | None
+    providers: dict[str, Provider]
     messenger: Messenger
     wake: threading.Event = field(default_factory=threading.Event)
 
@@ -28,31 +30,39 @@ class Services:
         """Tell an embedded worker there is new work (it polls anyway)."""
         self.wake.set()
 
+    def provider(self, name: str) -> Provider:
+        """The named billing provider (every stored row names one the registry knows)."""
+        return self.providers[name]
+
+    def billing(self, name: str) -> Billing:
+        """The named provider's runtime port; ConfigurationNeeded (messages are held) until it is set up."""
+        provider = self.providers.get(name)
+        port = provider.billing if provider is not None else None
+        if port is None:
+            missing = provider.missing_for_sending() if provider is not None else [name]
+            raise ConfigurationNeeded(f"{', '.join(missing)} is not set; {name} messages wait until it is")
+        return port
+
+    def enabled_providers(self) -> list[Provider]:
+        """The providers whose credentials are set."""
+        return [p for p in self.providers.values() if p.enabled]
+
 
 def build_messenger(settings: Settings) -> Messenger:
     """The configured email tool."""
     if settings.messaging_provider == "loops":
         from webhook_app.adapters.loops import LoopsMessenger
 
-        return LoopsMessenger(settings)
+        return LoopsMessenger(settings.loops)
     if settings.messaging_provider == "intercom":
         from webhook_app.adapters.intercom import IntercomMessenger
 
-        return IntercomMessenger(settings)
+        return IntercomMessenger(settings.intercom)
     from webhook_app.adapters.console import ConsoleMessenger
 
     return ConsoleMessenger()
 
 
-def build_billing(settings: Settings) -> Billing | None:
-    """The Stripe adapter, or None until STRIPE_SECRET_KEY is set."""
-    if not settings.stripe_secret_key:
-        return None
-    from webhook_app.adapters.stripe_billing import StripeBilling
-
-    return StripeBilling(settings)
-
-
 def services() -> Services:
     """The current app's services (inside a request or app context)."""
-    return current_app.extensions["webhook_app"]
+    return cast(Services, current_app.extensions["webhook_app"])

@@ -13,17 +13,19 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from webhook_app import inbox, sending
+from webhook_app import handlers, inbox, sending
 from webhook_app.claims import Claim, backoff_seconds, claim, finish
 from webhook_app.dunning import Cadence
-from webhook_app.errors import ConfigurationNeeded, CustomerMissing, PermanentError, TransientError
-from webhook_app.handlers import HANDLERS, Context
+from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
 from webhook_app.models import Event, Notification
 from webhook_app.observability import report_exception, scrub
+from webhook_app.outbox import Batch, claim_batch
 from webhook_app.services import Services
+from webhook_app.states import EventStatus, NotificationStatus
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,10 @@ class Worker:
         self.settings = svc.settings
         self.batch_size = batch_size
         self.stop_event = threading.Event()
-        self.cadence = Cadence.from_settings(svc.settings)
+        self.sent_ids: list[int] = []  # notifications this worker sent (campaign reports read it)
+        self.claim_tokens: set[str] = set()  # outbox claims this worker made
+        self._lock = threading.Lock()
+        self.cadence = Cadence.from_settings(svc.settings.dunning)
 
     # -- one pass -------------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -54,7 +59,7 @@ class Worker:
 
     def drain(self, threads: int | None = None) -> int:
         """`run_once` on several threads, so sends overlap; returns items handled."""
-        threads = threads or self.settings.worker_concurrency
+        threads = threads or self.settings.worker.concurrency
         if threads <= 1:
             return self.run_once()
         counts: list[int] = []
@@ -69,7 +74,7 @@ class Worker:
         """Poll until `stop()`; finishes the item in hand before returning (SIGTERM on Heroku)."""
         threads = [
             threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
-            for i in range(self.settings.worker_concurrency)
+            for i in range(self.settings.worker.concurrency)
         ]
         for t in threads:
             t.start()
@@ -87,14 +92,14 @@ class Worker:
             except SQLAlchemyError as exc:  # connection lost, pool exhausted, server restarting
                 log.warning("database unavailable; the worker will retry: %s", _reason(exc))
                 handled = 0
-                self.stop_event.wait(min(5.0, self.settings.worker_poll_seconds * 5))
+                self.stop_event.wait(min(5.0, self.settings.worker.poll_seconds * 5))
             except Exception as exc:  # a bug: report it, but never let a worker thread die silently
                 log.error("worker loop crashed (a bug); continuing: %s", _reason(exc), exc_info=exc)
                 report_exception(exc)
                 handled = 0
-                self.stop_event.wait(min(5.0, self.settings.worker_poll_seconds * 5))
+                self.stop_event.wait(min(5.0, self.settings.worker.poll_seconds * 5))
             if handled == 0:
-                self.svc.wake.wait(self.settings.worker_poll_seconds)
+                self.svc.wake.wait(self.settings.worker.poll_seconds)
                 self.svc.wake.clear()
 
     # -- events ---------------------------------------------------------------------------------
@@ -102,7 +107,7 @@ class Worker:
         """Claim and process a batch of due events; returns how many were claimed."""
         now = self.svc.clock.now()
         with self.svc.db.session() as s:
-            claims = claim(s, Event, now=now, lease_seconds=self.settings.worker_lease_seconds, limit=self.batch_size)
+            claims = claim(s, Event, now=now, lease_seconds=self.settings.worker.lease_seconds, limit=self.batch_size)
         for c in claims:
             if self.stop_event.is_set():
                 break  # unprocessed claims are retaken when their lease runs out
@@ -111,17 +116,27 @@ class Worker:
 
     def _process_event(self, c: Claim) -> None:
         now = self.svc.clock.now()
-        context: dict = {}
+        context: dict[str, Any] = {}
         try:
             with self.svc.db.session() as s:
                 row = s.get(Event, c.id)
-                context = {"event_id": row.stripe_id, "event_type": row.type}
-                handler = HANDLERS.get(row.type)
-                if handler is None:
-                    status, note = "ignored", f"no handler for {row.type}"
+                assert row is not None  # claimed rows are never deleted
+                context = {"event_id": row.event_id, "event_type": row.type, "provider": row.provider}
+                stored = inbox.stored_event(row)
+            # Translating may call the provider's API (thin or unconfirmed payloads): outside any
+            # transaction, so no database lock is held while waiting on the network.
+            provider = self.svc.providers.get(stored.provider)
+            events = provider.translate(stored) if provider is not None else None
+            with self.svc.db.session() as s:
+                if events is None:
+                    status, note = EventStatus.IGNORED, f"no handler for {stored.type}"
                 else:
-                    handler(s, inbox.load_payload(row), Context(settings=self.settings, now=now, cadence=self.cadence))
-                    status, note = "done", None
+                    ctx = handlers.Context(
+                        provider=stored.provider, settings=self.settings, now=now, cadence=self.cadence
+                    )
+                    for event in events:
+                        handlers.apply(s, event, ctx)
+                    status, note = EventStatus.DONE, None
                 if not finish(s, Event, c, status=status, processed_at=now, last_error=note):
                     s.rollback()  # our lease ran out and another worker owns the event now
                     log.warning("lease lost; leaving the event to its new owner", extra=context)
@@ -130,66 +145,69 @@ class Worker:
         except Exception as exc:  # classified below; never lost, never silent
             self._event_failed(c, exc, context)
 
-    def _event_failed(self, c: Claim, exc: Exception, context: dict) -> None:
+    def _event_failed(self, c: Claim, exc: Exception, context: dict[str, Any]) -> None:
         values = self._retry_or_stop(c, exc, "event", context)
-        if values["status"] == "failed":
+        if values["status"] == EventStatus.FAILED:
             values["processed_at"] = self.svc.clock.now()
         with self.svc.db.session() as s:
             finish(s, Event, c, **values)
 
-    def _retry_or_stop(self, c: Claim, exc: Exception, what: str, context: dict) -> dict:
+    def _retry_or_stop(self, c: Claim, exc: Exception, what: str, context: dict[str, Any]) -> dict[str, Any]:
         """The outcome of a failed attempt: retry later (transient, attempts left) or stop as failed."""
         reason = _reason(exc)
         transient = isinstance(exc, (TransientError, *TRANSIENT_DB_ERRORS))
-        if transient and c.attempts < self.settings.worker_max_attempts:
+        if transient and c.attempts < self.settings.worker.max_attempts:
             delay = getattr(exc, "retry_after", None) or backoff_seconds(
-                c.attempts, self.settings.worker_retry_base_seconds, self.settings.worker_retry_max_seconds
+                c.attempts, self.settings.worker.retry_base_seconds, self.settings.worker.retry_max_seconds
             )
             log.warning("%s will be retried in %.0fs: %s", what, delay, reason, extra=context)
-            return dict(status="pending", run_at=self.svc.clock.now() + timedelta(seconds=delay), last_error=reason)
+            return dict(
+                status=EventStatus.PENDING, run_at=self.svc.clock.now() + timedelta(seconds=delay), last_error=reason
+            )
         if transient or isinstance(exc, PermanentError):
             log.error("%s failed: %s", what, reason, extra=context)
         else:
             log.error("%s crashed (a bug): %s", what, reason, exc_info=exc, extra=context)
             report_exception(exc)
-        return dict(status="failed", last_error=reason)
+        return dict(status=EventStatus.FAILED, last_error=reason)
 
     # -- notifications --------------------------------------------------------------------------
     def send_notifications(self, limit: int = 1) -> int:
-        """Claim and send up to `limit` due notifications; returns how many were claimed."""
-        now = self.svc.clock.now()
-        with self.svc.db.session() as s:
-            claims = claim(
-                s,
-                Notification,
-                now=now,
-                lease_seconds=self.settings.worker_lease_seconds,
-                limit=limit,
-                ready=("pending", "held"),
-                busy="sending",
-            )
-        for c in claims:
-            self._send(c)
-        return len(claims)
+        """Claim and send up to `limit` due messages (each a customer's batch); returns how many."""
+        sent = 0
+        for _ in range(limit):
+            with self.svc.db.session() as s:
+                batch = claim_batch(s, now=self.svc.clock.now(), lease_seconds=self.settings.worker.lease_seconds)
+            if batch is None:
+                break
+            with self._lock:
+                self.claim_tokens.add(batch.claim.token)
+            self._send(batch)
+            sent += 1
+        return sent
 
-    def _send(self, c: Claim) -> None:
-        context = {"notification_id": c.id}
+    def _send(self, batch: Batch) -> None:
+        context = {"notification_id": batch.claim.id}
         try:
-            sending.send_notification(self.svc, c)
+            outcome = sending.send_notification(self.svc, batch)
+            with self._lock:
+                self.sent_ids.extend(outcome.notification_ids)
         except Exception as exc:
-            self._send_failed(c, exc, context)
+            self._send_failed(batch.claim, exc, context)
 
-    def _send_failed(self, c: Claim, exc: Exception, context: dict) -> None:
+    def _send_failed(self, c: Claim, exc: Exception, context: dict[str, Any]) -> None:
         if isinstance(exc, ConfigurationNeeded):
             reason = _reason(exc)
             values = dict(
-                status="held", run_at=self.svc.clock.now() + timedelta(seconds=exc.hold_seconds), last_error=reason
+                status=NotificationStatus.HELD,
+                run_at=self.svc.clock.now() + timedelta(seconds=exc.hold_seconds),
+                last_error=reason,
             )
             log.error("notification held until an operator acts: %s", reason, extra=context)
             report_exception(exc)
         else:
             values = self._retry_or_stop(c, exc, "notification", context)
-            if values["status"] == "failed" and isinstance(exc, CustomerMissing):
+            if values["status"] == NotificationStatus.FAILED and isinstance(exc, ResourceMissing):
                 sending.mark_case_error(self.svc, c, exc)
         with self.svc.db.session() as s:
             finish(s, Notification, c, **values)

@@ -9,5 +9,5 @@ app = create_app()
 
 with app.app_context():
     _svc = services()
-    if _svc.settings.worker_mode == "embedded":
+    if _svc.settings.worker.mode == "embedded":
         start_embedded(_svc)

@@ -67,7 +67,7 @@ class StripeMock:
         self.throttle: Counter = Counter()  # path -> how many 429s to answer before serving
         self.missing_customers: set[str] = set()
         self.portal_configured = True  # False: portal sessions fail as on an account never set up
-        self.settled_at_send: set[str] = set()  # customers whose invoices are paid when re-listed
+        self.settled_at_send: set[str] = set()  # customers whose invoices are paid when re-read
         self._ids = itertools.count(1)
         self._idempotent: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -111,6 +111,7 @@ class StripeMock:
     def _register(self, mocker) -> None:
         routes = [
             ("GET", r"/v1/invoices", self._list_invoices),
+            ("GET", r"/v1/invoices/(?P<id>[^/?]+)", self._get_invoice),
             ("POST", r"/v1/billing_portal/sessions", self._create_session),
             ("GET", r"/v1/events", self._list_events),
             ("GET", r"/v1/balance", self._balance),
@@ -173,6 +174,14 @@ class StripeMock:
         if params.get("customer") in self.settled_at_send:
             items = []
         return self._page(items, params, "/v1/invoices")
+
+    def _get_invoice(self, params, context, id):
+        invoice = next((i for i in self.invoices if i["id"] == id), None)
+        if invoice is None:
+            return _error(context, 404, f"No such invoice: '{id}'", "resource_missing")
+        if invoice["customer"] in self.settled_at_send:
+            return {**invoice, "status": "paid", "amount_remaining": 0}
+        return invoice
 
     def _create_session(self, params, context):
         customer = params.get("customer")

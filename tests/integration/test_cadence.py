@@ -65,7 +65,7 @@ def test_no_message_after_payment(svc, deliver, billing, messenger, clock, run):
     run()
     advance_and_run(clock, run, 20)
     assert len(messenger.messages) == 1
-    assert {n.status for n in all_rows(svc, Notification) if n.step != 0} == {"cancelled"}
+    assert {n.status for n in all_rows(svc, Notification) if n.step != 0} == {"canceled"}
 
 
 def test_no_message_after_void(svc, deliver, billing, messenger, clock, run):

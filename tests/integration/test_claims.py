@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from tests.fixtures import stripe_objects as so
-from webhook_app import inbox
+from tests.fixtures.inbox import store_stripe
 from webhook_app.claims import claim
 from webhook_app.models import Event
 
@@ -13,7 +11,7 @@ from webhook_app.models import Event
 def test_a_claim_never_takes_more_rows_than_its_limit(svc, clock):
     for _ in range(25):
         event = so.event("invoice.payment_failed", so.invoice())
-        inbox.store(svc.db, event, json.dumps(event), clock.now())
+        store_stripe(svc.db, event, clock.now())
     sizes = []
     for _ in range(6):
         with svc.db.session() as s:

@@ -42,12 +42,12 @@ MARCH = {"since": "2025-03-01", "until": "2025-03-31"}
 RECOVERIES = [
     ("in_u0", "cus_u0", "usd", 10000, datetime(2025, 3, 10), datetime(2025, 3, 15), "link_click", False),
     ("in_u1", "cus_u1", "usd", 4900, datetime(2025, 4, 8, 10), datetime(2025, 4, 10, 10), "link_click", False),
-    ("in_u2", "cus_u2", "usd", 9900, datetime(2025, 5, 4, 9), datetime(2025, 5, 5, 9), "stripe_retry", False),
+    ("in_u2", "cus_u2", "usd", 9900, datetime(2025, 5, 4, 9), datetime(2025, 5, 5, 9), "provider_retry", False),
     ("in_u3", "cus_u3", "usd", 2000, datetime(2025, 6, 16, 8), datetime(2025, 6, 20, 8), "out_of_band", False),
     ("in_j1", "cus_j1", "jpy", 5000, datetime(2025, 4, 17), datetime(2025, 4, 20), "link_click", False),
     ("in_j2", "cus_j2", "jpy", 12000, datetime(2025, 5, 28), datetime(2025, 6, 2), "link_click", False),
-    ("in_j3", "cus_j3", "jpy", 800, datetime(2025, 6, 9), datetime(2025, 6, 10), "stripe_retry", False),
-    ("in_e1", "cus_e1", "eur", 1250, datetime(2025, 5, 15, 10), datetime(2025, 5, 15, 12), "stripe_retry", True),
+    ("in_j3", "cus_j3", "jpy", 800, datetime(2025, 6, 9), datetime(2025, 6, 10), "provider_retry", False),
+    ("in_e1", "cus_e1", "eur", 1250, datetime(2025, 5, 15, 10), datetime(2025, 5, 15, 12), "provider_retry", True),
 ]
 # (entry key, kind, invoice, amount, at)
 CORRECTIONS = [
@@ -83,7 +83,7 @@ EXPECTED_Q2 = {
         recovery_rate=1.0,
         amount_recovery_rate=1.0,
         median_seconds=7200,
-        attribution={"link_click": (0, 0), "stripe_retry": (1, 1250), "out_of_band": (0, 0)},
+        attribution={"link_click": (0, 0), "provider_retry": (1, 1250), "out_of_band": (0, 0)},
     ),
     "jpy": dict(
         recovered_gross=17800,
@@ -98,7 +98,7 @@ EXPECTED_Q2 = {
         recovery_rate=0.75,
         amount_recovery_rate=17800 / 20800,
         median_seconds=3 * DAY,
-        attribution={"link_click": (2, 17000), "stripe_retry": (1, 800), "out_of_band": (0, 0)},
+        attribution={"link_click": (2, 17000), "provider_retry": (1, 800), "out_of_band": (0, 0)},
     ),
     "usd": dict(
         recovered_gross=16800,
@@ -113,7 +113,7 @@ EXPECTED_Q2 = {
         recovery_rate=0.6,
         amount_recovery_rate=16800 / 26800,
         median_seconds=2 * DAY,
-        attribution={"link_click": (1, 4900), "stripe_retry": (1, 9900), "out_of_band": (1, 2000)},
+        attribution={"link_click": (1, 4900), "provider_retry": (1, 9900), "out_of_band": (1, 2000)},
     ),
 }
 Q2_ROWS = 10  # 5 USD (3 recoveries, 2 refunds), 4 JPY (3 recoveries, 1 credit note), 1 EUR
@@ -124,6 +124,7 @@ def _case(
 ) -> DunningCase:
     created = failed or closed or NOW
     return DunningCase(
+        provider="stripe",
         invoice_id=invoice,
         customer_id=customer,
         currency=currency,
@@ -156,6 +157,7 @@ def seed(db: Database) -> None:
         for invoice, customer, currency, amount, failed, paid, attribution, livemode in RECOVERIES:
             s.add(
                 LedgerEntry(
+                    provider="stripe",
                     entry_key=f"recovery:{invoice}",
                     kind="recovery",
                     case_id=cases[invoice].id,
@@ -177,6 +179,7 @@ def seed(db: Database) -> None:
             recovery = next(r for r in RECOVERIES if r[0] == invoice)
             s.add(
                 LedgerEntry(
+                    provider="stripe",
                     entry_key=key,
                     kind=kind,
                     case_id=cases[invoice].id,

@@ -17,6 +17,7 @@ from webhook_app.clock import FrozenClock
 from webhook_app.finance import export
 from webhook_app.finance.period import parse_period
 from webhook_app.finance.queries import Filters
+from webhook_app.finance.views import dashboard_links
 from webhook_app.models import LedgerEntry
 
 
@@ -250,6 +251,7 @@ def test_bad_filters_are_a_400_with_a_reason(get, params):
 def bulk_rows(db, n: int, start: datetime, amount: int = 1000, currency: str = "usd") -> None:
     rows = [
         dict(
+            provider="stripe",
             entry_key=f"recovery:in_bulk_{i}",
             kind="recovery",
             invoice_id=f"in_bulk_{i}",
@@ -281,7 +283,7 @@ def test_csv_is_streamed_in_batches_without_holding_all_rows_in_memory(finance_a
         try:
             lines = 0
             chunks = 0
-            for chunk in export.iter_csv(svc.db, f, batch_size=500):
+            for chunk in export.iter_csv(svc.db, f, dashboard_links(svc.providers), batch_size=500):
                 lines += chunk.count("\r\n")
                 chunks += 1
             _current, peak = tracemalloc.get_traced_memory()

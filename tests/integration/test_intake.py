@@ -30,7 +30,7 @@ def test_signed_event_is_stored_once_and_answered_200(svc, deliver):
     assert response.json == {"received": True, "duplicate": False}
     with svc.db.session() as s:
         row = s.scalars(select(Event)).one()
-    assert (row.stripe_id, row.type, row.status) == (event["id"], "invoice.payment_failed", "pending")
+    assert (row.event_id, row.type, row.status) == (event["id"], "invoice.payment_failed", "pending")
     assert json.loads(row.payload) == event
 
 

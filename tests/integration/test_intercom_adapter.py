@@ -61,7 +61,7 @@ def make_messenger(fake: FakeTime | None = None, **env) -> IntercomMessenger:
     settings = load_settings({"INTERCOM_ACCESS_TOKEN": TOKEN, **env})
     fake = fake or FakeTime()
     bucket = TokenBucket(100, clock=fake.clock, sleep=fake.sleep)
-    return IntercomMessenger(settings, session=requests.Session(), bucket=bucket)
+    return IntercomMessenger(settings.intercom, session=requests.Session(), bucket=bucket)
 
 
 class FakeIntercom:
@@ -283,7 +283,9 @@ def test_every_request_of_a_send_takes_a_token_from_the_app_bucket(http):
     fake = FakeTime()
     settings = load_settings({"INTERCOM_ACCESS_TOKEN": TOKEN})
     messenger = IntercomMessenger(
-        settings, session=requests.Session(), bucket=TokenBucket(1, burst=1, clock=fake.clock, sleep=fake.sleep)
+        settings.intercom,
+        session=requests.Session(),
+        bucket=TokenBucket(1, burst=1, clock=fake.clock, sleep=fake.sleep),
     )
 
     messenger.send(make_message(), "k")  # search by external_id, search by email, event
@@ -396,7 +398,9 @@ def test_secrets_and_customer_email_never_reach_exception_text(http, status, exp
 
 
 def test_missing_access_token_holds_the_message_without_calling_intercom(http):
-    messenger = IntercomMessenger(load_settings({"MESSAGING_PROVIDER": "intercom"}), session=requests.Session())
+    messenger = IntercomMessenger(
+        load_settings({"MESSAGING_PROVIDER": "intercom"}).intercom, session=requests.Session()
+    )
 
     with pytest.raises(ConfigurationNeeded, match="INTERCOM_ACCESS_TOKEN"):
         messenger.send(make_message(), "k")

@@ -6,7 +6,7 @@ import pytest
 
 from tests.fixtures import stripe_objects as so
 from tests.integration.test_recovery import all_rows, ts
-from webhook_app import links
+from webhook_app import links, tokens
 from webhook_app.errors import TransientError
 from webhook_app.models import Click, LedgerEntry
 from webhook_app.worker import Worker
@@ -37,7 +37,7 @@ def test_each_click_redirects_303_to_a_freshly_minted_session(app, svc, failed_c
     assert first.headers["Location"] != second.headers["Location"]
     assert second.headers["Location"] == "https://billing.stripe.test/p/session/bps_3"  # bps_1 went in the email
     clicks = all_rows(svc, Click)
-    assert [c.portal_session_id for c in clicks] == ["bps_2", "bps_3"]
+    assert [c.update_link_id for c in clicks] == ["bps_2", "bps_3"]
     assert all(c.notification_id == 1 for c in clicks)
 
 
@@ -69,12 +69,12 @@ def test_tampered_token_is_404(app, failed_case):
 def test_token_for_another_case_cannot_be_made_without_the_secret(app, svc, failed_case, clock):
     from webhook_app.config import load_settings
 
-    forged = links.make_token(load_settings({"SECRET_KEY": "attacker-guess"}), case_id=1, clock=clock)
+    forged = tokens.make_token(load_settings({"SECRET_KEY": "attacker-guess"}).links, case_id=1, clock=clock)
     assert app.test_client().get(f"/r/{forged}", headers=BROWSER).status_code == 404
 
 
 def test_unknown_case_is_404(app, svc, clock):
-    token = links.make_token(svc.settings, case_id=999999, clock=clock)
+    token = tokens.make_token(svc.settings.links, case_id=999999, clock=clock)
     assert app.test_client().get(f"/r/{token}", headers=BROWSER).status_code == 404
 
 
@@ -135,7 +135,7 @@ def test_without_public_url_the_raw_session_url_is_sent_with_login_fallback(make
     Worker(svc).run_once()
     data = messenger.messages[0].data_variables()
     assert data["updatePaymentUrl"] == data["portalUrl"] == "https://billing.stripe.test/p/session/bps_1"
-    assert billing.sessions[0]["after_expiration_login"] is True
+    assert billing.sessions[0]["for_email"] is True
 
 
 # -- attribution: the three ways money comes back --------------------------------------------------
@@ -162,7 +162,7 @@ def test_recovery_by_stripes_own_retry_without_a_click(svc, deliver, failed_case
     )
     Worker(svc).run_once()
     [entry] = all_rows(svc, LedgerEntry)
-    assert entry.attribution == "stripe_retry" and entry.first_click_at is None
+    assert entry.attribution == "provider_retry" and entry.first_click_at is None
 
 
 @pytest.mark.parametrize("api_version", [so.LEGACY, so.BASIL])

@@ -63,8 +63,8 @@ def make_message(**overrides) -> Message:
 def make_messenger(fake: FakeTime | None = None, **env) -> LoopsMessenger:
     settings = load_settings({"LOOPS_API_KEY": API_KEY, **env})
     fake = fake or FakeTime()
-    bucket = TokenBucket(settings.loops_rate_per_second, clock=fake.clock, sleep=fake.sleep)
-    return LoopsMessenger(settings, session=requests.Session(), bucket=bucket)
+    bucket = TokenBucket(settings.loops.rate_per_second, clock=fake.clock, sleep=fake.sleep)
+    return LoopsMessenger(settings.loops, session=requests.Session(), bucket=bucket)
 
 
 @pytest.fixture
@@ -341,7 +341,7 @@ def test_secrets_and_customer_email_never_reach_exception_text(http, status, hea
 
 def test_missing_api_key_holds_the_message_without_calling_loops(http):
     settings = load_settings({"MESSAGING_PROVIDER": "loops"})
-    messenger = LoopsMessenger(settings, session=requests.Session())
+    messenger = LoopsMessenger(settings.loops, session=requests.Session())
 
     with pytest.raises(ConfigurationNeeded, match="LOOPS_API_KEY"):
         messenger.send(make_message(), "k")
@@ -353,7 +353,7 @@ def test_every_request_takes_a_token_from_the_shared_bucket(http):
     fake = FakeTime()
     settings = load_settings({"LOOPS_API_KEY": API_KEY})
     shared = TokenBucket(1, burst=1, clock=fake.clock, sleep=fake.sleep)
-    first, second = (LoopsMessenger(settings, session=requests.Session(), bucket=shared) for _ in range(2))
+    first, second = (LoopsMessenger(settings.loops, session=requests.Session(), bucket=shared) for _ in range(2))
 
     first.send(make_message(), "a")
     second.send(make_message(), "b")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import webhook_app.ops.models  # noqa: F401  (campaign_contacts is part of the metadata)
 from webhook_app import migrate
 from webhook_app.models import Base
 

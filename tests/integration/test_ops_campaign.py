@@ -1,7 +1,9 @@
 """`webhook-app campaign` against requests-mock stand-ins for Stripe and Loops, on SQLite and PostgreSQL.
 
-The scenario of issue 7: 250 open invoices for 200 customers across 3 pages -> 200 messages; a
-rerun sends 0; a crash after 50 then a rerun sends the other 150; dry-run and CSV send nothing;
+The campaign lists every unpaid invoice, opens cases and puts one message per invoice into the same
+notifications outbox the webhook flow uses; the worker's code sends them (in this process, for the
+run). The scenario of issue 7: 250 open invoices for 200 customers across 3 pages -> 200 messages; a
+rerun sends 0; an interrupted run's messages go out after their lease; dry-run and CSV send nothing;
 429s are absorbed. The real Stripe SDK, Loops adapter and database run; only HTTP is mocked.
 """
 
@@ -10,36 +12,36 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
 
 from tests.fixtures import stripe_objects as so
-from tests.integration.ops_mocks import OpsEnv, SimulatedCrash, StripeMock, open_ops_env
+from tests.integration.ops_mocks import OpsEnv, StripeMock, open_ops_env
 from webhook_app import dunning
-from webhook_app.invoices import InvoiceView
 from webhook_app.models import DunningCase, Notification
 from webhook_app.ops.campaign import CSV_COLUMNS, CampaignOptions, run_campaign
-from webhook_app.ops.models import CampaignContact
+from webhook_app.providers.stripe.translate import invoice_view
+from webhook_app.worker import Worker
 
-# Rates far above what the stand-ins need and tiny backoffs: the suite measures behaviour, not waiting.
-FAST = dict(
-    stripe_rate=5000, messenger_rate=5000, backoff_base=0.001, backoff_max=0.005, concurrency=8, progress_interval=3600
-)
+# Rates far above what the stand-ins need: the suite measures behaviour, not waiting.
+FAST = dict(stripe_rate=5000, messenger_rate=5000, concurrency=8, progress_interval=3600)
 PUBLIC_URL = "https://recover.example.test"
 
 
 class Env(OpsEnv):
     def run(self, **options):
         echo = options.pop("echo", lambda line: None)
+        # Stripe's 429s ask for seconds; the tests need not wait them out.
+        self.svc.provider("stripe").billing.api.pacer.backoff_max = 0.005
         return run_campaign(
             self.svc, CampaignOptions(**{**FAST, **options}), echo=echo, progress_stream=io.StringIO(), tty=False
         )
 
-    def contacts(self) -> list[CampaignContact]:
+    def notifications(self) -> list[Notification]:
         with self.svc.db.session() as s:
-            return s.scalars(select(CampaignContact)).all()
+            return s.scalars(select(Notification).order_by(Notification.id)).all()
 
 
 def open_env(database_url, clock, **overrides):
@@ -108,7 +110,7 @@ def test_250_invoices_over_3_pages_make_200_messages_and_a_rerun_sends_none(env,
     assert len(pages) == 3
     assert [p.get("starting_after") for p in pages] == [None, "in_00100", "in_00200"]
     assert all(p["status"] == "open" and p["collection_method"] == "charge_automatically" for p in pages)
-    assert report.listed == 250 and report.customers == 200
+    assert report.listed == 250 and report.customers == 200 and report.queued == 250
     assert report.sent == 200 and not report.errors
     emails = env.loops.emails()
     assert len(emails) == 200 and len(set(emails)) == 200  # one message per customer
@@ -122,16 +124,20 @@ def test_250_invoices_over_3_pages_make_200_messages_and_a_rerun_sends_none(env,
     assert data["updatePaymentUrl"].startswith(f"{PUBLIC_URL}/r/")
     assert data["portalUrl"].startswith("https://billing.stripe.mock/p/session/")
     assert len(env.stripe.sessions) == 200
+    # The worker's message, step for step: the first of a sequence, with its template.
+    assert (data["step"], data["messageKind"], data["isFinalNotice"]) == (0, "first", "false")
+    assert first["transactionalId"] == "tx_recovery"
 
     rerun = env.run()
-    assert rerun.sent == 0
-    assert rerun.skipped == {"cooldown (campaign message)": 200}
+    assert rerun.sent == 0 and rerun.queued == 0
+    assert rerun.skipped == {"cooldown (message sent)": 200}
     assert len(env.loops.accepted) == 200
 
 
 def test_after_the_cooldown_a_customer_gets_a_new_message(env, clock):
     seed(env.stripe, customers=3, doubles=0)
     env.run()
+    first_keys = {m["key"] for m in env.loops.accepted}
     clock.advance(days=2, hours=23)
     assert env.run().sent == 0
 
@@ -139,62 +145,67 @@ def test_after_the_cooldown_a_customer_gets_a_new_message(env, clock):
     later = env.run()
 
     assert later.sent == 3
-    assert sorted(m["key"] for m in env.loops.accepted[-3:]) == [
-        f"webhook-app-campaign-{customer(n)}-2" for n in (1, 2, 3)
-    ]  # a new message, a new idempotency key
+    again = env.loops.accepted[-3:]
+    assert {m["key"] for m in again}.isdisjoint(first_keys)  # a new message, a new idempotency key
+    assert {m["dataVariables"]["messageKind"] for m in again} == {"reminder"}  # they were told once already
 
 
-def test_crash_after_50_then_rerun_sends_the_other_150(env, clock):
+# The simulated crash ends the sending threads, as the process dying would: pytest reports it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_interrupted_run_leaves_its_messages_in_the_outbox_and_a_rerun_sends_them(env, clock):
     seed(env.stripe)
     env.loops.crash_after = 50
 
-    with pytest.raises(SimulatedCrash):
-        env.run()
+    env.run()  # the sending threads die with the "process"; what they held stays claimed
     assert len(env.loops.accepted) == 50
 
     env.loops.revive()
-    clock.advance(minutes=6)  # a rerun takes over the dead run's claims once their 5-minute lease is over
+    clock.advance(minutes=6)  # past the dead claims' lease (WORKER_LEASE_SECONDS, 2 minutes)
     report = env.run()
 
-    assert report.sent == 150 and report.already_sent == 0
+    assert report.queued == 0 and report.skipped == {"cooldown (message sent)": 50, "message scheduled": 150}
+    assert report.outbox_sent >= 150  # invoice notices: some of those customers have two invoices
     emails = env.loops.emails()
     assert len(emails) == 200 and len(set(emails)) == 200  # nobody emailed twice, nobody missed
-    assert all(c.status == "sent" and c.sends == 1 for c in env.contacts())
+    assert {n.status for n in env.notifications()} == {"sent"}
 
 
+# The simulated crash ends the sending threads, as the process dying would: pytest reports it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_send_that_reached_loops_before_the_crash_is_not_emailed_again(env, clock):
     seed(env.stripe, customers=20, doubles=0)
     env.loops.crash_after = 5
     env.loops.crash_before_answer = False  # Loops accepts the 5th message, then the process dies
 
-    with pytest.raises(SimulatedCrash):
-        env.run(concurrency=1)
+    env.run(concurrency=1)
     env.loops.revive()
     clock.advance(minutes=6)
-    report = env.run()
+    env.run()
 
     # The rerun sent the unrecorded 5th message again with the same idempotency key (and the same
     # link and created_at); Loops answered 409 instead of emailing a second time.
-    assert report.sent == 15 and report.already_sent == 1
     emails = env.loops.emails()
     assert len(emails) == 20 and len(set(emails)) == 20
-    assert env.loops.requests == 20 + 1 + 1  # 20 accepted, the killed 6th attempt, one 409
+    assert env.loops.requests == 20 + 1  # 20 accepted, and the 5th's retry answered 409
+    assert {n.status for n in env.notifications()} == {"sent"}
 
 
+# The simulated crash ends the sending threads, as the process dying would: pytest reports it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_rerun_during_the_crashed_runs_lease_leaves_its_customers_alone(env):
     seed(env.stripe, customers=30, doubles=0)
     env.loops.crash_after = 10
 
-    with pytest.raises(SimulatedCrash):
-        env.run(concurrency=4)
+    env.run(concurrency=4)
     env.loops.revive()
-    in_flight = [c.customer_id for c in env.contacts() if c.status == "sending"]
-    assert in_flight  # the dead run held some customers when it died
+    in_flight = [n.id for n in env.notifications() if n.status == "sending"]
+    assert in_flight  # the dead run held some messages when it died
 
     report = env.run()  # same minute: their claims are still leased to the dead run
 
-    assert report.skipped["claimed by another run (retried after its lease)"] == len(in_flight)
-    assert report.sent == 30 - 10 - len(in_flight)
+    assert report.queued == 0
+    assert {n.id for n in env.notifications() if n.status == "sending"} == set(in_flight)
+    assert len(env.loops.emails()) == 30 - len(in_flight)
     assert len(set(env.loops.emails())) == len(env.loops.emails())
 
 
@@ -214,9 +225,9 @@ def test_two_campaigns_running_at_once_message_each_customer_once(env):
 
     emails = env.loops.emails()
     assert len(emails) == 40 and len(set(emails)) == 40
-    assert sum(r.sent for r in reports) == 40
-    # Whatever one run claimed, the other skipped (or found in its cooldown if it came later).
-    assert all(r.sent + sum(r.skipped.values()) == 40 for r in reports)
+    assert sum(r.queued for r in reports) == 40 and sum(r.sent for r in reports) == 40
+    # Whatever one run queued, the other skipped (as scheduled, or in its cooldown if it came later).
+    assert all(r.queued + sum(r.skipped.values()) == 40 for r in reports)
 
 
 def test_dry_run_prints_and_csv_writes_links_but_neither_sends(lite, tmp_path):
@@ -229,7 +240,7 @@ def test_dry_run_prints_and_csv_writes_links_but_neither_sends(lite, tmp_path):
     plans = [line for line in lines if line.startswith("would message")]
     assert len(plans) == 200
     assert any("cus_0001 (c***@example.com): 2 invoice(s), $64.00" in line for line in plans)
-    assert lite.loops.requests == 0 and lite.stripe.sessions == [] and lite.contacts() == []
+    assert lite.loops.requests == 0 and lite.stripe.sessions == [] and lite.notifications() == []
 
     path = tmp_path / "links.csv"
     written = lite.run(csv_path=str(path))
@@ -243,7 +254,7 @@ def test_dry_run_prints_and_csv_writes_links_but_neither_sends(lite, tmp_path):
     assert {r["invoice_id"] for r in mine} == {"in_00001", "in_00201"}
     assert {r["amount_due"] for r in mine} == {"49.00", "15.00"} and {r["currency"] for r in mine} == {"usd"}
     assert len({r["update_url"] for r in mine}) == 1 and mine[0]["update_url"].startswith(f"{PUBLIC_URL}/r/")
-    assert lite.loops.requests == 0 and lite.contacts() == []
+    assert lite.loops.requests == 0 and lite.notifications() == []
     # Nothing was sent, so nobody is in a cooldown: everyone is still due a message.
     assert lite.run(dry_run=True).targets == 200
 
@@ -257,9 +268,9 @@ def test_429s_from_stripe_and_loops_are_absorbed(lite):
     report = lite.run()
 
     assert report.sent == 30 and not report.errors
-    assert report.stripe_throttled == 8 and report.messenger_throttled == 4
+    assert report.throttled == 3 + 5 + 4
     assert len(set(lite.loops.emails())) == 30 and len(listing_pages(lite.stripe)) == 1 + 3
-    assert "rate limits absorbed: Stripe 8, messenger 4" in "\n".join(report.summary())
+    assert "rate limits absorbed: 12 request(s) waited for the provider" in "\n".join(report.summary())
 
 
 def test_per_customer_errors_are_counted_summarised_and_never_abort(lite):
@@ -273,14 +284,14 @@ def test_per_customer_errors_are_counted_summarised_and_never_abort(lite):
     assert report.errors == {"resource_missing": 3, "messenger rejected": 2}
     summary = "\n".join(report.summary())
     assert "errors: 5 (messenger rejected 2, resource_missing 3)" in summary
-    assert "cus_0003: Stripe resource_missing" in summary
-    failed = {c.customer_id for c in lite.contacts() if c.status == "failed"}
-    assert failed == {customer(3), customer(20), customer(35), customer(7), customer(8)}
+    assert "cus_0003: CustomerMissing: Stripe resource_missing" in summary
 
-    # A rerun retries the failures only; the others are in their cooldown.
+    # A rerun retries the rejected addresses only: Stripe no longer knows the other three customers
+    # (their cases are closed), and everyone else is in their cooldown.
     again = lite.run()
-    assert again.sent == 0 and sum(again.errors.values()) == 5
-    assert again.skipped == {"cooldown (campaign message)": 35}
+    assert again.sent == 0 and again.errors == {"messenger rejected": 2}
+    assert again.skipped == {"cooldown (message sent)": 35}
+    assert again.excluded["case error in webhook_app"] == 3
 
 
 def test_invoice_paid_between_listing_and_send_is_not_messaged(lite):
@@ -296,10 +307,10 @@ def test_invoice_paid_between_listing_and_send_is_not_messaged(lite):
 def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env, clock):
     seed(env.stripe, customers=6, doubles=0)
     now = clock.now()
-    invoice = {i["customer"]: InvoiceView.from_stripe(i) for i in env.stripe.invoices}
+    invoice = {i["customer"]: invoice_view(i) for i in env.stripe.invoices}
     svc = env.svc
     with svc.db.session() as s:
-        dunning.record_failure(s, invoice[customer(1)], failed_at=now, now=now)  # message scheduled
+        dunning.record_failure(s, invoice[customer(1)], failed_at=now, now=now)  # its first message is due
         sent = dunning.record_failure(s, invoice[customer(2)], failed_at=now, now=now)
         s.flush()
         s.execute(
@@ -308,14 +319,15 @@ def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env,
             .values(status="sent", sent_at=now - timedelta(days=1))
         )  # emailed yesterday
         dunning.open_case(s, invoice[customer(3)], now)
-        dunning.close_case(s, invoice[customer(3)].id, "canceled", "subscription canceled", now)
+        dunning.close_case(s, "stripe", invoice[customer(3)].id, "canceled", "subscription canceled", now)
 
     report = env.run()
 
-    assert report.skipped == {"dunning message scheduled": 1, "cooldown (dunning message)": 1}
+    assert report.skipped == {"message scheduled": 1, "cooldown (message sent)": 1}
     assert report.excluded == {"case canceled in webhook_app": 1}
     assert report.sent == 3
-    assert sorted(env.loops.emails()) == [f"{customer(n)}@example.com" for n in (4, 5, 6)]
+    # Customer 1's own first message was due: the run's outbox drain sent it (once), like the worker would.
+    assert sorted(env.loops.emails()) == [f"{customer(n)}@example.com" for n in (1, 4, 5, 6)]
 
 
 def test_only_attempted_invoices_count_and_limit_caps_the_run(lite):
@@ -360,7 +372,33 @@ def test_without_public_url_the_message_carries_a_fresh_portal_session(sqlite_ur
         # An emailed session URL may be opened late: Stripe falls back to its login page.
         assert all(s["params"]["after_expiration"] == {"type": "customer_login"} for s in environment.stripe.sessions)
         with environment.svc.db.session() as s:
-            assert s.scalar(select(func.count()).select_from(DunningCase)) == 0
+            # Cases are opened all the same: a later payment lands in the recovery ledger.
+            assert s.scalar(select(func.count()).select_from(DunningCase)) == 3
+    finally:
+        close()
+
+
+def test_quiet_hours_hold_campaign_messages_in_the_outbox_until_morning(sqlite_url):
+    from webhook_app.clock import FrozenClock
+
+    clock = FrozenClock(datetime(2026, 3, 10, 23, 30))  # 23:30 UTC: night for a customer without a country
+    environment, close = open_env(sqlite_url, clock, QUIET_HOURS="21-8")
+    try:
+        seed(environment.stripe, customers=3, doubles=0)
+
+        report = environment.run()
+
+        assert report.sent == 0 and report.deferred == 3 and environment.loops.accepted == []
+        assert all(
+            n.status == "pending" and n.run_at == datetime(2026, 3, 11, 8, 0) for n in environment.notifications()
+        )
+        assert "waiting for the customer's quiet hours to end: 3" in "\n".join(report.summary())
+
+        clock.advance(hours=8, minutes=30)  # 08:00 has passed
+        Worker(environment.svc).run_once()
+
+        assert sorted(environment.loops.emails()) == [f"{customer(n)}@example.com" for n in (1, 2, 3)]
+        assert {m["dataVariables"]["messageKind"] for m in environment.loops.accepted} == {"first"}
     finally:
         close()
 
@@ -382,27 +420,5 @@ def test_campaign_command_dry_run_limit_and_errors(lite):
 
     both = runner.invoke(args=["campaign", "--dry-run", "--csv", "x.csv"])
     assert both.exit_code == 2 and "pick one" in both.output
-
-
-def test_campaign_stops_when_a_setting_blocks_every_customer(lite):
-    seed(lite.stripe, customers=40, doubles=0)
-    lite.stripe.portal_configured = False  # every portal session would fail the same way
-
-    result = lite.cli("campaign", "--concurrency", "2", "--stripe-rate", "1000", "--messenger-rate", "1000")
-
-    assert result.exit_code == 1
-    assert "STOPPED: Stripe Billing Portal is not configured: run `webhook-app portal setup`" in result.output
-    assert len(lite.stripe.sessions) == 0 and lite.loops.requests == 0
-    # It stopped early instead of failing 40 customers one by one; the next run retries them all.
-    assert len([r for r in lite.stripe.requests if r[1] == "/v1/billing_portal/sessions"]) < 40
-    assert {c.status for c in lite.contacts()} == {"failed"}
-
-
-def test_campaign_without_a_stripe_key_fails_clearly(sqlite_url, clock):
-    environment, close = open_env(sqlite_url, clock, STRIPE_SECRET_KEY="")
-    try:
-        result = environment.cli("campaign")
-        assert result.exit_code == 1
-        assert "STRIPE_SECRET_KEY is not set" in result.output
-    finally:
-        close()
+    unknown = runner.invoke(args=["campaign", "--provider", "nosuch", "--dry-run"])
+    assert unknown.exit_code == 2 and "--provider" in unknown.output

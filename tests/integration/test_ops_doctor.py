@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
 from tests.integration.ops_mocks import LOOPS_KEY, open_ops_env
-from webhook_app.handlers import HANDLERS
+from webhook_app.providers.stripe.translate import TRANSLATORS as HANDLERS
 
 PUBLIC_URL = "https://recover.example.test"
 ENDPOINT_URL = f"{PUBLIC_URL}/webhooks/stripe"

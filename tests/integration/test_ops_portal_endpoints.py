@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
 from tests.integration.ops_mocks import open_ops_env
-from webhook_app.handlers import HANDLERS
+from webhook_app.providers.stripe.translate import TRANSLATORS as HANDLERS
 
 URL = "https://recover.example.test/webhooks/stripe"
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from tests.fixtures import stripe_objects as so
+from tests.fixtures.inbox import store_stripe
 from tests.integration.ops_mocks import open_ops_env
-from webhook_app import inbox
-from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.clock import from_unix
-from webhook_app.handlers import HANDLERS
 from webhook_app.models import DunningCase, Event, Notification
-from webhook_app.ops.pacing import Pacer
-from webhook_app.ops.sync import sync_events
+from webhook_app.providers.stripe.sync import sync_events
+from webhook_app.providers.stripe.translate import TRANSLATORS as HANDLERS
 from webhook_app.worker import Worker
 
 
@@ -33,7 +30,7 @@ def unix(clock, **delta) -> int:
 
 def stored(env) -> dict[str, str]:
     with env.svc.db.session() as s:
-        return dict(s.execute(select(Event.stripe_id, Event.status)).all())
+        return dict(s.execute(select(Event.event_id, Event.status)).all())
 
 
 def failed_event(clock, event_id: str, invoice_id: str, delivered: bool = False, days_ago: float = 1) -> dict:
@@ -49,7 +46,7 @@ def failed_event(clock, event_id: str, invoice_id: str, delivered: bool = False,
 def test_sync_inserts_only_the_undelivered_events_missing_from_the_inbox(env, clock):
     already = failed_event(clock, "evt_already", "in_a")
     body = {k: v for k, v in already.items() if k != "_delivered"}
-    inbox.store(env.svc.db, body, json.dumps(body), clock.now())  # the webhook delivered this one
+    store_stripe(env.svc.db, body, clock.now())  # the webhook delivered this one
     env.stripe.events = [
         already,
         failed_event(clock, "evt_missed_1", "in_b"),
@@ -108,9 +105,10 @@ def test_sync_pages_through_every_undelivered_event(env, clock):
 def test_sync_absorbs_429s(env, clock):
     env.stripe.events = [failed_event(clock, f"evt_{n:04d}", f"in_{n:04d}") for n in range(120)]
     env.stripe.throttle["/v1/events"] = 2
-    pacer = Pacer("stripe", TokenBucket(1000), backoff_max=0.005)
+    pacer = env.svc.provider("stripe").admin.api.pacer  # Stripe's one rate limit in this process
+    pacer.backoff_max = 0.005  # Stripe's 429 asks for seconds; the test has no need to wait them
 
-    result = sync_events(env.svc, call=pacer)
+    result = sync_events(env.svc)
 
     assert result.inserted == 120 and pacer.throttled == 2
     assert len(stored(env)) == 120
@@ -119,7 +117,7 @@ def test_sync_absorbs_429s(env, clock):
 def test_replay_reruns_stored_events_without_a_second_effect(env, clock):
     event = failed_event(clock, "evt_replayed", "in_replay")
     event.pop("_delivered")
-    inbox.store(env.svc.db, event, json.dumps(event), clock.now())
+    store_stripe(env.svc.db, event, clock.now())
     Worker(env.svc).process_events()
 
     replay = env.cli("events", "replay", "evt_replayed")

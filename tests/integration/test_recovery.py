@@ -53,7 +53,8 @@ def test_failed_invoice_sends_one_message_with_a_recovery_link_and_the_amount(
     [case] = all_rows(svc, DunningCase)
     assert case.subscription_id == "sub_A"
     assert billing.sessions == [
-        {"customer": "cus_A", "idempotency_key": "webhook-app-notification-1-portal", "after_expiration_login": False}
+        # Minted for the message: an emailed portal URL falls back to Stripe's login once it expires.
+        {"customer": "cus_A", "idempotency_key": "webhook-app-notification-1-portal", "for_email": True}
     ]
 
 
@@ -85,7 +86,7 @@ def test_paid_invoice_closes_the_case_and_lands_in_the_ledger_once(svc, deliver,
     [entry] = all_rows(svc, LedgerEntry)
     assert (entry.amount, entry.currency, entry.kind) == (12000, "usd", "recovery")
     assert entry.seconds_to_recover == 30 * 3600
-    assert (entry.attempts, entry.messages_sent, entry.attribution) == (2, 1, "stripe_retry")
+    assert (entry.attempts, entry.messages_sent, entry.attribution) == (2, 1, "provider_retry")
 
 
 def test_invoice_paid_before_any_failure_is_not_a_recovery(svc, deliver, run):
@@ -125,7 +126,7 @@ def test_void_and_uncollectible_close_the_case_and_cancel_pending_messages(
     run()
     [case] = all_rows(svc, DunningCase)
     assert case.status == status
-    assert {n.status for n in all_rows(svc, Notification)} == {"cancelled"}
+    assert {n.status for n in all_rows(svc, Notification)} == {"canceled"}
     assert messenger.messages == [] and all_rows(svc, LedgerEntry) == []
 
 
@@ -138,7 +139,7 @@ def test_sending_rechecks_stripe_and_skips_an_invoice_paid_meanwhile(svc, delive
     run()
     first, *later = all_rows(svc, Notification)
     assert first.status == "skipped" and "paid" in first.last_error
-    assert {n.status for n in later} == {"cancelled"}  # the case closed as recovered
+    assert {n.status for n in later} == {"canceled"}  # the case closed as recovered
     assert messenger.messages == []
     assert [e.invoice_id for e in all_rows(svc, LedgerEntry)] == [inv["id"]]
 
@@ -189,7 +190,7 @@ def test_replaying_every_event_sends_no_extra_message_and_counts_no_extra_recove
     with svc.db.session() as s:
         from webhook_app.models import Event
 
-        ids = tuple(s.scalars(select(Event.stripe_id)))
+        ids = tuple(s.scalars(select(Event.event_id)))
     assert requeue(svc.db, clock.now(), event_ids=ids)[0] == 2
     run()
     assert len(messenger.messages) == 1 and len(all_rows(svc, LedgerEntry)) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import WEBHOOK_SECRET, base_config
 from tests.fixtures import stripe_objects as so
+from tests.fixtures.inbox import store_stripe
 from tests.integration.test_recovery import first_message
 from webhook_app.claims import claim
 from webhook_app.errors import TransientError
@@ -112,7 +112,7 @@ def test_transient_send_failure_retries_with_backoff_then_sends_once(make_app, b
 
 @pytest.mark.postgres
 def test_two_worker_processes_on_postgresql_never_process_the_same_event_twice(postgres_url, tmp_path):
-    from webhook_app import create_app, inbox, migrate
+    from webhook_app import create_app, migrate
     from webhook_app.clock import utcnow
     from webhook_app.services import services
 
@@ -123,7 +123,7 @@ def test_two_worker_processes_on_postgresql_never_process_the_same_event_twice(p
         migrate.upgrade(svc.db)
         for i in range(300):
             event = so.event("invoice.payment_failed", so.invoice(invoice_id=f"in_two_{i:04d}"))
-            inbox.store(svc.db, event, json.dumps(event), utcnow())
+            store_stripe(svc.db, event, utcnow())
     env = {**os.environ, **config, "WORKER_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
     procs = [
         subprocess.Popen(

@@ -136,7 +136,7 @@ def test_postgres_restart_during_intake_loses_no_delivery(stack, restart_schema_
     try:
         wait_for(lambda: _ready(peek), timeout=60, what="PostgreSQL to accept connections again")
         with Session(peek.engine) as s:
-            stored = set(s.scalars(select(Event.stripe_id)))
+            stored = set(s.scalars(select(Event.event_id)))
         lost = answered_200 - stored
         wait_for(
             lambda: (

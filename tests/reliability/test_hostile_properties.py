@@ -72,7 +72,7 @@ def count_events(app) -> int:
 
 def stored(app, event_id) -> Event | None:
     with app.app_context(), services().db.session() as s:
-        return s.scalar(select(Event).where(Event.stripe_id == event_id))
+        return s.scalar(select(Event).where(Event.event_id == event_id))
 
 
 def post(app, body: bytes, header: str | None):

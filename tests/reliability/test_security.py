@@ -26,9 +26,10 @@ from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET, base_config
 from tests.fakes import FakeBilling, RecordingMessenger
 from tests.fixtures import stripe_objects as so
 from tests.reliability.support import DATABASE_PASSWORD, FINANCE_PASSWORD, SUITE_SECRETS, figure, leaks
-from webhook_app import create_app, handlers, inbox, links, migrate
+from webhook_app import create_app, handlers, inbox, migrate, tokens
 from webhook_app.clock import FrozenClock, utcnow
 from webhook_app.config import load_settings
+from webhook_app.domain import PaymentFailed
 from webhook_app.finance import auth as finance_auth
 from webhook_app.models import DunningCase, Notification
 from webhook_app.observability import init_sentry, report_exception
@@ -157,8 +158,8 @@ def test_link_tokens_cannot_be_forged_or_moved_to_another_case(secure_app):
     a, b = two_cases(app)
     with app.app_context():
         settings = services().settings
-        token_a = links.make_token(settings, a.id, notification_of(app, a), app.clock)
-        token_b = links.make_token(settings, b.id, notification_of(app, b), app.clock)
+        token_a = tokens.make_token(settings.links, a.id, notification_of(app, a), app.clock)
+        token_b = tokens.make_token(settings.links, b.id, notification_of(app, b), app.clock)
     payload_a, stamp_a, sig_a = token_a.split(".")
     payload_b, stamp_b, sig_b = token_b.split(".")
     moved_payload = (
@@ -169,7 +170,7 @@ def test_link_tokens_cannot_be_forged_or_moved_to_another_case(secure_app):
     other_key = load_settings(base_config("sqlite://", SECRET_KEY="an-attacker-guess-of-the-key"))
     flask_cookie = SecureCookieSessionInterface().get_signing_serializer(app).dumps({"c": b.id, "n": None})
     forged = {
-        "signed with another key": links.make_token(other_key, b.id, None),
+        "signed with another key": tokens.make_token(other_key.links, b.id, None),
         "case id edited, signature kept": f"{moved_payload}.{stamp_a}.{sig_a}",
         "B's payload with A's signature": f"{payload_b}.{stamp_b}.{sig_a}",
         "A's payload with B's signature": f"{payload_a}.{stamp_a}.{sig_b}",
@@ -191,7 +192,7 @@ def test_link_tokens_cannot_be_forged_or_moved_to_another_case(secure_app):
     assert response.status_code == 303
     assert app.billing.sessions[-1]["customer"] == a.customer_id
     # Expired tokens are refused with 410 and mint nothing.
-    app.clock.advance(days=settings.link_max_age_days + 1)
+    app.clock.advance(days=settings.links.max_age_days + 1)
     minted = len(app.billing.sessions)
     assert follow(app, token_b).status_code == 410
     assert len(app.billing.sessions) == minted
@@ -230,8 +231,7 @@ def test_error_paths_log_no_secret_and_no_customer_email(secure_app, log_audit, 
     def crash(session, event, ctx):
         raise RuntimeError(f"card for {email} declined; key {STRIPE_KEY}; secret {WEBHOOK_SECRET}")
 
-    monkeypatch.setitem(handlers.HANDLERS, "invoice.payment_failed", crash)
-    monkeypatch.setattr("webhook_app.worker.HANDLERS", handlers.HANDLERS)
+    monkeypatch.setitem(handlers.HANDLERS, PaymentFailed, crash)
     inv = so.invoice(email=email)
     body, headers = so.signed(so.event("invoice.payment_failed", inv), WEBHOOK_SECRET)
     client = app.test_client()
@@ -300,7 +300,7 @@ def test_sentry_events_carry_no_secret_and_no_customer_email(sqlite_url, sentry_
     # 2. A reported exception whose message and locals name the customer and every secret.
     settings = load_settings(config)
     try:
-        raise RuntimeError(f"send to {email} failed with key {settings.stripe_secret_key}")
+        raise RuntimeError(f"send to {email} failed with key {settings.stripe.secret_key}")
     except RuntimeError as exc:
         report_exception(exc)
     # 3. An ERROR log line (Sentry's logging integration turns it into an event).
@@ -326,7 +326,7 @@ def test_html_pages_carry_csp_nosniff_and_frame_deny(secure_app, sqlite_url):
     app = secure_app
     a, _ = two_cases(app)
     with app.app_context():
-        token = links.make_token(services().settings, a.id, None, app.clock)
+        token = tokens.make_token(services().settings.links, a.id, None, app.clock)
     off = create_app(base_config(sqlite_url))  # finance credentials unset: the "off" page
     pages = {
         "finance dashboard": (app, "/finance", basic(FINANCE_USER, FINANCE_PASSWORD)),

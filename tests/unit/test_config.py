@@ -12,7 +12,7 @@ def test_defaults_run_on_sqlite_with_console_messages():
     assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith(
         "instance/webhook_app.sqlite3"
     )
-    assert settings.messaging_provider == "console" and settings.worker_mode == "embedded"
+    assert settings.messaging_provider == "console" and settings.worker.mode == "embedded"
     assert settings.problems == ()
 
 
@@ -23,13 +23,13 @@ def test_heroku_postgres_url_is_accepted():
 
 
 def test_webhook_secrets_list_for_rotation():
-    assert load_settings({"STRIPE_WEBHOOK_SECRET": "whsec_a, whsec_b"}).stripe_webhook_secrets == ("whsec_a", "whsec_b")
+    assert load_settings({"STRIPE_WEBHOOK_SECRET": "whsec_a, whsec_b"}).stripe.webhook_secrets == ("whsec_a", "whsec_b")
 
 
 def test_key_mode_decides_livemode():
-    assert load_settings({"STRIPE_SECRET_KEY": "sk_live_abc"}).stripe_livemode is True
-    assert load_settings({"STRIPE_SECRET_KEY": "rk_test_abc"}).stripe_livemode is False
-    assert load_settings({}).stripe_livemode is None
+    assert load_settings({"STRIPE_SECRET_KEY": "sk_live_abc"}).stripe.livemode is True
+    assert load_settings({"STRIPE_SECRET_KEY": "rk_test_abc"}).stripe.livemode is False
+    assert load_settings({}).stripe.livemode is None
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,14 @@ from datetime import date, datetime
 import pytest
 from werkzeug.datastructures import Authorization
 
-from webhook_app.config import load_settings
+from webhook_app.config import Settings, load_settings
 from webhook_app.finance import auth
 from webhook_app.finance.chart import axis_label, nice_step, weekly_chart
 from webhook_app.finance.cursor import Cursor, CursorError, check_sort
 from webhook_app.finance.display import duration, percent
 from webhook_app.finance.period import PeriodError, parse_period, presets
-from webhook_app.finance.queries import FilterError, Week, dashboard_url, parse_currency, parse_mode
+from webhook_app.finance.queries import FilterError, Week, parse_currency, parse_mode
+from webhook_app.providers.stripe import StripeProvider
 
 NOW = datetime(2025, 6, 30, 12, 0)
 
@@ -78,8 +79,9 @@ def test_sort_and_filter_parameters_are_validated():
 
 
 def test_stripe_dashboard_links_use_test_paths_for_test_mode():
-    assert dashboard_url("invoices", "in_1", False) == "https://dashboard.stripe.com/test/invoices/in_1"
-    assert dashboard_url("customers", "cus_1", True) == "https://dashboard.stripe.com/customers/cus_1"
+    stripe = StripeProvider(Settings())
+    assert stripe.dashboard_url("invoice", "in_1", False) == "https://dashboard.stripe.com/test/invoices/in_1"
+    assert stripe.dashboard_url("customer", "cus_1", True) == "https://dashboard.stripe.com/customers/cus_1"
 
 
 # -- auth ----------------------------------------------------------------------------------------------

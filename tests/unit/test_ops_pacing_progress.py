@@ -8,12 +8,12 @@ import pytest
 
 from tests.fakes import FakeTime
 from tests.fixtures import stripe_objects as so
+from webhook_app.adapters.pacing import Pacer
 from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.errors import PermanentError, TransientError
-from webhook_app.invoices import InvoiceView
 from webhook_app.ops.campaign import eligible_reason, mask_email
-from webhook_app.ops.pacing import Pacer
 from webhook_app.ops.progress import Progress
+from webhook_app.providers.stripe.translate import invoice_view
 
 
 def flaky(failures: list[Exception], value="ok"):
@@ -120,7 +120,7 @@ def test_progress_draws_a_tqdm_bar_on_a_terminal():
     ],
 )
 def test_which_open_invoices_the_campaign_chases(changes, reason):
-    invoice = InvoiceView.from_stripe(so.invoice(**{"attempt_count": 2, **changes}))
+    invoice = invoice_view(so.invoice(**{"attempt_count": 2, **changes}))
     assert eligible_reason(invoice) == reason
 
 

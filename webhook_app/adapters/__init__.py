@@ -1,17 +1,16 @@
-"""Every external system behind a small protocol, with a real, a console and a test implementation.
+"""The email tools behind one small protocol, with a real, a console and a test implementation.
 
-`Messenger` delivers a recovery message (Loops, Intercom, console); `Billing` is the slice of Stripe
-the app uses. Adapters speak business terms and return plain values (a URL, a dict), never SDK objects.
+`Messenger` delivers a recovery message (Loops, Intercom, console). Billing systems live in
+`webhook_app.providers`. Adapters speak business terms and return plain values, never SDK objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from webhook_app.invoices import InvoiceView, format_amount
+from webhook_app.money import format_amount
 
 
 @dataclass(frozen=True)
@@ -101,52 +100,3 @@ class Messenger(Protocol):
     def check(self) -> str:
         """Verify credentials; return a short description or raise an error."""
         ...
-
-
-@dataclass(frozen=True)
-class PortalSession:
-    """A freshly minted Stripe Billing Portal session."""
-
-    id: str
-    url: str
-
-
-class Billing(Protocol):
-    """The slice of Stripe this app uses."""
-
-    def retrieve_invoice(self, invoice_id: str) -> InvoiceView: ...
-
-    def create_portal_session(
-        self, customer_id: str, *, idempotency_key: str | None = None, after_expiration_login: bool = False
-    ) -> PortalSession: ...
-
-    # Operator commands (webhook_app/ops). `call`, when given, wraps each page request (pacing, retries).
-
-    def list_open_invoices(
-        self, *, customer: str | None = None, call: Callable | None = None
-    ) -> Iterator[InvoiceView]: ...
-
-    def list_events(
-        self,
-        *,
-        types: list[str],
-        delivery_success: bool | None = None,
-        created_gte: int | None = None,
-        call: Callable | None = None,
-    ) -> Iterator[tuple[dict, str]]: ...
-
-    def account_livemode(self) -> bool: ...
-
-    def list_portal_configurations(self, *, is_default: bool | None = None) -> Iterator[dict]: ...
-
-    def retrieve_portal_configuration(self, configuration_id: str) -> dict: ...
-
-    def create_portal_configuration(self, params: dict) -> dict: ...
-
-    def update_portal_configuration(self, configuration_id: str, params: dict) -> dict: ...
-
-    def list_webhook_endpoints(self) -> Iterator[dict]: ...
-
-    def create_webhook_endpoint(self, params: dict) -> dict: ...
-
-    def update_webhook_endpoint(self, endpoint_id: str, params: dict) -> dict: ...

@@ -36,7 +36,7 @@ import requests
 
 from webhook_app.adapters import Message, SendResult, http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
-from webhook_app.config import Settings
+from webhook_app.config import IntercomSettings
 from webhook_app.errors import ConfigurationNeeded, MessengerRejected, TransientError
 from webhook_app.observability import scrub
 
@@ -87,11 +87,13 @@ class IntercomMessenger:
 
     name = "intercom"
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None, bucket: TokenBucket | None = None):
-        self._token = settings.intercom_access_token
-        self._base = settings.intercom_api_base.rstrip("/")
-        self._event_name = settings.intercom_event_name
-        self._timeout = settings.http_timeout_seconds
+    def __init__(
+        self, settings: IntercomSettings, session: requests.Session | None = None, bucket: TokenBucket | None = None
+    ):
+        self._token = settings.access_token
+        self._base = settings.api_base.rstrip("/")
+        self._event_name = settings.event_name
+        self._timeout = settings.timeout_seconds
         self._session = session if session is not None else requests.Session()
         self.bucket = bucket if bucket is not None else TokenBucket(INTERCOM_RATE_PER_SECOND)
 

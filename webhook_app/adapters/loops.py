@@ -23,7 +23,7 @@ import requests
 
 from webhook_app.adapters import Message, SendResult, http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
-from webhook_app.config import Settings
+from webhook_app.config import LoopsSettings
 from webhook_app.errors import ConfigurationNeeded, MessengerRejected
 from webhook_app.observability import scrub
 
@@ -85,17 +85,19 @@ class LoopsMessenger:
 
     name = "loops"
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None, bucket: TokenBucket | None = None):
-        self._api_key = settings.loops_api_key
-        self._transactional_id = settings.loops_transactional_id
-        self._event_name = settings.loops_event_name
+    def __init__(
+        self, settings: LoopsSettings, session: requests.Session | None = None, bucket: TokenBucket | None = None
+    ):
+        self._api_key = settings.api_key
+        self._transactional_id = settings.transactional_id
+        self._event_name = settings.event_name
         # Per-message overrides (LOOPS_TRANSACTIONAL_IDS / LOOPS_EVENT_NAMES): first, reminder, final, ...
-        self._transactional_ids = dict(settings.loops_transactional_ids)
-        self._event_names = dict(settings.loops_event_names)
-        self._base = settings.loops_api_base.rstrip("/")
-        self._timeout = settings.http_timeout_seconds
+        self._transactional_ids = dict(settings.transactional_ids)
+        self._event_names = dict(settings.event_names)
+        self._base = settings.api_base.rstrip("/")
+        self._timeout = settings.timeout_seconds
         self._session = session if session is not None else requests.Session()
-        self.bucket = bucket if bucket is not None else TokenBucket(settings.loops_rate_per_second)
+        self.bucket = bucket if bucket is not None else TokenBucket(settings.rate_per_second)
 
     def send(self, message: Message, idempotency_key: str) -> SendResult:
         """Send `message` once per `idempotency_key`; a key Loops has already seen counts as sent."""

@@ -44,6 +44,17 @@ class TokenBucket:
         self._tokens = self.capacity
         self._updated = clock()
         self._paused_until = float("-inf")
+        self.pauses = 0  # 429s reported to this bucket (for run summaries)
+
+    def set_rate(self, rate_per_second: float) -> None:
+        """Change the rate (and the burst with it, one second's worth), e.g. from a command's option."""
+        if rate_per_second <= 0:
+            raise ValueError("rate_per_second must be positive")
+        with self._lock:
+            self._refill(self._clock())
+            self.rate = float(rate_per_second)
+            self.capacity = max(1.0, self.rate)
+            self._tokens = min(self._tokens, self.capacity)
 
     def _refill(self, now: float) -> None:
         elapsed = now - self._updated
@@ -76,6 +87,7 @@ class TokenBucket:
         if seconds <= 0:
             return
         with self._lock:
+            self.pauses += 1
             until = self._clock() + seconds
             if until > self._paused_until:
                 self._paused_until = until

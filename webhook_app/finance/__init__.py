@@ -1,8 +1,8 @@
 """Finance review: recovered revenue for humans (dashboard), machines (CSV, JSON) and terminals (report).
 
 Layout: `period` / `cursor` parse parameters, `queries` computes the figures per currency, `chart` lays
-out the weekly SVG chart, `export` streams CSV, `views` is the blueprint, `report` the CLI command,
-`corrections` the handlers that append refunds and credit notes to the ledger.
+out the weekly SVG chart, `export` streams CSV, `views` is the blueprint, `report` the CLI command.
+This package only reads: every ledger write is in `webhook_app.ledger`.
 """
 
 from __future__ import annotations

@@ -17,15 +17,19 @@ REALM = "Finance"
 
 def finance_enabled(settings: Settings) -> bool:
     """True when both finance credentials are configured (the pages are off otherwise)."""
-    return bool(settings.finance_username and settings.finance_password)
+    return settings.finance.enabled
 
 
 def credentials_ok(auth: Authorization | None, settings: Settings) -> bool:
     """True when `auth` carries the configured finance username and password."""
     if auth is None or auth.type != "basic" or not finance_enabled(settings):
         return False
-    user_ok = hmac.compare_digest((auth.username or "").encode("utf-8"), settings.finance_username.encode("utf-8"))
-    password_ok = hmac.compare_digest((auth.password or "").encode("utf-8"), settings.finance_password.encode("utf-8"))
+    user_ok = hmac.compare_digest(
+        (auth.username or "").encode("utf-8"), (settings.finance.username or "").encode("utf-8")
+    )
+    password_ok = hmac.compare_digest(
+        (auth.password or "").encode("utf-8"), (settings.finance.password or "").encode("utf-8")
+    )
     return user_ok & password_ok  # no short-circuit: both comparisons always run
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from webhook_app.finance.queries import Week
-from webhook_app.invoices import format_amount
+from webhook_app.money import format_amount
 
 WIDTH, HEIGHT = 760, 240
 LEFT, RIGHT, TOP, BOTTOM = 84, 12, 14, 30

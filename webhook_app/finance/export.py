@@ -12,14 +12,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import func, select
 
 from webhook_app.db import Database
 from webhook_app.finance.period import iso
-from webhook_app.finance.queries import DASHBOARD, Filters, after_key, narrowed, rows_query
-from webhook_app.invoices import to_decimal
+from webhook_app.finance.queries import DashboardLink, Filters, after_key, narrowed, rows_query
 from webhook_app.models import LedgerEntry
+from webhook_app.money import to_decimal
 
 BATCH_SIZE = 2000
 CSV_COLUMNS = (
@@ -37,6 +38,7 @@ CSV_COLUMNS = (
     "entry_key",
     "invoice_url",
     "customer_url",
+    "provider",
 )
 
 
@@ -72,9 +74,8 @@ def iter_rows(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterato
         )
 
 
-def csv_values(row) -> tuple:
-    """One ledger row as CSV fields, in CSV_COLUMNS order (the same values as `row_dict`, built faster)."""
-    mode = "" if row.livemode else "/test"
+def csv_values(row: Any, dashboard: DashboardLink) -> tuple[Any, ...]:
+    """One ledger row as CSV fields, in CSV_COLUMNS order (the same values as `row_dict`)."""
     return (
         iso(row.recovered_at),
         row.kind,
@@ -88,19 +89,20 @@ def csv_values(row) -> tuple:
         "" if row.seconds_to_recover is None else row.seconds_to_recover,
         "true" if row.livemode else "false",
         row.entry_key,
-        f"{DASHBOARD}{mode}/invoices/{row.invoice_id}",
-        f"{DASHBOARD}{mode}/customers/{row.customer_id}",
+        dashboard(row.provider, "invoice", row.invoice_id, row.livemode) or "",
+        dashboard(row.provider, "customer", row.customer_id, row.livemode) or "",
+        row.provider,
     )
 
 
-def iter_csv(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterator[str]:
+def iter_csv(db: Database, f: Filters, dashboard: DashboardLink, batch_size: int = BATCH_SIZE) -> Iterator[str]:
     """CSV text in chunks (a header, then about one chunk per batch of rows)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     pending = 0
     for row in iter_rows(db, f, batch_size):
-        writer.writerow(csv_values(row))
+        writer.writerow(csv_values(row, dashboard))
         pending += 1
         if pending >= batch_size:
             yield buffer.getvalue()

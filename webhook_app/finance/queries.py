@@ -18,26 +18,32 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from webhook_app.finance.cursor import SORTS, Cursor
 from webhook_app.finance.period import Period, iso
-from webhook_app.invoices import format_amount, to_decimal
 from webhook_app.models import DunningCase, LedgerEntry
+from webhook_app.money import format_amount, to_decimal
+from webhook_app.states import CASE_LOST, CASE_OPEN, CASE_SETTLED
+from webhook_app.states import Attribution as Cause
 
-ATTRIBUTIONS = ("link_click", "stripe_retry", "out_of_band")
-ATTRIBUTION_LABELS = {"link_click": "Recovery link", "stripe_retry": "Stripe retry", "out_of_band": "Out of band"}
-LOST_STATUSES = ("void", "uncollectible", "canceled")
-OPEN_STATUSES = ("open", "paused")
+ATTRIBUTIONS = tuple(Cause)
+ATTRIBUTION_LABELS = {
+    Cause.LINK_CLICK: "Recovery link",
+    Cause.PROVIDER_RETRY: "Provider retry",
+    Cause.OUT_OF_BAND: "Out of band",
+}
+LOST_STATUSES = tuple(CASE_LOST)
+OPEN_STATUSES = tuple(CASE_OPEN)
 # A case closed after `until` was still open at `until`, whatever it became later.
-SETTLED_STATUSES = ("recovered", "error", *LOST_STATUSES)
+SETTLED_STATUSES = tuple(CASE_SETTLED)
 CURRENCY = re.compile(r"^[a-z]{3}$")
-DASHBOARD = "https://dashboard.stripe.com"
 MAX_PAGE_SIZE = 500
 
 
@@ -47,11 +53,12 @@ class FilterError(ValueError):
 
 @dataclass(frozen=True)
 class Filters:
-    """What every finance query is restricted to: a period, optionally one currency and one mode."""
+    """What every finance query is restricted to: a period, optionally one currency, mode and provider."""
 
     period: Period
     currency: str | None = None
     livemode: bool | None = None
+    provider: str | None = None
 
     def query_args(self) -> dict:
         """The filters as URL query parameters (for links that keep them)."""
@@ -60,6 +67,8 @@ class Filters:
             args["currency"] = self.currency
         if self.livemode is not None:
             args["mode"] = "live" if self.livemode else "test"
+        if self.provider:
+            args["provider"] = self.provider
         return args
 
 
@@ -70,6 +79,17 @@ def parse_currency(raw: str | None) -> str | None:
     value = raw.strip().lower()
     if not CURRENCY.match(value):
         raise FilterError("currency must be a three-letter ISO code such as usd or jpy")
+    return value
+
+
+def parse_provider(raw: str | None, known: Iterable[str]) -> str | None:
+    """One billing provider's name, or None for all of them."""
+    value = (raw or "all").strip().lower()
+    if value == "all":
+        return None
+    names = tuple(known)
+    if value not in names:
+        raise FilterError(f"provider must be one of {', '.join(names)} or all")
     return value
 
 
@@ -156,6 +176,8 @@ def _ledger_where(f: Filters) -> list:
         clauses.append(LedgerEntry.currency == f.currency)
     if f.livemode is not None:
         clauses.append(LedgerEntry.livemode == f.livemode)
+    if f.provider:
+        clauses.append(LedgerEntry.provider == f.provider)
     return clauses
 
 
@@ -165,6 +187,8 @@ def _case_where(f: Filters) -> list:
         clauses.append(DunningCase.currency == f.currency)
     if f.livemode is not None:
         clauses.append(DunningCase.livemode == f.livemode)
+    if f.provider:
+        clauses.append(DunningCase.provider == f.provider)
     return clauses
 
 
@@ -338,6 +362,7 @@ def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
 # -- ledger rows -----------------------------------------------------------------------------------
 ROW_COLUMNS = (
     LedgerEntry.id,
+    LedgerEntry.provider,
     LedgerEntry.entry_key,
     LedgerEntry.kind,
     LedgerEntry.invoice_id,
@@ -352,14 +377,14 @@ ROW_COLUMNS = (
 )
 
 
-def dashboard_url(kind: str, object_id: str, livemode: bool) -> str:
-    """The Stripe Dashboard page of an invoice or customer (`/test/` for test-mode objects)."""
-    return f"{DASHBOARD}{'' if livemode else '/test'}/{kind}/{object_id}"
+# (provider, "invoice" | "customer", object id, livemode) -> the object's page in the provider's dashboard
+DashboardLink = Callable[[str, str, str, bool], str | None]
 
 
-def row_dict(row) -> dict:
+def row_dict(row: Any, dashboard: DashboardLink) -> dict[str, Any]:
     """One ledger row for JSON and CSV: minor units plus a decimal string, ISO 8601 UTC times."""
     return {
+        "provider": row.provider,
         "entry_key": row.entry_key,
         "kind": row.kind,
         "invoice_id": row.invoice_id,
@@ -372,8 +397,8 @@ def row_dict(row) -> dict:
         "seconds_to_recover": row.seconds_to_recover,
         "attribution": row.attribution,
         "livemode": bool(row.livemode),
-        "invoice_url": dashboard_url("invoices", row.invoice_id, row.livemode),
-        "customer_url": dashboard_url("customers", row.customer_id, row.livemode),
+        "invoice_url": dashboard(row.provider, "invoice", row.invoice_id, row.livemode),
+        "customer_url": dashboard(row.provider, "customer", row.customer_id, row.livemode),
     }
 
 

@@ -9,6 +9,7 @@ and `mode` (`live`, `test`; default: both). Sorting and pagination happen in the
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context, url_for
 
@@ -21,17 +22,20 @@ from webhook_app.finance.period import Period, PeriodError, default_period, pars
 from webhook_app.finance.queries import (
     ATTRIBUTION_LABELS,
     ATTRIBUTIONS,
+    DashboardLink,
     FilterError,
     Filters,
     currencies_in,
     page,
     parse_currency,
     parse_mode,
+    parse_provider,
     row_dict,
     summarize,
     weekly,
 )
-from webhook_app.invoices import format_amount
+from webhook_app.money import format_amount
+from webhook_app.providers.base import Provider
 from webhook_app.services import services
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,7 @@ def _guard():
     if not auth.finance_enabled(svc.settings):
         message = "The finance pages are off: set FINANCE_USERNAME and FINANCE_PASSWORD to turn them on."
         if request.endpoint == "finance.dashboard":
-            html = render_template("finance_off.html", company=svc.settings.company_name, message=message)
+            html = render_template("finance_off.html", company=svc.settings.links.company_name, message=message)
             return Response(html, status=404, mimetype="text/html")
         return _error(404, "finance_disabled", message)
     if not auth.credentials_ok(request.authorization, svc.settings):
@@ -86,7 +90,18 @@ def _filters() -> Filters:
         parse_period(args.get("since"), args.get("until"), now),
         parse_currency(args.get("currency")),
         parse_mode(args.get("mode")),
+        parse_provider(args.get("provider"), services().providers),
     )
+
+
+def dashboard_links(providers: Mapping[str, Provider]) -> DashboardLink:
+    """Links into each provider's own dashboard (none for a provider the app no longer knows)."""
+
+    def link(provider: str, kind: str, object_id: str, livemode: bool) -> str | None:
+        known = providers.get(provider)
+        return known.dashboard_url(kind, object_id, livemode) if known is not None else None
+
+    return link
 
 
 def _cursor() -> Cursor | None:
@@ -120,7 +135,7 @@ def dashboard():
 
     table = []
     for row in rows.rows:
-        item = row_dict(row)
+        item = row_dict(row, dashboard_links(svc.providers))
         item.update(
             amount_display=format_amount(row.amount, row.currency),
             time_to_recover=duration(row.seconds_to_recover),
@@ -142,7 +157,7 @@ def dashboard():
     query = {k: v for k, v in args.items() if k not in ("since", "until")}
     html = render_template(
         "finance.html",
-        company=svc.settings.company_name,
+        company=svc.settings.links.company_name,
         error=error,
         filters=f,
         period=f.period,
@@ -191,7 +206,7 @@ def recoveries_csv():
     name = f"recoveries_{f.period.since_date.isoformat()}_{f.period.until_date.isoformat()}"
     if f.currency:
         name += f"_{f.currency}"
-    body = stream_with_context(iter_csv(svc.db, f))
+    body = stream_with_context(iter_csv(svc.db, f, dashboard_links(svc.providers)))
     return Response(body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
@@ -213,7 +228,7 @@ def recoveries_json():
     return jsonify(
         {
             "object": "list",
-            "data": [row_dict(r) for r in result.rows],
+            "data": [row_dict(r, dashboard_links(svc.providers)) for r in result.rows],
             "has_more": result.next_cursor is not None,
             "next_cursor": result.next_cursor,
             "previous_cursor": result.prev_cursor,

@@ -2,7 +2,6 @@
 
 from alembic import context
 
-import webhook_app.ops.models  # noqa: F401  (campaign_contacts, migration 0002)
 from webhook_app.models import Base
 
 config = context.config

@@ -1,21 +1,21 @@
-"""`webhook-app campaign`: one recovery message to every customer with open, failed invoices.
+"""`webhook-app campaign`: one recovery message to every customer with unpaid, failed invoices.
 
 The webhook flow messages customers as their payments fail; the campaign reaches the ones already
 unpaid, e.g. when the app is first installed or after a long outage. It:
 
-- pages through *all* open invoices Stripe collects automatically (`status=open`,
-  `collection_method=charge_automatically`, 100 a page) and keeps those already attempted;
-- groups them by customer: one message per customer, naming every unpaid invoice;
-- skips customers messaged within the cooldown (by an earlier campaign run or by the dunning worker)
-  and customers the worker is about to message anyway;
-- at send time re-lists the customer's open invoices (one may have been paid since the listing) and
-  makes the link then: a durable `/r/<token>` link when PUBLIC_URL is set, else a fresh portal session;
-- remembers each customer in `campaign_contacts` before sending (resumable: a rerun, or a run after a
-  crash, never double-sends; a send cut short is retried with the same idempotency key);
-- calls Stripe and the email tool from several threads under token buckets (Stripe 20 req/s in test
-  mode, 80 live, below its 25/100 limits; the messenger ~10 req/s), backing off on 429s;
-- counts per-customer errors (a deleted customer, a rejected email) and carries on; only a missing
-  setting, which every customer would hit, stops the run.
+- pages through every invoice each enabled billing provider is still collecting (Stripe: open,
+  charged automatically, 100 a page) and keeps those already attempted;
+- groups them by customer and skips customers messaged within the cooldown (by an earlier campaign or
+  by the dunning worker) or with a message already scheduled;
+- opens a dunning case per invoice and puts one message per invoice into the notifications outbox,
+  the same outbox the webhook flow uses. The worker then sends them exactly as it sends every
+  message: re-reading each invoice first (someone who paid meanwhile is not messaged), grouping a
+  customer's invoices into one message, honouring quiet hours, templates, idempotency keys, error
+  classification and the email tool's rate limit;
+- then drains the outbox in this process (`--concurrency` sending threads) and reports what happened.
+  A run stopped midway is resumable: what it queued stays in the outbox for any worker, and a rerun
+  skips customers whose message is scheduled or sent.
+`--dry-run` and `--csv` are reports over the same selection: nothing is queued or sent.
 """
 
 from __future__ import annotations
@@ -27,92 +27,91 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TextIO
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from webhook_app import dunning, links
-from webhook_app.adapters import InvoiceLine, Message
-from webhook_app.adapters.ratelimit import TokenBucket
-from webhook_app.errors import (
-    ConfigurationNeeded,
-    CustomerMissing,
-    MessengerRejected,
-    PermanentError,
-    RecoveryError,
-    TransientError,
-)
-from webhook_app.inbox import insert_if_absent
-from webhook_app.invoices import InvoiceView, format_amount, to_decimal
+from webhook_app import dunning, tokens
+from webhook_app.domain import InvoiceView
+from webhook_app.errors import ConfigurationNeeded, RecoveryError, ResourceMissing
 from webhook_app.models import DunningCase, Notification
-from webhook_app.ops.models import CampaignContact
-from webhook_app.ops.pacing import Pacer
+from webhook_app.money import format_amount, to_decimal
 from webhook_app.ops.progress import Progress
+from webhook_app.providers.base import Provider
+from webhook_app.sending import link_target
 from webhook_app.services import Services
+from webhook_app.states import NOTIFICATION_UNSENT, CaseStatus, NotificationKind, NotificationStatus
+from webhook_app.worker import Worker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COOLDOWN = timedelta(days=3)
-# Stripe allows 25 req/s in test mode and 100 live (https://docs.stripe.com/rate-limits); staying
-# below leaves room for the web and worker processes sharing the same account.
-STRIPE_RATE_TEST, STRIPE_RATE_LIVE = 20.0, 80.0
 CSV_COLUMNS = ("customer_id", "invoice_id", "update_url", "amount_due", "currency")
-WORKER_BUSY = ("pending", "held", "sending")
+# Error kinds of the summary, from the class name the worker stored with a failed notification.
+ERROR_KINDS = {
+    "CustomerMissing": "resource_missing",
+    "InvoiceMissing": "resource_missing",
+    "ResourceMissing": "resource_missing",
+    "MessengerRejected": "messenger rejected",
+    "BadPayload": "rejected",
+    "PermanentError": "rejected",
+    "TransientError": "gave up after retries",
+}
 
 
 @dataclass(frozen=True)
 class CampaignOptions:
-    """How the campaign runs. Rates are requests per second; `lease` is how long a claimed customer
-    stays reserved for this run (after a crash, a rerun takes them over once it has passed)."""
+    """How the campaign runs. Rates are requests per second for this process (None: the default)."""
 
+    provider: str | None = None  # None: every enabled billing provider
     dry_run: bool = False
     csv_path: str | None = None
     limit: int | None = None
     cooldown: timedelta = DEFAULT_COOLDOWN
     concurrency: int = 8
-    stripe_rate: float | None = None  # None: by the key's mode
-    messenger_rate: float = 10.0
-    max_retries: int = 5
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    lease: timedelta = timedelta(minutes=5)
+    stripe_rate: float | None = None
+    messenger_rate: float | None = None
     progress_interval: float = 10.0
 
 
 @dataclass
 class Target:
-    """A customer to message and their unpaid invoices (newest first, as Stripe lists them)."""
+    """A customer to message and their unpaid invoices (newest first, as the provider lists them)."""
 
+    provider: str
     customer_id: str
     invoices: list[InvoiceView]
+    notification_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
 class CampaignReport:
-    """Everything the run counted; `summary()` prints it."""
+    """What a run did, for the summary and for tests."""
 
     run_id: str
-    mode: str
+    mode: str  # send | dry-run | csv
     listed: int = 0
-    excluded: Counter = field(default_factory=Counter)  # invoices left out, by reason
     customers: int = 0
     targets: int = 0
-    sent: int = 0
-    already_sent: int = 0  # the provider had this idempotency key: a cut-short send had got through
+    queued: int = 0  # messages put in the outbox (one per invoice; a customer's go out as one)
+    sent: int = 0  # customers messaged
+    already_sent: int = 0  # of which the email tool already had the message (a retried send)
+    deferred: int = 0  # customers whose message waits for the end of their quiet hours
+    retrying: int = 0  # customers whose message the worker retries later (a provider was down)
+    held: int = 0  # customers whose message waits for an operator (credentials, configuration)
+    outbox_sent: int = 0  # messages queued before this run (an interrupted run, the worker) it sent too
     csv_rows: int = 0
-    skipped: Counter = field(default_factory=Counter)  # customers, by reason
-    errors: Counter = field(default_factory=Counter)  # customers, by kind
+    excluded: Counter[str] = field(default_factory=Counter)  # invoices, by reason
+    skipped: Counter[str] = field(default_factory=Counter)  # customers, by reason
+    errors: Counter[str] = field(default_factory=Counter)  # customers, by kind
     error_samples: list[str] = field(default_factory=list)
     stopped: str | None = None
-    stripe_throttled: int = 0
-    messenger_throttled: int = 0
-    retried: int = 0
+    throttled: int = 0
     elapsed: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -128,14 +127,14 @@ class CampaignReport:
 
     def progress_text(self) -> str:
         skipped, errors = sum(self.skipped.values()), sum(self.errors.values())
-        return f"sent={self.sent + self.already_sent} skipped={skipped} errors={errors}"
+        return f"sent={self.sent} skipped={skipped} errors={errors}"
 
     def summary(self) -> list[str]:
         """Human lines for the end of the run."""
         verb = {"send": "sent", "dry-run": "would send", "csv": "links written"}[self.mode]
         lines = [
             f"campaign {self.mode} finished in {self.elapsed:.1f}s (run {self.run_id[:8]})",
-            f"  open invoices listed: {self.listed}, for {self.customers} customer(s) with failed payments",
+            f"  unpaid invoices listed: {self.listed}, for {self.customers} customer(s) with failed payments",
         ]
         if self.excluded:
             lines.append("  invoices left out: " + ", ".join(f"{r} {n}" for r, n in sorted(self.excluded.items())))
@@ -144,6 +143,16 @@ class CampaignReport:
                 f"  {verb}: {self.sent}"
                 + (f" (+{self.already_sent} the email tool already had)" if self.already_sent else "")
             )
+            if self.outbox_sent:
+                lines.append(f"  also sent from the outbox (queued earlier): {self.outbox_sent} invoice notice(s)")
+            waiting = [
+                (self.deferred, "waiting for the customer's quiet hours to end"),
+                (self.retrying, "to be retried by the worker"),
+                (self.held, "held until an operator acts"),
+            ]
+            for count, why in waiting:
+                if count:
+                    lines.append(f"  queued, {why}: {count} (in the outbox; the worker sends them)")
         elif self.mode == "csv":
             lines.append(f"  {verb}: {self.csv_rows} row(s) for {self.targets} customer(s); nothing was sent")
         else:
@@ -158,25 +167,22 @@ class CampaignReport:
         lines.extend(f"    {sample}" for sample in self.error_samples)
         if total_errors > len(self.error_samples):
             lines.append(f"    ... and {total_errors - len(self.error_samples)} more in the logs")
-        if self.stripe_throttled or self.messenger_throttled or self.retried:
-            lines.append(
-                f"  rate limits absorbed: Stripe {self.stripe_throttled}, messenger {self.messenger_throttled}"
-                f" ({self.retried} retried call(s))"
-            )
+        if self.throttled:
+            lines.append(f"  rate limits absorbed: {self.throttled} request(s) waited for the provider")
         if self.stopped:
             lines.append(f"  STOPPED: {self.stopped}")
         return lines
 
 
 def eligible_reason(invoice: InvoiceView) -> str | None:
-    """Why an open invoice is left out of the campaign, or None when it belongs in it."""
+    """Why an unpaid invoice is left out of the campaign, or None when it belongs in it."""
     if invoice.status != "open":
         return "not open"
-    if invoice.collection_method not in (None, "charge_automatically"):
+    if not invoice.auto_collected:
         return "sent for manual payment"
     if invoice.attempt_count < 1:
         return "not attempted yet"  # no payment has failed: nothing to recover
-    if (invoice.amount_remaining or invoice.amount_due) <= 0:
+    if invoice.remaining <= 0:
         return "nothing left to pay"
     return None
 
@@ -192,213 +198,87 @@ def mask_email(email: str | None) -> str:
 def _amounts(invoices: list[InvoiceView]) -> str:
     totals: dict[str, int] = {}
     for inv in invoices:
-        totals[inv.currency] = totals.get(inv.currency, 0) + _remaining(inv)
+        totals[inv.currency] = totals.get(inv.currency, 0) + inv.remaining
     return " + ".join(format_amount(amount, currency) for currency, amount in totals.items())
-
-
-def _remaining(inv: InvoiceView) -> int:
-    return inv.amount_remaining or inv.amount_due
-
-
-def _line(inv: InvoiceView) -> InvoiceLine:
-    return InvoiceLine(
-        invoice_id=inv.id,
-        number=inv.number,
-        amount_due=_remaining(inv),
-        currency=inv.currency,
-        hosted_invoice_url=inv.hosted_invoice_url,
-        attempt_count=inv.attempt_count,
-        next_payment_attempt=inv.next_payment_attempt,
-    )
-
-
-def idempotency_key(customer_id: str, send_number: int) -> str:
-    """The email tool's key for this customer's n-th campaign message: the same on every retry."""
-    return f"webhook-app-campaign-{customer_id}-{send_number}"
 
 
 # -- the database side --------------------------------------------------------------------------------
 
 
-def _case_exclusions(session: Session, invoice_ids: list[str]) -> dict[str, str]:
+def case_exclusions(session: Session, provider: str, invoice_ids: list[str]) -> dict[str, str]:
     """Invoices whose dunning case says not to chase them now."""
     reasons: dict[str, str] = {}
     for start in range(0, len(invoice_ids), 500):
         chunk = invoice_ids[start : start + 500]
-        for invoice_id, status in session.execute(
-            select(DunningCase.invoice_id, DunningCase.status).where(DunningCase.invoice_id.in_(chunk))
-        ):
-            if status == "paused":
-                reasons[invoice_id] = "payment method updated, awaiting Stripe's retry"
-            elif status != "open":
+        rows = session.execute(
+            select(DunningCase.invoice_id, DunningCase.status).where(
+                DunningCase.provider == provider, DunningCase.invoice_id.in_(chunk)
+            )
+        )
+        for invoice_id, status in rows:
+            if status == CaseStatus.PAUSED:
+                reasons[invoice_id] = "payment method updated, awaiting the provider's retry"
+            elif status != CaseStatus.OPEN:
                 reasons[invoice_id] = f"case {status} in webhook_app"
     return reasons
 
 
 def recently_messaged(
-    session: Session, now: datetime, cooldown: timedelta, customer_id: str | None = None
+    session: Session, provider: str, now: datetime, cooldown: timedelta, customer_id: str | None = None
 ) -> dict[str, str]:
-    """Customers not to message now, with why: messaged within the cooldown (campaign or worker),
-    a dunning message already scheduled, or claimed by a campaign run still within its lease."""
-    return {
-        **worker_activity(session, now, cooldown, customer_id),
-        **campaign_activity(session, now, cooldown, customer_id),
-    }
-
-
-def campaign_activity(
-    session: Session | Connection, now: datetime, cooldown: timedelta, customer_id: str | None = None
-) -> dict[str, str]:
-    """Customers a campaign messaged within the cooldown, or holds right now."""
-    cutoff = now - cooldown
-    query = select(CampaignContact.customer_id, CampaignContact.last_sent_at).where(
-        or_(
-            CampaignContact.last_sent_at > cutoff,
-            (CampaignContact.status == "sending") & (CampaignContact.locked_until >= now),
-        )
-    )
-    if customer_id:
-        query = query.where(CampaignContact.customer_id == customer_id)
-    return {
-        cid: "cooldown (campaign message)"
-        if last_sent_at is not None and last_sent_at > cutoff
-        else "claimed by another run (retried after its lease)"
-        for cid, last_sent_at in session.execute(query)
-    }
-
-
-def worker_activity(
-    session: Session | Connection, now: datetime, cooldown: timedelta, customer_id: str | None = None
-) -> dict[str, str]:
-    """Customers the dunning worker messaged within the cooldown, or is about to message."""
+    """Customers not to message now, with why: messaged within the cooldown, or a message scheduled."""
     query = (
         select(DunningCase.customer_id, Notification.status)
         .join(Notification, Notification.case_id == DunningCase.id)
         .where(
+            DunningCase.provider == provider,
             or_(
-                (Notification.status == "sent") & (Notification.sent_at > now - cooldown),
-                Notification.status.in_(WORKER_BUSY),
-            )
+                (Notification.status == NotificationStatus.SENT) & (Notification.sent_at > now - cooldown),
+                Notification.status.in_(NOTIFICATION_UNSENT),
+            ),
         )
     )
     if customer_id:
         query = query.where(DunningCase.customer_id == customer_id)
     reasons: dict[str, str] = {}
     for cid, status in session.execute(query):
-        if reasons.get(cid) != "dunning message scheduled":
-            reasons[cid] = "dunning message scheduled" if status != "sent" else "cooldown (dunning message)"
+        if reasons.get(cid) != "message scheduled":
+            reasons[cid] = "message scheduled" if status != NotificationStatus.SENT else "cooldown (message sent)"
     return reasons
 
 
-@dataclass(frozen=True)
-class ContactClaim:
-    """This run owns the customer until `finish_contact`; `sends` and `started_at` identify the message."""
+def enqueue(session: Session, target: Target, now: datetime, cooldown: timedelta) -> str | list[int]:
+    """Open the customer's cases and put one message per invoice in the outbox, in one transaction.
 
-    customer_id: str
-    token: str
-    sends: int
-    started_at: datetime
-
-
-def claim_contact(
-    session: Session | Connection, customer_id: str, now: datetime, cooldown: timedelta, lease: timedelta, run_id: str
-) -> ContactClaim | None:
-    """Reserve `customer_id` for this run, or None when messaged within the cooldown or claimed elsewhere.
-
-    One conditional UPDATE on the customer's unique row: of two runs, exactly one gets rowcount 1.
+    Returns the new notification ids, or why the customer is skipped. The cases are locked first (in
+    invoice order, so two runs never deadlock) and the cooldown is checked again under the lock: of two
+    campaigns running at once, the second sees the first's messages and skips the customer.
     """
-    token = str(uuid.uuid4())
-    table = CampaignContact.__table__
-    insert_if_absent(
-        session,
-        table,
-        dict(customer_id=customer_id, status="idle", sends=0, created_at=now, updated_at=now),
-        ["customer_id"],
-    )
-    claimed = session.execute(
-        update(table)
-        .where(
-            table.c.customer_id == customer_id,
-            or_(table.c.status != "sending", table.c.locked_until < now),
-            or_(table.c.last_sent_at.is_(None), table.c.last_sent_at <= now - cooldown),
-        )
-        .values(
-            status="sending",
-            claim_token=token,
-            locked_until=now + lease,
-            last_attempt_at=now,
-            attempt_started_at=func.coalesce(table.c.attempt_started_at, now),
-            run_id=run_id,
-            updated_at=now,
-        )
-        .returning(table.c.sends, table.c.attempt_started_at)
-    ).first()
-    if claimed is None:
-        return None
-    sends, started = claimed
-    return ContactClaim(customer_id, token, sends or 0, started or now)
-
-
-def finish_contact(session: Session | Connection, claim: ContactClaim, now: datetime, **values) -> bool:
-    """Record how the claimed attempt ended and release the claim (only if this run still holds it)."""
-    table = CampaignContact.__table__
-    return (
-        session.execute(
-            update(table)
-            .where(table.c.customer_id == claim.customer_id, table.c.claim_token == claim.token)
-            .values(claim_token=None, locked_until=None, updated_at=now, **values)
-        ).rowcount
-        == 1
-    )
-
-
-def _record_sent(
-    session: Session | Connection,
-    claim: ContactClaim,
-    now: datetime,
-    invoices: list[InvoiceView],
-    case_ids: list[int],
-    provider: str,
-    message_id: str | None,
-    duplicate: bool,
-) -> None:
-    table = CampaignContact.__table__
-    finish_contact(
-        session,
-        claim,
-        now,
-        status="sent",
-        sends=table.c.sends + 1,
-        last_sent_at=now,
-        attempt_started_at=None,
-        invoice_ids=",".join(inv.id for inv in invoices),
-        provider=provider,
-        provider_message_id=message_id,
-        last_error="the email tool had already accepted this message" if duplicate else None,
-    )
-    if case_ids:
-        # The cases' counters feed the ledger's attribution (message -> click -> payment).
-        cases = DunningCase.__table__
-        session.execute(
-            update(cases)
-            .where(cases.c.id.in_(case_ids))
-            .values(
-                messages_sent=cases.c.messages_sent + 1,
-                updated_at=now,
-                first_message_at=func.coalesce(cases.c.first_message_at, now),
+    cases = [dunning.open_case(session, inv, now) for inv in sorted(target.invoices, key=lambda inv: inv.id)]
+    busy = recently_messaged(session, target.provider, now, cooldown, target.customer_id).get(target.customer_id)
+    if busy:
+        return busy
+    cases = [case for case in cases if case.status == CaseStatus.OPEN]
+    if not cases:
+        return "cases closed meanwhile"
+    ids = []
+    for case in cases:
+        step = 0
+        if session.scalar(select(func.count(Notification.id)).where(Notification.case_id == case.id)):
+            # Messaged before (its sequence is over and the cooldown has passed): a reminder, in an
+            # episode of its own so the outbox's one-message-per-step rule still holds.
+            case.episode += 1
+            step = 1
+        case.updated_at = now
+        dunning.schedule(session, case, [(step, now)], NotificationKind.PAYMENT_FAILED, now)
+        ids.append(
+            session.scalar(
+                select(Notification.id).where(
+                    Notification.case_id == case.id, Notification.episode == case.episode, Notification.step == step
+                )
             )
         )
-
-
-def _open_cases(session: Session, invoices: list[InvoiceView], now: datetime) -> dict[str, int]:
-    """The open dunning case of each invoice, created when missing: `/r/<token>` links name a case,
-    and a later `invoice.paid` then lands in the recovery ledger with its attribution."""
-    ids: dict[str, int] = {}
-    for inv in invoices:
-        case = dunning.open_case(session, inv, now)
-        if case.status == "open":
-            ids[inv.id] = case.id
-    return ids
+    return [i for i in ids if i is not None]
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -416,8 +296,6 @@ class Campaign:
         progress_stream: TextIO | None = None,
         tty: bool | None = None,
     ):
-        if svc.billing is None:
-            raise ConfigurationNeeded("STRIPE_SECRET_KEY is not set: the campaign reads invoices from Stripe")
         if options.dry_run and options.csv_path:
             raise ValueError("--dry-run and --csv are alternatives: pick one")
         self.svc = svc
@@ -427,26 +305,49 @@ class Campaign:
         self.tty = tty
         mode = "dry-run" if options.dry_run else "csv" if options.csv_path else "send"
         self.report = CampaignReport(run_id=str(uuid.uuid4()), mode=mode)
-        stripe_rate = options.stripe_rate or (STRIPE_RATE_LIVE if svc.settings.stripe_livemode else STRIPE_RATE_TEST)
-        pacing = dict(
-            max_retries=options.max_retries, backoff_base=options.backoff_base, backoff_max=options.backoff_max
-        )
-        self.stripe = Pacer("stripe", TokenBucket(stripe_rate), **pacing)
-        self.messenger = Pacer(
-            "messenger",
-            TokenBucket(options.messenger_rate),
-            also_pause=(getattr(svc.messenger, "bucket", None),),
-            **pacing,
-        )
-        self.stop = threading.Event()
-        self.use_links = bool(svc.settings.public_url)
+        self.providers = self._providers()
+        self._apply_rates()
+
+    def _providers(self) -> list[Provider]:
+        if self.options.provider:
+            provider = self.svc.providers.get(self.options.provider)
+            if provider is None:
+                raise ConfigurationNeeded(f"no billing provider called {self.options.provider!r}")
+            chosen = [provider]
+        else:
+            chosen = [p for p in self.svc.providers.values() if p.billing is not None]
+        for provider in chosen:
+            if provider.billing is None:
+                missing = ", ".join(provider.missing_for_sending())
+                raise ConfigurationNeeded(f"{missing} is not set: the campaign reads {provider.label}'s invoices")
+        if not chosen:
+            raise ConfigurationNeeded("no billing provider is set up (e.g. STRIPE_SECRET_KEY)")
+        return chosen
+
+    def _apply_rates(self) -> None:
+        """--stripe-rate / --messenger-rate set this process's limits (each adapter owns its limiter)."""
+        if self.options.stripe_rate:
+            stripe = self.svc.providers.get("stripe")
+            api = getattr(getattr(stripe, "billing", None), "api", None)
+            if api is not None:
+                api.pacer.bucket.set_rate(self.options.stripe_rate)
+        bucket = getattr(self.svc.messenger, "bucket", None)
+        if self.options.messenger_rate and bucket is not None:
+            bucket.set_rate(self.options.messenger_rate)
+
+    def _throttled(self) -> int:
+        """429s absorbed so far by the billing providers' and the email tool's limiters."""
+        buckets = [getattr(self.svc.messenger, "bucket", None)]
+        for provider in self.providers:
+            pacer = getattr(getattr(provider.billing, "api", None), "pacer", None)
+            buckets.append(getattr(pacer, "bucket", None))
+        return sum(getattr(bucket, "pauses", 0) for bucket in buckets)
 
     def _progress(self, label: str, total: int | None, unit: str) -> Progress:
-        stream = self.progress_stream or sys.stderr
         return Progress(
             label,
             total,
-            stream,
+            self.progress_stream or sys.stderr,
             tty=self.tty,
             interval=self.options.progress_interval,
             unit=unit,
@@ -454,8 +355,9 @@ class Campaign:
         )
 
     def run(self) -> CampaignReport:
-        """List, select, then send (or print, or write the CSV); never raises for one customer's error."""
+        """List, select, then queue and send (or print, or write the CSV)."""
         started = time.monotonic()
+        throttled_before = self._throttled()
         try:
             targets = self.select(self.collect())
             if self.report.mode == "dry-run":
@@ -464,47 +366,48 @@ class Campaign:
             elif self.report.mode == "csv":
                 self._write_csv(targets)
             else:
-                self._fan_out(targets, self.send_to)
+                self._send(targets)
         finally:
-            self.report.stripe_throttled = self.stripe.throttled
-            self.report.messenger_throttled = self.messenger.throttled
-            self.report.retried = self.stripe.retried + self.messenger.retried
+            self.report.throttled = self._throttled() - throttled_before
             self.report.elapsed = time.monotonic() - started
         return self.report
 
-    # 1. every open invoice, grouped by customer
-    def collect(self) -> dict[str, list[InvoiceView]]:
-        """All eligible open invoices by customer (insertion order: Stripe's, newest first)."""
-        by_customer: dict[str, list[InvoiceView]] = {}
-        listed: list[InvoiceView] = []
-        with self._progress("listing open invoices", None, "invoice") as progress:
-            for inv in self.svc.billing.list_open_invoices(call=self.stripe):
-                listed.append(inv)
-                progress.advance()
-        self.report.listed = len(listed)
-        with self.svc.db.session() as s:
-            case_reasons = _case_exclusions(s, [inv.id for inv in listed])
-        for inv in listed:
-            reason = eligible_reason(inv) or case_reasons.get(inv.id)
-            if reason:
-                self.report.excluded[reason] += 1
-                continue
-            by_customer.setdefault(inv.customer_id, []).append(inv)
+    # 1. every unpaid invoice, grouped by customer
+    def collect(self) -> dict[tuple[str, str], list[InvoiceView]]:
+        """All eligible unpaid invoices by (provider, customer), in the providers' listing order."""
+        by_customer: dict[tuple[str, str], list[InvoiceView]] = {}
+        for provider in self.providers:
+            assert provider.billing is not None  # checked by _providers
+            listed: list[InvoiceView] = []
+            with self._progress(f"listing {provider.label} invoices", None, "invoice") as progress:
+                for inv in provider.billing.list_unpaid_invoices():
+                    listed.append(inv)
+                    progress.advance()
+            self.report.listed += len(listed)
+            with self.svc.db.session() as s:
+                case_reasons = case_exclusions(s, provider.name, [inv.id for inv in listed])
+            for inv in listed:
+                reason = eligible_reason(inv) or case_reasons.get(inv.id)
+                if reason:
+                    self.report.excluded[reason] += 1
+                    continue
+                by_customer.setdefault((provider.name, inv.customer_id), []).append(inv)
         self.report.customers = len(by_customer)
         return by_customer
 
     # 2. who is due a message
-    def select(self, by_customer: dict[str, list[InvoiceView]]) -> list[Target]:
+    def select(self, by_customer: dict[tuple[str, str], list[InvoiceView]]) -> list[Target]:
         """The customers not messaged within the cooldown, at most `limit` of them."""
+        now = self.svc.clock.now()
         with self.svc.db.session() as s:
-            recent = recently_messaged(s, self.svc.clock.now(), self.options.cooldown)
+            recent = {p.name: recently_messaged(s, p.name, now, self.options.cooldown) for p in self.providers}
         targets = []
-        for customer_id, invoices in by_customer.items():
-            reason = recent.get(customer_id)
+        for (provider, customer_id), invoices in by_customer.items():
+            reason = recent[provider].get(customer_id)
             if reason:
                 self.report.skip(reason)
                 continue
-            targets.append(Target(customer_id, invoices))
+            targets.append(Target(provider, customer_id, invoices))
         if self.options.limit is not None and len(targets) > self.options.limit:
             self.report.skipped["over --limit"] += len(targets) - self.options.limit
             targets = targets[: self.options.limit]
@@ -522,214 +425,165 @@ class Campaign:
             + (f"  (newest: {first.number})" if first.number else "")
         )
 
-    # 3. concurrently, under the rate limits
-    def _fan_out(
-        self, targets: list[Target], work: Callable[[Target], object], on_result: Callable[[object], None] | None = None
-    ) -> None:
-        window = max(1, self.options.concurrency) * 4  # bounded: a million customers are not a million futures
-        pending: set[Future] = set()
-        todo = iter(targets)
-        with (
-            self._progress("campaign", len(targets), "customer") as progress,
-            ThreadPoolExecutor(max_workers=max(1, self.options.concurrency), thread_name_prefix="campaign") as pool,
-        ):
-            try:
-                while True:
-                    while len(pending) < window and not self.stop.is_set():
-                        target = next(todo, None)
-                        if target is None:
-                            break
-                        pending.add(pool.submit(work, target))
-                    if not pending:
-                        unstarted = sum(1 for _ in todo)
-                        if unstarted:
-                            self.report.skipped["not attempted (run stopped)"] += unstarted
-                        break
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        result = future.result()  # a crash (BaseException) propagates from here
-                        if on_result is not None:
-                            on_result(result)
-                        progress.advance()
-            except BaseException:
-                # Ctrl-C or a crash: start nothing new; claims in flight stay until their lease ends.
-                self.stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+    # 3. queue, then let the worker send
+    def _send(self, targets: list[Target]) -> None:
+        queued: list[Target] = []
+        for target in targets:
+            now = self.svc.clock.now()
+            with self.svc.db.session() as s:
+                outcome = enqueue(s, target, now, self.options.cooldown)
+            if isinstance(outcome, str):
+                self.report.skip(outcome)
+                continue
+            target.notification_ids = outcome
+            self.report.queued += len(outcome)
+            queued.append(target)
+        # Drained even when this run queued nothing: what an earlier, interrupted run left in the outbox
+        # (once its claims' leases have passed) goes out now too, through the same worker code.
+        self._drain(queued)
+        self._tally(queued)
 
-    def send_to(self, target: Target) -> None:
-        """Message one customer; every failure is counted and recorded, none escapes (but a crash)."""
-        if self.stop.is_set():
-            self.report.skip("not attempted (run stopped)")
-            return
-        customer_id = target.customer_id
-        now = self.svc.clock.now()
-        with self.svc.db.engine.begin() as s:  # a bare connection: this runs once per customer
-            # Checked again here: the worker may have messaged them since the run started.
-            busy = worker_activity(s, now, self.options.cooldown, customer_id).get(customer_id)
-            claim = (
-                None
-                if busy
-                else claim_contact(s, customer_id, now, self.options.cooldown, self.options.lease, self.report.run_id)
-            )
-            if claim is None and not busy:  # another run got there first: say why
-                busy = campaign_activity(s, now, self.options.cooldown, customer_id).get(customer_id)
-        if claim is None:
-            self.report.skip(busy or "claimed by another run (retried after its lease)")
-            return
-        try:
-            self._deliver(target, claim)
-        except ConfigurationNeeded as exc:
-            # Every customer would fail the same way (e.g. no portal configuration): stop here.
-            self.stop.set()
-            self.report.stopped = str(exc)
-            self._failed(claim, "configuration", str(exc))
-        except RecoveryError as exc:
-            kind = (
-                "resource_missing"
-                if isinstance(exc, CustomerMissing)
-                else "messenger rejected"
-                if isinstance(exc, MessengerRejected)
-                else "gave up after retries"
-                if isinstance(exc, TransientError)
-                else "rejected"
-                if isinstance(exc, PermanentError)
-                else "error"
-            )
-            log.warning("campaign: customer %s not messaged (%s): %s", customer_id, kind, exc)
-            self._failed(claim, kind, str(exc))
-        except Exception as exc:  # a bug: say so loudly, keep going with the other customers
-            log.exception("campaign: unexpected error for customer %s", customer_id)
-            self._failed(claim, "unexpected", f"{type(exc).__name__}: {exc}")
+    def _drain(self, targets: list[Target]) -> None:
+        """Run the worker's sending loop here until nothing is due, showing progress per customer.
 
-    def _failed(self, claim: ContactClaim, kind: str, detail: str) -> None:
-        with self.svc.db.engine.begin() as s:
-            finish_contact(s, claim, self.svc.clock.now(), status="failed", last_error=detail)
-        self.report.error(kind, claim.customer_id, detail)
-
-    def _deliver(self, target: Target, claim: ContactClaim) -> None:
-        customer_id = target.customer_id
-        # Re-read at send time: an invoice may have been paid (or a new one failed) since the listing.
-        fresh = [
-            inv
-            for inv in self.svc.billing.list_open_invoices(customer=customer_id, call=self.stripe)
-            if eligible_reason(inv) is None
-        ]
-        now = self.svc.clock.now()
-        case_ids: dict[str, int] = {}
-        with self.svc.db.session() as s:
-            if self.use_links:
-                # Opens the missing cases and reports the others' status: a case closed or paused
-                # since the listing drops its invoice here.
-                case_ids = _open_cases(s, fresh, now)
-                fresh = [inv for inv in fresh if inv.id in case_ids]
-            elif fresh:
-                closed = _case_exclusions(s, [inv.id for inv in fresh])
-                fresh = [inv for inv in fresh if inv.id not in closed]
-            if not fresh:
-                finish_contact(s, claim, now, status="idle", last_error="no unpaid invoice left at send time")
-        if not fresh:
-            self.report.skip("paid meanwhile")
-            return
-        email = next((inv.customer_email for inv in fresh if inv.customer_email), None)
-        if not email:
-            raise PermanentError("the customer's open invoices carry no email address")
-        key = idempotency_key(customer_id, claim.sends + 1)
-        url, portal_url = self._link(customer_id, fresh, case_ids, claim.started_at, f"{key}-portal")
-        message = Message(
-            kind="payment_failed",
-            email=email,
-            customer_id=customer_id,
-            customer_name=next((inv.customer_name for inv in fresh if inv.customer_name), None),
-            update_payment_url=url,
-            portal_url=portal_url,
-            invoice=_line(fresh[0]),
-            created_at=claim.started_at,
-            other_invoices=tuple(_line(inv) for inv in fresh[1:]),
-        )
-        result = self.messenger(lambda: self.svc.messenger.send(message, key))
-        with self.svc.db.engine.begin() as s:
-            _record_sent(
-                s,
-                claim,
-                self.svc.clock.now(),
-                fresh,
-                list(case_ids.values()),
-                result.provider,
-                result.message_id,
-                result.duplicate,
-            )
-        with self.report._lock:
-            if result.duplicate:
-                self.report.already_sent += 1
-            else:
-                self.report.sent += 1
-
-    def _link(
-        self,
-        customer_id: str,
-        invoices: list[InvoiceView],
-        case_ids: dict[str, int],
-        issued_at: datetime,
-        portal_key: str | None = None,
-    ) -> tuple[str, str | None]:
-        """(update URL, portal session URL or None), generated at send time, not at listing.
-
-        `issued_at` and `portal_key` stay the same on a retry of one message, so the retry carries the
-        same link (signed as of `issued_at`) and the same portal session (Stripe's idempotency).
+        Another worker (or campaign) may be sending some of this run's messages: the run waits for
+        those to finish (at most a lease) so its report says how they ended.
         """
-        primary_case = next((case_ids[inv.id] for inv in invoices if inv.id in case_ids), None)
-        durable = (
-            links.recovery_url(self.svc.settings, primary_case, None, issued_at) if primary_case is not None else None
+        worker = Worker(self.svc)
+        draining = threading.Thread(
+            target=worker.drain, kwargs={"threads": self.options.concurrency}, name="campaign-drain", daemon=True
         )
-        if self.report.mode == "csv" and durable:
-            return durable, None  # the portal session is minted when the customer clicks
-        # An emailed raw session URL may be opened after it expired: fall back to Stripe's login then.
-        portal = self.stripe(
-            lambda: self.svc.billing.create_portal_session(
-                customer_id, idempotency_key=portal_key, after_expiration_login=durable is None
-            )
-        )
-        return durable or portal.url, portal.url
+        deadline = time.monotonic() + self.svc.settings.worker.lease_seconds
+        with self._progress("campaign", len(targets), "customer") as progress:
+            draining.start()
+            done = 0
+            while True:
+                draining.join(timeout=0.2)
+                statuses = self._statuses(targets)
+                finished = self._finished(targets, statuses)
+                self.report.sent = finished  # shown in the progress line
+                if finished > done:
+                    progress.advance(finished - done)
+                    done = finished
+                if not draining.is_alive() and (
+                    not self._sent_elsewhere(targets, worker) or time.monotonic() > deadline
+                ):
+                    break
+        own = {i for target in targets for i in target.notification_ids}
+        self.report.outbox_sent = len(set(worker.sent_ids) - own)
+
+    def _statuses(self, targets: Iterable[Target]) -> dict[int, tuple[str, str]]:
+        """(status, last error) of every message the run queued."""
+        ids = [i for target in targets for i in target.notification_ids]
+        rows: dict[int, tuple[str, str]] = {}
+        with self.svc.db.session() as s:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = select(Notification.id, Notification.status, Notification.last_error)
+                for nid, status, error in s.execute(query.where(Notification.id.in_(chunk))):
+                    rows[nid] = (status, error or "")
+        return rows
+
+    def _sent_elsewhere(self, targets: list[Target], worker: Worker) -> bool:
+        """Whether another process is sending one of this run's messages right now."""
+        ids = [i for target in targets for i in target.notification_ids]
+        with self.svc.db.session() as s:
+            for start in range(0, len(ids), 500):
+                tokens = s.scalars(
+                    select(Notification.claim_token).where(
+                        Notification.id.in_(ids[start : start + 500]),
+                        Notification.status == NotificationStatus.SENDING,
+                    )
+                )
+                if any(token not in worker.claim_tokens for token in tokens):
+                    return True
+        return False
+
+    def _finished(self, targets: list[Target], statuses: dict[int, tuple[str, str]]) -> int:
+        """Customers none of whose messages is still waiting to be sent now."""
+        in_hand = (NotificationStatus.PENDING, NotificationStatus.SENDING)
+        return sum(all(statuses.get(i, ("", ""))[0] not in in_hand for i in t.notification_ids) for t in targets)
+
+    def _tally(self, targets: list[Target]) -> None:
+        """Each customer's outcome, from their messages' final states in the outbox.
+
+        One category per customer: sent, then failed, held, waiting for quiet hours, retrying, skipped.
+        """
+        statuses = self._statuses(targets)
+        self.report.sent = 0
+        for target in targets:
+            states = [statuses.get(i, ("", "")) for i in target.notification_ids]
+            kinds = {status for status, _ in states}
+            errors = {status: error for status, error in states}
+            if NotificationStatus.SENT in kinds:
+                self.report.sent += 1
+                if errors[NotificationStatus.SENT].startswith("the email tool had already"):
+                    self.report.already_sent += 1
+            elif NotificationStatus.FAILED in kinds:
+                error = errors[NotificationStatus.FAILED]
+                self.report.error(ERROR_KINDS.get(error.split(":", 1)[0], "error"), target.customer_id, error)
+            elif NotificationStatus.HELD in kinds:
+                self.report.held += 1
+                self.report.stopped = self.report.stopped or errors[NotificationStatus.HELD]
+            elif any(error.startswith("quiet hours") for _, error in states):
+                self.report.deferred += 1
+            elif kinds & {NotificationStatus.PENDING, NotificationStatus.SENDING}:
+                self.report.retrying += 1
+            elif any("invoice already" in error for _, error in states):
+                self.report.skip("paid meanwhile")
+            else:
+                self.report.skip("nothing left to send")
 
     # CSV instead of sending
     def _write_csv(self, targets: list[Target]) -> None:
+        use_links = bool(self.svc.settings.links.public_url)
+        assert self.options.csv_path is not None
+
+        def rows_for(target: Target) -> list[tuple[str, str, str, str, str]]:
+            now = self.svc.clock.now()
+            try:
+                if use_links:
+                    with self.svc.db.session() as s:
+                        cases = [dunning.open_case(s, inv, now) for inv in target.invoices]
+                        s.flush()
+                        case_id = next((c.id for c in cases if c.status == CaseStatus.OPEN), cases[0].id)
+                    url = tokens.recovery_url(self.svc.settings.links, case_id, None, now)
+                else:
+                    with self.svc.db.session() as s:
+                        case = dunning.open_case(s, target.invoices[0], now)
+                        s.expunge(case)
+                    link = self.svc.billing(target.provider).update_link(link_target(case), for_email=True)
+                    if link is None:
+                        raise ConfigurationNeeded(f"PUBLIC_URL is not set: {target.provider} links need it")
+                    url = link.url
+            except ConfigurationNeeded as exc:
+                self.report.stopped = str(exc)
+                self.report.error("configuration", target.customer_id, str(exc))
+                return []
+            except RecoveryError as exc:
+                kind = "resource_missing" if isinstance(exc, ResourceMissing) else "error"
+                self.report.error(kind, target.customer_id, str(exc))
+                return []
+            return [
+                (target.customer_id, inv.id, url, str(to_decimal(inv.remaining, inv.currency)), inv.currency)
+                for inv in target.invoices
+            ]
+
         with open(self.options.csv_path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(CSV_COLUMNS)
-
-            def rows_for(target: Target) -> list[tuple]:
-                if self.stop.is_set():
-                    return []
-                try:
-                    now = self.svc.clock.now()
-                    case_ids: dict[str, int] = {}
-                    if self.use_links:
-                        with self.svc.db.session() as s:
-                            case_ids = _open_cases(s, target.invoices, now)
-                    url, _ = self._link(target.customer_id, target.invoices, case_ids, now)
-                except ConfigurationNeeded as exc:
-                    self.stop.set()
-                    self.report.stopped = str(exc)
-                    self.report.error("configuration", target.customer_id, str(exc))
-                    return []
-                except RecoveryError as exc:
-                    kind = "resource_missing" if isinstance(exc, CustomerMissing) else "error"
-                    self.report.error(kind, target.customer_id, str(exc))
-                    return []
-                return [
-                    (target.customer_id, inv.id, url, str(to_decimal(_remaining(inv), inv.currency)), inv.currency)
-                    for inv in target.invoices
-                ]
-
-            def write(rows: object) -> None:
-                # Written by the main thread as results arrive: a crash keeps every finished row.
-                writer.writerows(rows)
-                self.report.csv_rows += len(rows)
-
-            self._fan_out(targets, rows_for, on_result=write)
+            workers = max(1, self.options.concurrency)
+            with (
+                self._progress("campaign csv", len(targets), "customer") as progress,
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="campaign") as pool,
+            ):
+                # Written by this thread as results arrive, in order: a crash keeps every finished row.
+                for rows in pool.map(rows_for, targets):
+                    writer.writerows(rows)
+                    self.report.csv_rows += len(rows)
+                    progress.advance()
 
 
-def run_campaign(svc: Services, options: CampaignOptions, **kwargs) -> CampaignReport:
+def run_campaign(svc: Services, options: CampaignOptions, **kwargs: object) -> CampaignReport:
     """Run one campaign with `options` (see `Campaign`)."""
-    return Campaign(svc, options, **kwargs).run()
+    return Campaign(svc, options, **kwargs).run()  # type: ignore[arg-type]

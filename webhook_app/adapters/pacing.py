@@ -52,7 +52,10 @@ class Pacer:
         self.throttled = 0  # answers that asked us to slow down (429, Retry-After)
         self.retried = 0  # retries of any transient failure
 
-    def __call__(self, fn: Callable[[], Any]) -> Any:
+    def __call__(self, fn: Callable[[], Any], *, retry_errors: bool = True) -> Any:
+        """`fn()` under the limit. A throttled call (429) is always retried after the provider's wait;
+        other transient failures only with `retry_errors` (paged listings, where starting over costs
+        more than waiting), else they are raised at once for the caller's own backoff (the worker's)."""
         attempt = 0
         while True:
             self.bucket.acquire()
@@ -62,16 +65,17 @@ class Pacer:
                 return fn()
             except TransientError as exc:
                 attempt += 1
-                if attempt > self.max_retries:
+                throttled = exc.retry_after is not None
+                if attempt > self.max_retries or not (throttled or retry_errors):
                     raise
                 delay = exc.retry_after if exc.retry_after else self.backoff_base * 2 ** (attempt - 1)
                 # Jitter, so threads released together do not collide again on the same instant.
                 delay = min(delay, self.backoff_max) * random.uniform(0.8, 1.0)
                 with self._lock:
                     self.retried += 1
-                    self.throttled += exc.retry_after is not None
+                    self.throttled += throttled
                 log.info("%s: %s; retry %d/%d in %.2fs", self.name, exc, attempt, self.max_retries, delay)
-                if exc.retry_after is not None:
+                if throttled:
                     # The provider said "too many" for everyone sharing this limit: hold the bucket.
                     for bucket in (self.bucket, *self.also_pause):
                         bucket.pause_for(delay)

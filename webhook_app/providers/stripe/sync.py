@@ -16,12 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from webhook_app import inbox
-from webhook_app.adapters.ratelimit import TokenBucket
-from webhook_app.errors import ConfigurationNeeded
-from webhook_app.intake import Rejected, parse_event
-from webhook_app.ops.campaign import STRIPE_RATE_LIVE, STRIPE_RATE_TEST
-from webhook_app.ops.endpoints import handled_event_types
-from webhook_app.ops.pacing import Pacer
+from webhook_app.errors import ConfigurationNeeded, WebhookRejected
+from webhook_app.providers.stripe.endpoints import handled_event_types
 from webhook_app.services import Services
 
 log = logging.getLogger(__name__)
@@ -41,53 +37,50 @@ class SyncResult:
     malformed: list[str] = field(default_factory=list)
 
 
-def sync_events(svc: Services, since: datetime | None = None, call: Pacer | None = None) -> SyncResult:
+def sync_events(svc: Services, since: datetime | None = None) -> SyncResult:
     """Insert the handled events Stripe lists as undelivered (and, with `since`, all of them since then).
 
-    `call` paces each page request; by default under the campaign's Stripe rate, retrying 429s.
+    Page requests go through Stripe's rate limit (the admin port's pacer), retrying 429s and failures.
     """
-    if svc.billing is None:
+    from webhook_app.providers.stripe import StripeProvider
+
+    provider = svc.provider("stripe")
+    assert isinstance(provider, StripeProvider)
+    admin = provider.admin
+    if admin is None:
         raise ConfigurationNeeded("STRIPE_SECRET_KEY is not set: events sync reads events from Stripe")
-    if call is None:
-        call = Pacer("stripe", TokenBucket(STRIPE_RATE_LIVE if svc.settings.stripe_livemode else STRIPE_RATE_TEST))
     types = handled_event_types()
     # `types` takes at most 20 names per request.
     chunks = [types[i : i + TYPES_PER_REQUEST] for i in range(0, len(types), TYPES_PER_REQUEST)]
-    listings = [svc.billing.list_events(types=chunk, delivery_success=False, call=call) for chunk in chunks]
+    listings = [admin.list_events(types=chunk, delivery_success=False) for chunk in chunks]
     if since is not None:
         created_gte = int(since.replace(tzinfo=UTC).timestamp())
-        listings += [svc.billing.list_events(types=chunk, created_gte=created_gte, call=call) for chunk in chunks]
+        listings += [admin.list_events(types=chunk, created_gte=created_gte) for chunk in chunks]
 
     result = SyncResult()
     seen: set[str] = set()
-    expected_mode = svc.settings.stripe_livemode
     for listing in listings:
         for envelope, raw in listing:
-            if envelope.get("id") in seen:
+            event_id = str(envelope.get("id"))
+            if event_id in seen:
                 continue  # the two listings overlap
-            seen.add(envelope.get("id"))
+            seen.add(event_id)
             result.listed += 1
             try:
-                event = parse_event(raw.encode("utf-8"))
-            except Rejected as exc:
-                result.malformed.append(f"{envelope.get('id')}: {exc}")
+                event = provider.incoming(raw.encode("utf-8"))
+            except WebhookRejected as exc:
+                result.malformed.append(f"{event_id}: {exc}")
                 continue
-            mismatch = expected_mode is not None and event["livemode"] != expected_mode
-            stored = inbox.store(
-                svc.db,
-                event,
-                raw,
-                svc.clock.now(),
-                ignored_reason="livemode does not match STRIPE_SECRET_KEY" if mismatch else None,
-            )
+            stored = inbox.store(svc.db, provider.name, event, svc.clock.now())
             if not stored:
                 result.already_stored += 1
-            elif mismatch:
+            elif event.ignored_reason:
                 result.ignored += 1
             else:
                 result.inserted += 1
                 log.info(
-                    "missed event stored by events sync", extra={"event_id": event["id"], "event_type": event["type"]}
+                    "missed event stored by events sync",
+                    extra={"event_id": event.event_id, "event_type": event.type, "provider": provider.name},
                 )
     if result.inserted:
         svc.wake_worker()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook_app.adapters import Billing
+from webhook_app.providers.stripe.admin import StripeAdminPort
 
 MANAGED_BY = "webhook-app"
 PURPOSE = "payment-recovery"
@@ -65,19 +65,19 @@ def configuration_params(options: PortalOptions) -> dict:
     return params
 
 
-def setup_portal(billing: Billing, options: PortalOptions) -> PortalResult:
+def setup_portal(admin: StripeAdminPort, options: PortalOptions) -> PortalResult:
     """Create the recovery portal configuration, or update the one made by an earlier run."""
-    ours = [c for c in billing.list_portal_configurations() if is_managed(c)]
+    ours = [c for c in admin.list_portal_configurations() if is_managed(c)]
     # Prefer an active one, then the newest: that is the one an earlier run printed last.
     ours.sort(key=lambda c: (bool(c.get("active")), c.get("created") or 0), reverse=True)
     params = configuration_params(options)
     if ours:
         target = ours[0]
         # An inactive configuration cannot mint sessions; reactivate the one we reuse.
-        configuration = billing.update_portal_configuration(target["id"], {**params, "active": True})
+        configuration = admin.update_portal_configuration(target["id"], {**params, "active": True})
         created = False
     else:
-        configuration = billing.create_portal_configuration(params)
+        configuration = admin.create_portal_configuration(params)
         created = True
     return PortalResult(
         configuration_id=configuration["id"],

@@ -1,5 +1,5 @@
 """`webhook-app stripe register-endpoint`: the Stripe webhook endpoint, subscribed to exactly the
-event types the app handles (`handlers.HANDLERS`).
+event types the app handles (`translate.TRANSLATORS`).
 
 Stripe returns an endpoint's signing secret only in the create response, so it is printed once
 then; an update keeps the secret the app already has.
@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 
 import stripe
 
-from webhook_app.adapters import Billing
-from webhook_app.handlers import HANDLERS
-from webhook_app.ops.portal import MANAGED_BY
+from webhook_app.providers.stripe.admin import StripeAdminPort
+from webhook_app.providers.stripe.portal import MANAGED_BY
+from webhook_app.providers.stripe.translate import TRANSLATORS
 
 DESCRIPTION = "webhook-app payment recovery"
 WEBHOOK_PATH = "/webhooks/stripe"
@@ -23,7 +23,7 @@ WEBHOOK_PATH = "/webhooks/stripe"
 
 def handled_event_types() -> list[str]:
     """The event types the app has a handler for, sorted."""
-    return sorted(HANDLERS)
+    return sorted(TRANSLATORS)
 
 
 @dataclass(frozen=True)
@@ -52,17 +52,17 @@ def validate_url(url: str) -> list[str]:
     return warnings
 
 
-def register_endpoint(billing: Billing, url: str, api_version: str | None = None) -> EndpointResult:
+def register_endpoint(admin: StripeAdminPort, url: str, api_version: str | None = None) -> EndpointResult:
     """Create the endpoint for `url`, or update the one already there to exactly the handled types."""
     events = handled_event_types()
-    existing = list(billing.list_webhook_endpoints())
+    existing = list(admin.list_webhook_endpoints())
     same_url = [e for e in existing if e.get("url") == url]
     others = tuple(
         e["id"] for e in existing if e.get("url") != url and (e.get("metadata") or {}).get("managed_by") == MANAGED_BY
     )
     params = {"url": url, "enabled_events": events, "description": DESCRIPTION, "metadata": {"managed_by": MANAGED_BY}}
     if same_url:
-        endpoint = billing.update_webhook_endpoint(same_url[0]["id"], {**params, "disabled": False})
+        endpoint = admin.update_webhook_endpoint(same_url[0]["id"], {**params, "disabled": False})
         return EndpointResult(
             endpoint["id"],
             endpoint.get("url", url),
@@ -73,7 +73,7 @@ def register_endpoint(billing: Billing, url: str, api_version: str | None = None
         )
     # Pin the payload version to the SDK's, so events and API reads share one invoice shape
     # (invoices.py reads both generations anyway). Stripe cannot change it later on update.
-    endpoint = billing.create_webhook_endpoint({**params, "api_version": api_version or stripe.api_version})
+    endpoint = admin.create_webhook_endpoint({**params, "api_version": api_version or stripe.api_version})
     return EndpointResult(
         endpoint["id"],
         endpoint.get("url", url),

@@ -1,0 +1,95 @@
+"""Claiming from the notifications outbox: one customer's due messages at a time, never split.
+
+A customer with several unpaid invoices gets one message listing them all, so a claim takes the
+oldest due notification *and* that customer's other due notifications of the same kind, under one
+token. Claims of one customer are serialized by locking the customer's case rows first (PostgreSQL:
+FOR UPDATE; SQLite: BEGIN IMMEDIATE already serializes writers): a second worker that picked another
+of the same customer's notifications waits for the first claim to commit, then finds nothing left
+due and moves on. Without that lock two workers could each take one invoice and send two messages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from webhook_app.claims import Claim
+from webhook_app.models import DunningCase, Notification
+from webhook_app.states import NOTIFICATION_DUE, CaseStatus, NotificationStatus
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A claimed notification (the message's primary) and the customer's others sent along with it."""
+
+    claim: Claim
+    sibling_ids: tuple[int, ...] = ()
+
+
+def _due(now: datetime):  # type: ignore[no-untyped-def]  (an SQL expression)
+    return or_(
+        and_(Notification.status.in_(NOTIFICATION_DUE), Notification.run_at <= now),
+        # abandoned by a crashed worker: its lease has run out
+        and_(Notification.status == NotificationStatus.SENDING, Notification.locked_until < now),
+    )
+
+
+def claim_batch(session: Session, *, now: datetime, lease_seconds: float) -> Batch | None:
+    """Claim the oldest due notification and its customer's other due ones; None when nothing is due.
+
+    Commits nothing: the caller's transaction does.
+    """
+    candidate = session.execute(
+        select(Notification.id, Notification.kind, DunningCase.provider, DunningCase.customer_id)
+        .join(DunningCase, DunningCase.id == Notification.case_id)
+        .where(_due(now))
+        .order_by(Notification.run_at, Notification.id)
+        .limit(1)
+    ).first()
+    if candidate is None:
+        return None
+    customer_cases = (
+        select(DunningCase.id)
+        .where(DunningCase.provider == candidate.provider, DunningCase.customer_id == candidate.customer_id)
+        .order_by(DunningCase.id)
+    )
+    # One claim per customer at a time (see the module docstring); cases in id order: no deadlock.
+    session.execute(customer_cases.with_for_update()).all()
+    token = str(uuid.uuid4())
+    until = now + timedelta(seconds=lease_seconds)
+    primary = session.execute(
+        update(Notification)
+        .where(Notification.id == candidate.id, _due(now))  # re-checked: another worker may have it now
+        .values(
+            status=NotificationStatus.SENDING,
+            claim_token=token,
+            locked_until=until,
+            attempts=Notification.attempts + 1,
+        )
+        .returning(Notification.id, Notification.attempts),
+        execution_options={"synchronize_session": False},
+    ).first()
+    if primary is None:
+        return None
+    open_cases = customer_cases.where(DunningCase.status == CaseStatus.OPEN)
+    siblings = session.execute(
+        update(Notification)
+        .where(
+            Notification.id != candidate.id,
+            Notification.case_id.in_(open_cases),
+            Notification.kind == candidate.kind,
+            or_(
+                and_(Notification.status == NotificationStatus.PENDING, Notification.run_at <= now),
+                # sent along with a primary by a worker that died: they go out together again
+                and_(Notification.status == NotificationStatus.SENDING, Notification.locked_until < now),
+            ),
+        )
+        .values(status=NotificationStatus.SENDING, claim_token=token, locked_until=until)
+        .returning(Notification.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return Batch(Claim(primary.id, token, primary.attempts), tuple(sorted(row.id for row in siblings)))

@@ -1,0 +1,35 @@
+"""The registry of billing providers: the one place that lists them.
+
+Each provider is a package (`webhook_app/providers/<name>/`) exposing `build(settings, billing=None)`
+that returns an object fulfilling `webhook_app.providers.base.Provider`. A provider is on when its
+credentials are set; several may be on at once. Adding one: see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from webhook_app.config import Settings
+    from webhook_app.providers.base import Billing, Provider
+
+# name -> module; the name is the URL segment (/webhooks/<name>), the `provider` column and --provider.
+REGISTRY: dict[str, str] = {
+    "stripe": "webhook_app.providers.stripe",
+}
+
+
+def names() -> tuple[str, ...]:
+    """Every provider the app knows, in registry order."""
+    return tuple(REGISTRY)
+
+
+def build_providers(settings: Settings, billing: dict[str, Billing] | None = None) -> dict[str, Provider]:
+    """Every known provider, built from its settings group (`billing` replaces runtime ports in tests)."""
+    overrides = billing or {}
+    built: dict[str, Provider] = {}
+    for name, module in REGISTRY.items():
+        package = importlib.import_module(module)
+        built[name] = package.build(settings, billing=overrides.get(name))
+    return built

@@ -1,0 +1,34 @@
+"""SQL helpers shared by the core: one insert-or-nothing for every idempotent write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+# Built once per (dialect, table, conflict columns), values passed as parameters: building the
+# statement with `.values(**row)` on every call cost more CPU than the insert itself on the webhook
+# path (benches/: about 0.5 ms of a 1.5 ms acknowledgement).
+_INSERTS: dict[tuple[str, Table, tuple[str, ...]], Any] = {}
+
+
+def insert_if_absent(
+    conn: Connection | Session, table: Table, values: dict[str, Any], index_elements: list[str]
+) -> bool:
+    """INSERT that does nothing on a unique conflict (one statement, so no race with a twin).
+
+    Returns whether a row was inserted. `conn` is a Connection or a Session.
+    """
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    dialect = bind.dialect.name
+    key = (dialect, table, tuple(index_elements))
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = _INSERTS[key] = (
+            insert(table).on_conflict_do_nothing(index_elements=index_elements).returning(*table.primary_key.columns)
+        )
+    return conn.execute(stmt, values).first() is not None

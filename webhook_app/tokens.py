@@ -1,0 +1,62 @@
+"""Signed recovery-link tokens: `{PUBLIC_URL}/r/<token>` names one dunning case and never goes stale.
+
+Signed with SECRET_KEY (itsdangerous, salted), ids only (no personal data), expiring after
+LINK_MAX_AGE_DAYS on the app's clock. The blueprint that serves them is `webhook_app.links`; the
+sender and the campaign make them here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
+
+from webhook_app.clock import FrozenClock
+from webhook_app.config import LinkSettings
+
+SALT = "webhook-app.recovery-link.v1"
+DEV_SECRET = "development-only-secret-do-not-use-in-production"
+
+
+class _ClockSigner(TimestampSigner):
+    """itsdangerous' timestamp signer reading our clock, so expiry follows the app's notion of now."""
+
+    def __init__(self, *args: Any, clock: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        if self.clock is None:
+            return super().get_timestamp()
+        return int(self.clock.now().replace(tzinfo=UTC).timestamp())
+
+
+def _serializer(settings: LinkSettings, clock: Any = None) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        settings.secret_key or DEV_SECRET, salt=SALT, signer=_ClockSigner, signer_kwargs={"clock": clock}
+    )
+
+
+def make_token(settings: LinkSettings, case_id: int, notification_id: int | None = None, clock: Any = None) -> str:
+    """A signed token for one case (and the message that carried it)."""
+    return str(_serializer(settings, clock).dumps({"c": case_id, "n": notification_id}))
+
+
+def recovery_url(settings: LinkSettings, case_id: int, notification_id: int | None, issued_at: datetime) -> str:
+    """The durable link to put in a message as `updatePaymentUrl`.
+
+    Signed as of `issued_at` (the notification's creation), so every attempt to send the same
+    notification carries the same URL: providers that de-duplicate on content (Intercom) then see a
+    retried send as the duplicate it is. Expiry counts from that moment.
+    """
+    token = make_token(settings, case_id, notification_id, FrozenClock(issued_at))
+    return f"{settings.public_url}/r/{token}"
+
+
+def read_token(settings: LinkSettings, token: str, clock: Any = None) -> dict[str, Any]:
+    """The token's claims; raises SignatureExpired or BadSignature."""
+    data = _serializer(settings, clock).loads(token, max_age=settings.max_age_days * 86400)
+    if not isinstance(data, dict) or not isinstance(data.get("c"), int):
+        raise BadSignature("malformed token")
+    return data
