@@ -70,6 +70,9 @@ def create_app(
     app.register_blueprint(links.bp)
     app.register_blueprint(health.bp)
     finance.register(app)
+    for provider in providers.values():  # e.g. /pay/paddle/<token>, /pay/braintree/<token>
+        for blueprint in provider.blueprints():
+            app.register_blueprint(blueprint)
     cli.register(app, providers.values())
 
     @app.after_request

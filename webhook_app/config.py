@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 MESSAGING_PROVIDERS = ("console", "loops", "intercom")
 WORKER_MODES = ("embedded", "external")
+PROVIDER_ENVIRONMENTS = ("sandbox", "production")
 # Which message of a sequence this is; email tools may use a different template for each.
 MESSAGE_TEMPLATES = ("first", "reminder", "final", "action_required")
 DEFAULT_INTERCOM_BASE = "https://api.intercom.io"
@@ -56,6 +57,78 @@ class StripeSettings:
 
     def secrets(self) -> tuple[str, ...]:
         return (*filter(None, (self.secret_key,)), *self.webhook_secrets)
+
+
+@dataclass(frozen=True)
+class ChargebeeSettings:
+    """Chargebee (API v2): on when CHARGEBEE_SITE and CHARGEBEE_API_KEY are set."""
+
+    site: str | None = None
+    api_key: str | None = None
+    webhook_username: str | None = None
+    webhook_password: str | None = None
+    api_base: str | None = None  # full base URL override, e.g. http://127.0.0.1:8111/api/v2
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.site and self.api_key)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.api_key, self.webhook_password) if v)
+
+
+@dataclass(frozen=True)
+class RecurlySettings:
+    """Recurly (API v2021-02-25): on when RECURLY_API_KEY is set."""
+
+    api_key: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    subdomain: str | None = None
+    api_base: str | None = None
+    collect_on_update: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key)
+
+    def secrets(self) -> tuple[str, ...]:
+        return (*filter(None, (self.api_key,)), *self.webhook_secrets)
+
+
+@dataclass(frozen=True)
+class PaddleSettings:
+    """Paddle Billing: on when PADDLE_API_KEY is set."""
+
+    api_key: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    client_token: str | None = None
+    environment: str = "production"  # sandbox | production
+    api_base: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key)
+
+    def secrets(self) -> tuple[str, ...]:
+        return (*filter(None, (self.api_key,)), *self.webhook_secrets)
+
+
+@dataclass(frozen=True)
+class BraintreeSettings:
+    """Braintree: on when BRAINTREE_MERCHANT_ID, BRAINTREE_PUBLIC_KEY and BRAINTREE_PRIVATE_KEY are set."""
+
+    merchant_id: str | None = None
+    public_key: str | None = None
+    private_key: str | None = None
+    environment: str = "production"  # sandbox | production
+    api_base: str | None = None  # gateway base URL override, e.g. http://127.0.0.1:8222
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.merchant_id and self.public_key and self.private_key)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.private_key,) if v)
 
 
 @dataclass(frozen=True)
@@ -147,6 +220,10 @@ class Settings:
     webhook_tolerance_seconds: int = 300
     messaging_provider: str = "console"
     stripe: StripeSettings = field(default_factory=StripeSettings)
+    chargebee: ChargebeeSettings = field(default_factory=ChargebeeSettings)
+    recurly: RecurlySettings = field(default_factory=RecurlySettings)
+    paddle: PaddleSettings = field(default_factory=PaddleSettings)
+    braintree: BraintreeSettings = field(default_factory=BraintreeSettings)
     loops: LoopsSettings = field(default_factory=LoopsSettings)
     intercom: IntercomSettings = field(default_factory=IntercomSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -164,6 +241,10 @@ class Settings:
         """Every configured secret: masked in logs, Sentry events, `doctor` and every CLI output."""
         values = (
             *self.stripe.secrets(),
+            *self.chargebee.secrets(),
+            *self.recurly.secrets(),
+            *self.paddle.secrets(),
+            *self.braintree.secrets(),
             self.loops.api_key,
             self.intercom.access_token,
             self.links.secret_key,
@@ -272,6 +353,23 @@ class _Reader:
             pairs.append((key, value))
         return tuple(pairs)
 
+    def secret_list(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of secrets (several are accepted while one is rotated)."""
+        return tuple(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """true/false, yes/no, 1/0."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = raw.lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name} must be true or false")
+        return default
+
     def url(self, name: str, default: str | None = None) -> str | None:
         value = self.text(name, default)
         if value is not None and not value.startswith(("http://", "https://")):
@@ -324,6 +422,34 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             max_retries=int(r.number("STRIPE_MAX_RETRIES", 2, int)),
             timeout_seconds=r.number("STRIPE_TIMEOUT_SECONDS", 10.0, minimum=0.1),
             rate_per_second=r.number("STRIPE_RATE_PER_SECOND", 0.0, minimum=0) or None,
+        ),
+        chargebee=ChargebeeSettings(
+            site=r.text("CHARGEBEE_SITE"),
+            api_key=r.text("CHARGEBEE_API_KEY"),
+            webhook_username=r.text("CHARGEBEE_WEBHOOK_USERNAME"),
+            webhook_password=r.text("CHARGEBEE_WEBHOOK_PASSWORD"),
+            api_base=r.url("CHARGEBEE_API_BASE"),
+        ),
+        recurly=RecurlySettings(
+            api_key=r.text("RECURLY_API_KEY"),
+            webhook_secrets=r.secret_list("RECURLY_WEBHOOK_SECRET"),
+            subdomain=r.text("RECURLY_SUBDOMAIN"),
+            api_base=r.url("RECURLY_API_BASE"),
+            collect_on_update=r.flag("RECURLY_COLLECT_ON_UPDATE"),
+        ),
+        paddle=PaddleSettings(
+            api_key=r.text("PADDLE_API_KEY"),
+            webhook_secrets=r.secret_list("PADDLE_WEBHOOK_SECRET"),
+            client_token=r.text("PADDLE_CLIENT_TOKEN"),
+            environment=r.choice("PADDLE_ENVIRONMENT", "production", PROVIDER_ENVIRONMENTS),
+            api_base=r.url("PADDLE_API_BASE"),
+        ),
+        braintree=BraintreeSettings(
+            merchant_id=r.text("BRAINTREE_MERCHANT_ID"),
+            public_key=r.text("BRAINTREE_PUBLIC_KEY"),
+            private_key=r.text("BRAINTREE_PRIVATE_KEY"),
+            environment=r.choice("BRAINTREE_ENVIRONMENT", "production", PROVIDER_ENVIRONMENTS),
+            api_base=r.url("BRAINTREE_API_BASE"),
         ),
         loops=LoopsSettings(
             api_key=r.text("LOOPS_API_KEY"),

@@ -60,3 +60,27 @@ def read_token(settings: LinkSettings, token: str, clock: Any = None) -> dict[st
     if not isinstance(data, dict) or not isinstance(data.get("c"), int):
         raise BadSignature("malformed token")
     return data
+
+
+PAGE_SALT = "webhook-app.update-page.v1"
+PAGE_MAX_AGE_SECONDS = 2 * 3600  # an update page opened from a click; a fresh click makes a new one
+
+
+def page_url(settings: LinkSettings, provider: str, case_id: int, reference: str | None = None) -> str:
+    """`{PUBLIC_URL}/pay/<provider>/<token>`: our own update page for one case (Paddle, Braintree).
+
+    Minted at click time by the provider's runtime port; `reference` carries what the page needs from
+    that moment (e.g. Paddle's transaction id). Short-lived: the durable link is `/r/<token>`.
+    """
+    serializer = URLSafeTimedSerializer(settings.secret_key or DEV_SECRET, salt=f"{PAGE_SALT}.{provider}")
+    token = serializer.dumps({"c": case_id, "r": reference})
+    return f"{settings.public_url or ''}/pay/{provider}/{token}"
+
+
+def read_page_token(settings: LinkSettings, provider: str, token: str) -> dict[str, Any]:
+    """A page token's claims ({"c": case id, "r": reference}); raises SignatureExpired or BadSignature."""
+    serializer = URLSafeTimedSerializer(settings.secret_key or DEV_SECRET, salt=f"{PAGE_SALT}.{provider}")
+    data = serializer.loads(token, max_age=PAGE_MAX_AGE_SECONDS)
+    if not isinstance(data, dict) or not isinstance(data.get("c"), int):
+        raise BadSignature("malformed token")
+    return data

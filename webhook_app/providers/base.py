@@ -22,6 +22,7 @@ from webhook_app.domain import DomainEvent, InvoiceView
 
 if TYPE_CHECKING:
     import click
+    from flask import Blueprint
 
     from webhook_app.ops.doctor import Check
     from webhook_app.services import Services
@@ -141,4 +142,8 @@ class Provider(Protocol):
 
     def register_commands(self, cli: click.Group) -> None:
         """Add the provider's operator commands (e.g. `portal setup`) to the CLI."""
+        ...
+
+    def blueprints(self) -> list[Blueprint]:
+        """Pages the provider serves itself (e.g. `/pay/paddle/<token>`); none for most."""
         ...

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import click
+from flask import Blueprint
 
 from webhook_app.config import Settings
 from webhook_app.domain import DomainEvent
@@ -104,6 +105,9 @@ class StripeProvider:
         from webhook_app.providers.stripe.commands import register
 
         register(cli)
+
+    def blueprints(self) -> list[Blueprint]:
+        return []  # customers update their payment method on Stripe's own Billing Portal
 
 
 def build(settings: Settings, billing: Billing | None = None) -> StripeProvider:
