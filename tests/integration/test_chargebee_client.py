@@ -102,7 +102,7 @@ def test_every_call_takes_a_token_from_the_bucket_at_the_test_site_limit(http):
     for _ in range(5):
         client.retrieve_invoice("inv_1")
     # 150 calls a minute: a burst of 2.5 tokens, then one call every 0.4 s.
-    assert DEFAULT_RATE_PER_SECOND == pytest.approx(2.5)
+    assert pytest.approx(2.5) == DEFAULT_RATE_PER_SECOND
     assert sum(fake.sleeps) == pytest.approx((5 - 2.5) / 2.5)
 
 

@@ -88,7 +88,7 @@ def test_requests_pin_the_api_version_and_use_the_key_as_basic_auth_username(htt
 
 
 def test_the_bucket_defaults_to_the_sandbox_limit_of_400_a_minute():
-    assert DEFAULT_RATE_PER_SECOND == pytest.approx(400 / 60)
+    assert pytest.approx(400 / 60) == DEFAULT_RATE_PER_SECOND
     assert make_client().bucket.rate == pytest.approx(400 / 60)
 
 
