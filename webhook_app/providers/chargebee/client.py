@@ -129,7 +129,8 @@ class ChargebeeClient:
         """
         params: dict[str, str | int] = {
             "limit": PAGE_LIMIT,
-            # `in` takes a JSON-style array (the SDKs send one); see the list operations page.
+            # `in` takes a bracketed list. chargebee-python sends `str(list)` (`['a', 'b']`); a JSON
+            # array is the unambiguous spelling of the same thing. The stand-in accepts both.
             "status[in]": json.dumps(list(UNPAID_STATUSES), separators=(",", ":")),
             "sort_by[asc]": "date",
         }
