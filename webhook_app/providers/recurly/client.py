@@ -187,7 +187,8 @@ class RecurlyClient:
             if not isinstance(data, list):
                 raise PermanentError(f"Recurly answered the {what} without a `data` list")
             for invoice in data:
-                if isinstance(invoice, dict) and invoice.get("id") not in seen_ids:
+                # A record updated while we page can show up twice; yield each invoice once.
+                if isinstance(invoice, dict) and str(invoice.get("id")) not in seen_ids:
                     seen_ids.add(str(invoice.get("id")))
                     yield invoice
             next_link = payload.get("next")
