@@ -46,6 +46,11 @@ def gateway_for(public_key: str, private_key: str) -> braintree.BraintreeGateway
 
 
 def _check_form(bt_signature: object, bt_payload: object) -> tuple[str, str]:
+    if isinstance(bt_payload, bytes):  # the SDK's own test helper hands out bytes
+        try:
+            bt_payload = bt_payload.decode("ascii")
+        except UnicodeDecodeError:
+            raise WebhookRejected("bt_payload or bt_signature is not ASCII") from None
     if not isinstance(bt_signature, str) or not isinstance(bt_payload, str) or not bt_signature or not bt_payload:
         raise WebhookRejected("missing bt_signature or bt_payload form field", status=401)
     if len(bt_payload) > _MAX_PAYLOAD or len(bt_signature) > 10_000:
