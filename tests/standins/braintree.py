@@ -153,9 +153,9 @@ class BraintreeStandIn:
         self.public_key = public_key
         self.private_key = private_key
         self.faults = faults or Faults()
-        self.customers: dict[str, dict] = {}
-        self.payment_methods: dict[str, dict] = {}  # token -> card
-        self.subscriptions: dict[str, dict] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.payment_methods: dict[str, dict[str, Any]] = {}  # token -> card
+        self.subscriptions: dict[str, dict[str, Any]] = {}
         self.declining_tokens: set[str] = set()  # cards whose charges the processor declines
         self.charges: list[dict[str, Any]] = []  # every charge attempt: {subscription_id, token, amount, ok}
         self.client_tokens: list[dict[str, Any]] = []
@@ -180,7 +180,7 @@ class BraintreeStandIn:
         company: str | None = "Analytical Engines Ltd",
         country: str = "GB",
         card_declines: bool = True,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A vaulted customer with one default card (declining, by default: the card that failed)."""
         now = datetime.now(UTC).replace(microsecond=0)
         cid = customer_id or self._id("cust")
@@ -254,12 +254,12 @@ class BraintreeStandIn:
         currency: str = "USD",
         status: str = "Active",
         payment_method_token: str | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A monthly subscription on the customer's default card, with one settled past charge."""
         today = datetime.now(UTC).date()
         sid = subscription_id or self._id("sub")
         token = payment_method_token or self.default_token(customer_id)
-        subscription = {
+        subscription: dict[str, Any] = {
             "id": sid,
             "status": status,
             "plan_id": "monthly",
@@ -289,7 +289,7 @@ class BraintreeStandIn:
             self.subscriptions[sid] = subscription
         return subscription
 
-    def _transaction(self, sub: dict, amount: Decimal, status: str, code: str, text: str) -> dict:
+    def _transaction(self, sub: dict[str, Any], amount: Decimal, status: str, code: str, text: str) -> dict[str, Any]:
         customer = self.customers[sub["customer_id"]]
         card = self.payment_methods.get(sub["payment_method_token"], {})
         return {
@@ -325,7 +325,7 @@ class BraintreeStandIn:
             },
         }
 
-    def fail_charge(self, sub_id: str, *, code: str = "2001", text: str = "Insufficient Funds") -> dict:
+    def fail_charge(self, sub_id: str, *, code: str = "2001", text: str = "Insufficient Funds") -> dict[str, Any]:
         """A recurring charge failed: a failed transaction first, Past Due, balance and failure count up."""
         with self._lock:
             sub = self.subscriptions[sub_id]
@@ -338,7 +338,7 @@ class BraintreeStandIn:
             sub["updated_at"] = datetime.now(UTC).replace(microsecond=0)
         return txn
 
-    def cancel(self, sub_id: str) -> dict:
+    def cancel(self, sub_id: str) -> dict[str, Any]:
         """The merchant's dunning rules canceled the subscription."""
         with self._lock:
             sub = self.subscriptions[sub_id]
@@ -348,7 +348,7 @@ class BraintreeStandIn:
 
     # -- XML views -----------------------------------------------------------------------------------
 
-    def subscription_view(self, sub: dict) -> dict:
+    def subscription_view(self, sub: dict[str, Any]) -> dict[str, Any]:
         """The subscription as the gateway writes it (no customer id or currency of its own)."""
         view = {k: v for k, v in sub.items() if k not in ("customer_id", "currency", "transactions")}
         view["add_ons"] = []
@@ -356,14 +356,14 @@ class BraintreeStandIn:
         view["transactions"] = [dict(t) for t in sub["transactions"]]
         return view
 
-    def _card_view(self, token: str) -> dict:
+    def _card_view(self, token: str) -> dict[str, Any]:
         card = dict(self.payment_methods[token])
         card["subscriptions"] = [
             self.subscription_view(s) for s in self.subscriptions.values() if s["payment_method_token"] == token
         ]
         return card
 
-    def customer_view(self, customer: dict) -> dict:
+    def customer_view(self, customer: dict[str, Any]) -> dict[str, Any]:
         """The customer with its vaulted cards."""
         view = dict(customer)
         view["credit_cards"] = [
@@ -372,9 +372,9 @@ class BraintreeStandIn:
         return view
 
     def sample_notification(
-        self, kind: str, subscription: dict | str, timestamp: datetime | None = None
+        self, kind: str, subscription: dict[str, Any] | str, timestamp: datetime | None = None
     ) -> dict[str, str]:
-        """A webhook delivery `{bt_signature, bt_payload}` about `subscription` (a stored id or a dict),
+        """A webhook delivery `{bt_signature, bt_payload}` about `subscription` (a stored id or a dict[str, Any]),
         signed with this merchant's keys the way Braintree signs (the SDK's parse accepts it)."""
         with self._lock:
             sub = self.subscriptions[subscription] if isinstance(subscription, str) else subscription
@@ -392,10 +392,12 @@ class BraintreeStandIn:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _xml(self, root: str, value: dict, status: int = 200) -> Response:
+    def _xml(self, root: str, value: dict[str, Any], status: int = 200) -> Response:
         return Response(to_xml(root, value), status=status, mimetype="application/xml")
 
-    def _validation(self, message: str, errors: dict, params: dict | None = None, **extra: Any) -> Response:
+    def _validation(
+        self, message: str, errors: dict[str, Any], params: dict[str, Any] | None = None, **extra: Any
+    ) -> Response:
         body: dict[str, Any] = {"errors": {"errors": [], **errors}, "params": params or {}, "message": message}
         body.update(extra)
         return self._xml("api_error_response", body, 422)
@@ -405,11 +407,12 @@ class BraintreeStandIn:
         error = {"code": code, "attribute": attribute, "message": message}
         return self._validation(summary or message, {entity: {"errors": [error]}})
 
-    def _body(self) -> dict:
+    def _body(self) -> dict[str, Any]:
         raw = request.get_data()
         if not raw.strip():
             return {}
-        return XmlUtil.dict_from_xml(raw)
+        parsed: dict[str, Any] = XmlUtil.dict_from_xml(raw)
+        return parsed
 
     def _build(self) -> Flask:
         app = Flask("braintree-standin")
@@ -651,7 +654,7 @@ class BraintreeStandIn:
 
         return app
 
-    def _search(self, criteria: dict) -> list[dict]:
+    def _search(self, criteria: dict[str, Any]) -> list[dict[str, Any]]:
         statuses = criteria.get("status")
         ids = criteria.get("ids")
         found = []

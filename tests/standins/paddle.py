@@ -109,7 +109,9 @@ def sign(body: bytes, secret: str, ts: int) -> str:
     return hmac.new(secret.encode(), f"{ts}:".encode() + body, hashlib.sha256).hexdigest()
 
 
-def signed_webhook(event: dict, secret: str = WEBHOOK_SECRET, ts: int | None = None) -> tuple[bytes, dict[str, str]]:
+def signed_webhook(
+    event: dict[str, Any], secret: str = WEBHOOK_SECRET, ts: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     """The raw body and headers of a Paddle notification delivery of `event`, signed with `secret`."""
     body = json.dumps(event, separators=(",", ":")).encode()
     stamp = int(time.time()) if ts is None else ts
@@ -124,9 +126,9 @@ class PaddleStandIn:
         self.api_key = api_key
         self.faults = faults or Faults()
         self.checkout_url = checkout_url or "https://merchant.example/pay"  # the account's default payment link
-        self.customers: dict[str, dict] = {}
-        self.subscriptions: dict[str, dict] = {}
-        self.transactions: dict[str, dict] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.transactions: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []  # {method, path, query}; never the Authorization header
         self.retry_after = "3"  # Retry-After on injected 429s
         self.base_url = ""  # set once served, for `meta.pagination.next`
@@ -140,7 +142,9 @@ class PaddleStandIn:
         # Paddle ids are a prefix and 26 lowercase base32 characters.
         return f"{prefix}_01hs{next(self._ids):022d}"
 
-    def add_customer(self, email: str = "ada@example.com", name: str | None = "Ada Lovelace", **extra: Any) -> dict:
+    def add_customer(
+        self, email: str = "ada@example.com", name: str | None = "Ada Lovelace", **extra: Any
+    ) -> dict[str, Any]:
         """A customer entity, stored and returned."""
         now = _iso(_now())
         customer = {
@@ -169,7 +173,7 @@ class PaddleStandIn:
         unit_amount: int = 4900,
         collection_mode: str = "automatic",
         **extra: Any,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A monthly subscription entity with one item priced `unit_amount` minor units."""
         now = _now()
         sub_id = self._id("sub")
@@ -211,7 +215,7 @@ class PaddleStandIn:
             self.subscriptions[sub_id] = subscription
         return subscription
 
-    def _price(self, currency: str, unit_amount: int, now: datetime) -> dict:
+    def _price(self, currency: str, unit_amount: int, now: datetime) -> dict[str, Any]:
         return {
             "id": "pri_01hstandin0000000000000001",
             "product_id": "pro_01hstandin0000000000000001",
@@ -231,7 +235,7 @@ class PaddleStandIn:
             "updated_at": _iso(now - timedelta(days=400)),
         }
 
-    def _subscription_item(self, currency: str, unit_amount: int, now: datetime) -> dict:
+    def _subscription_item(self, currency: str, unit_amount: int, now: datetime) -> dict[str, Any]:
         return {
             "status": "active",
             "quantity": 1,
@@ -269,7 +273,7 @@ class PaddleStandIn:
         failed_attempts: int = 1,
         error_code: str = "declined",
         **extra: Any,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A transaction entity; `past_due` ones carry `failed_attempts` payment errors with `error_code`."""
         now = _now()
         txn_id = self._id("txn")
@@ -352,7 +356,7 @@ class PaddleStandIn:
             self.transactions[txn_id] = transaction
         return transaction
 
-    def fail_renewal(self, sub_id: str, *, error_code: str = "declined", attempts: int = 1) -> dict:
+    def fail_renewal(self, sub_id: str, *, error_code: str = "declined", attempts: int = 1) -> dict[str, Any]:
         """The subscription's renewal failed: a past_due transaction, and the subscription goes past_due."""
         with self._lock:
             sub = self.subscriptions[sub_id]
@@ -369,7 +373,7 @@ class PaddleStandIn:
             sub["updated_at"] = _iso(_now())
         return txn
 
-    def pay_transaction(self, txn_id: str) -> dict:
+    def pay_transaction(self, txn_id: str) -> dict[str, Any]:
         """The customer paid (e.g. completed the update-payment checkout): completed, subscription active."""
         with self._lock:
             txn = self.transactions[txn_id]
@@ -412,7 +416,7 @@ class PaddleStandIn:
                     sub["updated_at"] = now
         return txn
 
-    def cancel_subscription(self, sub_id: str) -> dict:
+    def cancel_subscription(self, sub_id: str) -> dict[str, Any]:
         """Dunning ran out: the subscription is canceled and its open past_due transactions canceled."""
         with self._lock:
             sub = self.subscriptions[sub_id]
@@ -424,7 +428,7 @@ class PaddleStandIn:
                     txn.update(status="canceled", updated_at=now)
         return sub
 
-    def event(self, event_type: str, data: dict, occurred_at: datetime | None = None) -> dict:
+    def event(self, event_type: str, data: dict[str, Any], occurred_at: datetime | None = None) -> dict[str, Any]:
         """A notification envelope for `data` (a copy, as Paddle sends a snapshot)."""
         return {
             "event_id": self._id("evt"),
@@ -449,7 +453,7 @@ class PaddleStandIn:
             response.headers[key] = value
         return response
 
-    def _ok(self, data: Any, pagination: dict | None = None) -> Response:
+    def _ok(self, data: Any, pagination: dict[str, Any] | None = None) -> Response:
         meta: dict[str, Any] = {"request_id": str(uuid.uuid4())}
         if pagination is not None:
             meta["pagination"] = pagination

@@ -119,7 +119,7 @@ def _environment(environment: str, api_base: str | None) -> braintree.Environmen
     )
 
 
-class _Transport(Http):
+class _Transport(Http):  # type: ignore[misc]  # braintree ships no type hints
     """The SDK's transport with our rate limit, timeout and error classification (see module docstring)."""
 
     def __init__(
