@@ -14,6 +14,9 @@ API pages this wraps (base https://api.paddle.com, sandbox https://sandbox-api.p
 - Errors `{"error": {type, code, detail, documentation_url}}`: https://developer.paddle.com/errors/overview
 - Rate limits, 240 requests a minute per IP, 429 with Retry-After:
   https://developer.paddle.com/api-reference/about/rate-limiting
+- Permissions the API key needs (the spec's `x-permissions`): transaction.read, customer.read,
+  subscription.read, and transaction.write for the update-payment-method transaction (it may create one).
+  Keys look like `pdl_live_apikey_…` / `pdl_sdbx_apikey_…` (legacy keys: 50 random characters).
 
 Why plain `requests` (through `webhook_app.adapters.http.call`) and not paddle-python-sdk 1.16.1, whose
 source was read for this: it can be pointed at a stand-in (`Options(environment=<obj with base_url>)`),
@@ -145,7 +148,7 @@ class PaddleClient:
         raise PermanentError(f"Paddle's past-due transactions list did not end after {MAX_PAGES} pages")
 
     def check_credentials(self) -> str:
-        """Verify PADDLE_API_KEY with the cheapest authenticated read (one transaction); say what was checked."""
+        """Verify PADDLE_API_KEY with one transaction read (a permission the flow needs); say what was checked."""
         response = self._request("GET", self.base_url + "/transactions", "credentials check", params={"per_page": "1"})
         if not response.ok:
             raise self._error(response, "credentials check", "transaction")
