@@ -1,0 +1,1 @@
+"""Braintree: webhook parsing, gateway client and money helpers."""

@@ -1,0 +1,1 @@
+"""Paddle Billing: webhook verification, API client and money helpers."""
