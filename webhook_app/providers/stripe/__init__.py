@@ -1,0 +1,1 @@
+"""Stripe: the first billing provider (webhook translation, API reading, decline reading)."""
