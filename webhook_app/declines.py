@@ -55,7 +55,9 @@ Precedence (first match wins)
    `try_again_later` is still `do_not_contact`.
 2. Authentication (`authentication_required`, or `action_required=True`): only the customer can
    complete it, whatever the advice code says about retrying.
-3. The decline code, else the error code, gives a base class.
+3. The decline code, else the error code, gives a base class. A decline code this table does not list
+   is `unknown`, not the `contact_bank` of its generic error code `card_declined` (which means "declined
+   without any decline code"): a new code should reach the team as unknown, not as a guess.
 4. An advice code then overrides a *vague* base (`contact_bank`, `technical`, `unknown`): it is the
    issuer's explicit word on whether retrying can work, which a generic decline does not carry.
    `generic_decline` + `do_not_try_again` -> `update_card`; `do_not_honor` + `try_again_later` ->
@@ -179,6 +181,9 @@ ADVICE: dict[str, DeclineClass] = {
 }
 """Stripe's advice codes (`advice_code`: confirm_card_data, do_not_try_again, try_again_later)."""
 
+GENERIC_ERROR = "card_declined"
+"""The error code of every issuer decline: it says something only when no decline code came with it."""
+
 # Bases an advice code may override (precedence rule 4).
 _VAGUE = frozenset({DeclineClass.CONTACT_BANK, DeclineClass.TECHNICAL, DeclineClass.UNKNOWN})
 
@@ -219,7 +224,11 @@ def classify(
         return DeclineClass.DO_NOT_CONTACT
     if action_required or any(CLASS_OF.get(c) is DeclineClass.AUTHENTICATION for c in reported):
         return DeclineClass.AUTHENTICATION
-    base = next((CLASS_OF[c] for c in reported if c in CLASS_OF), DeclineClass.UNKNOWN)
+    base = CLASS_OF.get(decline) if decline else None
+    if base is None and error is not None and not (decline and error == GENERIC_ERROR):
+        base = CLASS_OF.get(error)
+    if base is None:
+        base = DeclineClass.UNKNOWN
     advised = ADVICE.get(advice) if advice else None
     if advised is None:
         return base
