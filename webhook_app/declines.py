@@ -196,7 +196,7 @@ DESCRIPTIONS: dict[DeclineClass, str] = {
     DeclineClass.INSUFFICIENT_FUNDS: "insufficient funds",
     DeclineClass.TECHNICAL: "a technical failure; the next automatic retry will probably succeed",
     DeclineClass.AUTHENTICATION: "the bank wants the customer to authenticate the payment (3-D Secure)",
-    DeclineClass.DO_NOT_CONTACT: "a fraud signal or withdrawn authorization; the customer is not emailed",
+    DeclineClass.DO_NOT_CONTACT: "a fraud signal or a withdrawn authorization",
     DeclineClass.UNKNOWN: "no decline reason known",
 }
 """One plain sentence per class, for team alerts and reports."""
