@@ -76,19 +76,21 @@ def test_an_alert_posts_escaped_text_and_blocks_and_ok_is_success(http: requests
     http.post(URL, text="ok")
     result = make_alerter().send(large_failure(), "alert:large_failure:stripe:in_1Big")
     assert result == SendResult(provider="slack")
-    body = http.last_request.json()
+    request = http.last_request
+    assert request is not None
+    body = request.json()
     assert set(body) == {"text", "blocks"}
     assert "$1,250.00" in body["text"] and "GLX-0099" in body["text"]
     assert "<!channel>" not in json.dumps(body)  # a customer's name cannot ping the whole channel
     assert "&lt;!channel&gt;" in body["text"]
     assert body["blocks"][0]["type"] == "header"
-    assert http.last_request.headers["Content-Type"] == "application/json"
+    assert request.headers["Content-Type"] == "application/json"
 
 
 def test_no_customer_email_reaches_slack(http: requests_mock.Mocker) -> None:
     http.post(URL, text="ok")
     make_alerter().send(large_failure(customer_name="ada@example.com"), "k")
-    assert "@" not in http.last_request.text
+    assert http.last_request is not None and "@" not in http.last_request.text
 
 
 def test_every_post_takes_a_token_at_slacks_one_per_second(http: requests_mock.Mocker) -> None:

@@ -40,9 +40,16 @@ UC, CB, IF, TE, AU, DN, UN = (
     DeclineClass.DO_NOT_CONTACT,
     DeclineClass.UNKNOWN,
 )
-FAILED_AT = from_unix(sd.FAILED_AT)
-NEXT_RETRY = from_unix(sd.NEXT_RETRY)
-assert FAILED_AT is not None and NEXT_RETRY is not None
+
+
+def _at(seconds: int) -> datetime:
+    moment = from_unix(seconds)
+    assert moment is not None
+    return moment
+
+
+FAILED_AT = _at(sd.FAILED_AT)
+NEXT_RETRY = _at(sd.NEXT_RETRY)
 DEFAULT = FAILED_AT + timedelta(minutes=5)  # the usual first message: after the grouping window
 
 
@@ -57,7 +64,9 @@ def read(case: sd.DeclineCase, generation: str) -> Decline | None:
 
 @pytest.mark.parametrize("generation", ["legacy", "basil"])
 @pytest.mark.parametrize("case", sd.CASES, ids=str)
-def test_every_failed_attempt_fixture_gets_its_class_in_both_api_generations(case, generation):
+def test_every_failed_attempt_fixture_gets_its_class_in_both_api_generations(
+    case: sd.DeclineCase, generation: str
+) -> None:
     decline = read(case, generation)
     assert decline is not None
     assert decline.decline_class is case.expected
@@ -69,7 +78,7 @@ def test_every_failed_attempt_fixture_gets_its_class_in_both_api_generations(cas
 
 
 @pytest.mark.parametrize("case", [c for c in sd.CASES if c.intent_status != "requires_action"], ids=str)
-def test_an_old_invoice_with_only_its_charge_expanded_gets_the_same_class(case):
+def test_an_old_invoice_with_only_its_charge_expanded_gets_the_same_class(case: sd.DeclineCase) -> None:
     invoice = sd.legacy_invoice(case, expand=("charge",))
     assert isinstance(invoice["payment_intent"], str)
     decline = decline_from_legacy_invoice(invoice)
@@ -88,7 +97,7 @@ EXPECTED_FIRST_KEYS = {
 
 
 @pytest.mark.parametrize("case", sd.CASES, ids=str)
-def test_every_fixture_picks_its_template_and_first_message_time(case):
+def test_every_fixture_picks_its_template_and_first_message_time(case: sd.DeclineCase) -> None:
     decline = read(case, "basil")
     assert decline is not None
     assert template_keys("first", decline.decline_class) == EXPECTED_FIRST_KEYS[case.expected]
@@ -141,11 +150,13 @@ def test_every_fixture_picks_its_template_and_first_message_time(case):
         ("CARD_DECLINED", "Insufficient_Funds", None, IF),
     ],
 )
-def test_precedence(code, decline_code, advice_code, expected):
+def test_precedence(
+    code: str | None, decline_code: str | None, advice_code: str | None, expected: DeclineClass
+) -> None:
     assert classify(code, decline_code, advice_code) is expected
 
 
-def test_the_action_required_path_is_authentication_unless_there_is_a_fraud_signal():
+def test_the_action_required_path_is_authentication_unless_there_is_a_fraud_signal() -> None:
     assert classify(None, None, None, action_required=True) is AU
     assert classify("card_declined", "generic_decline", "try_again_later", action_required=True) is AU
     assert classify("card_declined", "fraudulent", None, action_required=True) is DN
@@ -166,13 +177,13 @@ BRIEF = {
 
 
 @pytest.mark.parametrize("decline_class", list(BRIEF), ids=str)
-def test_the_agreed_codes_map_to_their_class(decline_class):
+def test_the_agreed_codes_map_to_their_class(decline_class: DeclineClass) -> None:
     for code in BRIEF[decline_class].split():
         assert CLASS_OF[code] is decline_class, code
         assert classify("card_declined", code, None) is decline_class, code
 
 
-def test_no_code_is_listed_under_two_classes():
+def test_no_code_is_listed_under_two_classes() -> None:
     listed = [code for codes in declines_module._CODES.values() for code in codes]
     assert len(listed) == len(set(listed)) == len(CLASS_OF)
 
@@ -184,7 +195,7 @@ def _docstring_sections() -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
-def test_the_module_docstring_lists_every_code_under_its_class():
+def test_the_module_docstring_lists_every_code_under_its_class() -> None:
     sections = _docstring_sections()
     assert set(sections) == {c.value for c in DeclineClass}
     for code, decline_class in CLASS_OF.items():
@@ -193,7 +204,7 @@ def test_the_module_docstring_lists_every_code_under_its_class():
         assert re.search(rf"Advice codes:.*\b{advice}\b", sections[decline_class.value], re.DOTALL)
 
 
-def test_every_class_has_a_description_for_the_team():
+def test_every_class_has_a_description_for_the_team() -> None:
     assert set(declines_module.DESCRIPTIONS) == set(DeclineClass)
     assert Decline.of("card_declined", "insufficient_funds").description == "insufficient funds"
 
@@ -201,7 +212,7 @@ def test_every_class_has_a_description_for_the_team():
 # -- template keys, first message, message data -----------------------------------------------------
 
 
-def test_template_keys_fall_back_to_the_steps_own_template():
+def test_template_keys_fall_back_to_the_steps_own_template() -> None:
     assert template_keys("first", IF) == ("first.insufficient_funds", "first")
     assert template_keys("reminder", UC) == ("reminder.update_card", "reminder")
     assert template_keys("final", "technical") == ("final.technical", "final")  # type: ignore[arg-type]
@@ -210,17 +221,17 @@ def test_template_keys_fall_back_to_the_steps_own_template():
 
 
 @pytest.mark.parametrize("step", ["", "first.update_card"])
-def test_template_keys_refuse_a_step_that_is_not_a_plain_name(step):
+def test_template_keys_refuse_a_step_that_is_not_a_plain_name(step: str) -> None:
     with pytest.raises(ValueError, match="plain name"):
         template_keys(step, UC)
 
 
-def test_template_keys_refuse_an_unknown_class():
+def test_template_keys_refuse_an_unknown_class() -> None:
     with pytest.raises(ValueError):
         template_keys("first", "bogus")  # type: ignore[arg-type]
 
 
-def test_technical_waits_for_the_scheduled_retry_but_never_goes_earlier_than_usual():
+def test_technical_waits_for_the_scheduled_retry_but_never_goes_earlier_than_usual() -> None:
     assert first_message_at(TE, FAILED_AT, NEXT_RETRY, DEFAULT) == NEXT_RETRY + TECHNICAL_RETRY_GRACE
     later_default = NEXT_RETRY + timedelta(days=1)
     assert first_message_at(TE, FAILED_AT, NEXT_RETRY, later_default) == later_default
@@ -235,11 +246,11 @@ def test_technical_waits_for_the_scheduled_retry_but_never_goes_earlier_than_usu
         FAILED_AT + timedelta(days=3, seconds=1),  # too far out to call it a blip
     ],
 )
-def test_technical_without_a_usable_retry_messages_at_the_usual_time(retry):
+def test_technical_without_a_usable_retry_messages_at_the_usual_time(retry: datetime | None) -> None:
     assert first_message_at(TE, FAILED_AT, retry, DEFAULT) == DEFAULT
 
 
-def test_technical_wait_and_grace_are_adjustable():
+def test_technical_wait_and_grace_are_adjustable() -> None:
     assert (
         first_message_at(TE, FAILED_AT, NEXT_RETRY, DEFAULT, grace=timedelta(0), max_wait=timedelta(days=3))
         == NEXT_RETRY
@@ -248,22 +259,22 @@ def test_technical_wait_and_grace_are_adjustable():
 
 
 @pytest.mark.parametrize("decline_class", [UC, CB, IF, AU, UN])
-def test_other_classes_message_at_the_usual_time_whatever_the_retry(decline_class):
+def test_other_classes_message_at_the_usual_time_whatever_the_retry(decline_class: DeclineClass) -> None:
     assert first_message_at(decline_class, FAILED_AT, NEXT_RETRY, DEFAULT) == DEFAULT
     assert first_message_at(decline_class, FAILED_AT, None, DEFAULT) == DEFAULT
 
 
-def test_do_not_contact_never_gets_a_first_message():
+def test_do_not_contact_never_gets_a_first_message() -> None:
     assert first_message_at(DN, FAILED_AT, NEXT_RETRY, DEFAULT) is None
     assert first_message_at(DN, FAILED_AT, None, DEFAULT) is None
 
 
-def test_message_data_for_nothing_known_is_unknown_with_empty_codes():
+def test_message_data_for_nothing_known_is_unknown_with_empty_codes() -> None:
     assert as_message_data(None) == {"declineClass": "unknown", "declineCode": "", "adviceCode": ""}
     assert as_message_data(Decline.of()) == {"declineClass": "unknown", "declineCode": "", "adviceCode": ""}
 
 
-def test_message_data_carries_the_most_specific_code_and_the_advice():
+def test_message_data_carries_the_most_specific_code_and_the_advice() -> None:
     data = as_message_data(Decline.of("card_declined", "insufficient_funds", "try_again_later"))
     assert data == {
         "declineClass": "insufficient_funds",
@@ -274,7 +285,7 @@ def test_message_data_carries_the_most_specific_code_and_the_advice():
 
 
 @pytest.mark.parametrize("hidden", ["fraudulent", "lost_card", "stolen_card", "pickup_card", "merchant_blacklist"])
-def test_message_data_never_tells_the_customer_a_code_stripe_says_to_hide(hidden):
+def test_message_data_never_tells_the_customer_a_code_stripe_says_to_hide(hidden: str) -> None:
     decline = Decline.of("card_declined", hidden)
     assert as_message_data(decline)["declineCode"] == "generic_decline"
     assert decline.decline_code == hidden  # the team still sees the real reason
@@ -283,29 +294,29 @@ def test_message_data_never_tells_the_customer_a_code_stripe_says_to_hide(hidden
 # -- reading payloads defensively ------------------------------------------------------------------
 
 
-def test_invoice_payments_params_ask_for_the_invoices_payments_with_their_payment_intents():
+def test_invoice_payments_params_ask_for_the_invoices_payments_with_their_payment_intents() -> None:
     params = invoice_payments_params("in_1QxYz")
     assert params == {"invoice": "in_1QxYz", "expand": ["data.payment.payment_intent"], "limit": 10}
 
 
 @pytest.mark.parametrize("bad", ["", None, 42, "x" * 256])
-def test_invoice_payments_params_refuse_a_bad_invoice_id(bad):
+def test_invoice_payments_params_refuse_a_bad_invoice_id(bad: Any) -> None:
     with pytest.raises(BadPayload):
         invoice_payments_params(bad)
 
 
 @pytest.mark.parametrize("bad", ["not a list", None, [], {}, {"data": "nope"}, {"data": None}])
-def test_a_list_response_of_the_wrong_shape_is_a_bad_payload(bad):
+def test_a_list_response_of_the_wrong_shape_is_a_bad_payload(bad: Any) -> None:
     with pytest.raises(BadPayload):
         decline_from_invoice_payments(bad)
 
 
-def test_junk_items_and_an_empty_list_mean_nothing_known():
+def test_junk_items_and_an_empty_list_mean_nothing_known() -> None:
     assert decline_from_invoice_payments(sd.payments_list()) is None
     assert decline_from_invoice_payments({"object": "list", "data": [None, 3, "x", {"object": "charge"}]}) is None
 
 
-def test_an_unexpanded_payment_intent_means_nothing_known():
+def test_an_unexpanded_payment_intent_means_nothing_known() -> None:
     payments = sd.payments_list(sd.invoice_payment("pi_123", invoice_id="in_1"))
     assert decline_from_invoice_payments(payments) is None
 
@@ -315,7 +326,7 @@ def _intent(name: str) -> dict[str, Any]:
     return intent
 
 
-def test_the_newest_payment_decides():
+def test_the_newest_payment_decides() -> None:
     older = sd.invoice_payment(_intent("expired_card"), invoice_id="in_1", created=sd.FAILED_AT - 600)
     newer = sd.invoice_payment(_intent("insufficient_funds"), invoice_id="in_1", created=sd.FAILED_AT, is_default=False)
     for order in ((older, newer), (newer, older)):
@@ -323,14 +334,14 @@ def test_the_newest_payment_decides():
         assert decline is not None and decline.decline_class is IF
 
 
-def test_equal_creation_times_keep_the_lists_newest_first_order():
+def test_equal_creation_times_keep_the_lists_newest_first_order() -> None:
     first = sd.invoice_payment(_intent("expired_card"), invoice_id="in_1", created=sd.FAILED_AT)
     second = sd.invoice_payment(_intent("do_not_honor"), invoice_id="in_1", created=sd.FAILED_AT)
     decline = decline_from_invoice_payments(sd.payments_list(first, second))
     assert decline is not None and decline.decline_class is UC
 
 
-def test_canceled_payments_are_history_and_a_paid_newest_payment_means_no_decline():
+def test_canceled_payments_are_history_and_a_paid_newest_payment_means_no_decline() -> None:
     canceled = sd.invoice_payment(_intent("fraudulent"), invoice_id="in_1", status="canceled", created=sd.FAILED_AT)
     open_ = sd.invoice_payment(_intent("do_not_honor"), invoice_id="in_1", created=sd.FAILED_AT - 600)
     decline = decline_from_invoice_payments(sd.payments_list(canceled, open_))
@@ -340,7 +351,7 @@ def test_canceled_payments_are_history_and_a_paid_newest_payment_means_no_declin
     assert decline_from_invoice_payments(sd.payments_list(canceled)) is None
 
 
-def test_a_malformed_created_sorts_as_oldest():
+def test_a_malformed_created_sorts_as_oldest() -> None:
     odd = sd.invoice_payment(_intent("expired_card"), invoice_id="in_1")
     odd["created"] = "yesterday"
     good = sd.invoice_payment(_intent("insufficient_funds"), invoice_id="in_1", created=1)
@@ -348,7 +359,7 @@ def test_a_malformed_created_sorts_as_oldest():
     assert decline is not None and decline.decline_class is IF
 
 
-def test_charge_and_payment_record_payments():
+def test_charge_and_payment_record_payments() -> None:
     _, charge = sd.payment_intent(sd.BY_NAME["stolen_card"], invoice_id="in_1")
     item = sd.invoice_payment("pi_x", invoice_id="in_1")
     item["payment"] = {"type": "charge", "charge": charge}
@@ -363,7 +374,7 @@ def test_charge_and_payment_record_payments():
 @pytest.mark.parametrize(
     "odd", [123, {"nested": "dict"}, ["list"], "x" * 65, "has space", "semi;colon", "\ud800", "nul\x00"]
 )
-def test_implausible_codes_are_ignored_and_read_as_unknown(odd):
+def test_implausible_codes_are_ignored_and_read_as_unknown(odd: Any) -> None:
     intent = _intent("insufficient_funds")
     intent["latest_charge"] = None
     for field in ("code", "decline_code", "advice_code", "network_decline_code", "network_advice_code"):
@@ -372,13 +383,13 @@ def test_implausible_codes_are_ignored_and_read_as_unknown(odd):
     assert decline == Decline(UN)
 
 
-def test_a_payment_intent_without_an_error_and_not_awaiting_action_has_no_decline():
+def test_a_payment_intent_without_an_error_and_not_awaiting_action_has_no_decline() -> None:
     intent = _intent("insufficient_funds")
     intent.update(last_payment_error=None, status="processing")
     assert decline_from_invoice_payments(sd.payments_list(sd.invoice_payment(intent, invoice_id="in_1"))) is None
 
 
-def test_an_expanded_latest_charge_completes_the_payment_intents_error():
+def test_an_expanded_latest_charge_completes_the_payment_intents_error() -> None:
     case = sd.BY_NAME["insufficient_funds"]
     intent, _ = sd.payment_intent(case, invoice_id="in_1", expand_latest_charge=True)
     del intent["last_payment_error"]["advice_code"]
@@ -387,32 +398,32 @@ def test_an_expanded_latest_charge_completes_the_payment_intents_error():
 
 
 @pytest.mark.parametrize("bad", [None, "in_1", ["invoice"], {"object": "charge", "id": "ch_1"}])
-def test_a_legacy_read_of_something_that_is_not_an_invoice_is_a_bad_payload(bad):
+def test_a_legacy_read_of_something_that_is_not_an_invoice_is_a_bad_payload(bad: Any) -> None:
     with pytest.raises(BadPayload):
         decline_from_legacy_invoice(bad)
 
 
-def test_legacy_invoices_without_expansions_paid_ones_and_basil_ones_have_no_decline():
+def test_legacy_invoices_without_expansions_paid_ones_and_basil_ones_have_no_decline() -> None:
     assert decline_from_legacy_invoice(sd.legacy_invoice(sd.BY_NAME["expired_card"], expand=())) is None
     paid = sd.legacy_invoice(sd.BY_NAME["expired_card"], status="paid")
     assert decline_from_legacy_invoice(paid) is None
     assert decline_from_legacy_invoice(sd.basil_invoice()) is None
 
 
-def test_the_legacy_charge_fills_what_the_payment_intents_error_left_out():
+def test_the_legacy_charge_fills_what_the_payment_intents_error_left_out() -> None:
     invoice = sd.legacy_invoice(sd.BY_NAME["advice_try_again_later"])
     del invoice["payment_intent"]["last_payment_error"]["advice_code"]
     decline = decline_from_legacy_invoice(invoice)
     assert decline is not None and decline.advice_code == "try_again_later" and decline.decline_class is TE
 
 
-def test_a_legacy_error_without_any_code_is_unknown():
+def test_a_legacy_error_without_any_code_is_unknown() -> None:
     invoice = sd.legacy_invoice(sd.BY_NAME["do_not_honor"], expand=("payment_intent",))
     invoice["payment_intent"]["last_payment_error"] = {"type": "api_error", "message": "Something went wrong."}
     assert decline_from_legacy_invoice(invoice) == Decline(UN)
 
 
-def test_pre_2022_payment_intents_carry_their_charges_as_a_list():
+def test_pre_2022_payment_intents_carry_their_charges_as_a_list() -> None:
     invoice = sd.legacy_invoice(sd.BY_NAME["stolen_card"], expand=("payment_intent",))
     intent = invoice["payment_intent"]
     _, charge = sd.payment_intent(sd.BY_NAME["stolen_card"], invoice_id=invoice["id"])
@@ -423,7 +434,7 @@ def test_pre_2022_payment_intents_carry_their_charges_as_a_list():
     assert decline is not None and decline.decline_code == "stolen_card"
 
 
-def test_one_entry_point_reads_either_generation():
+def test_one_entry_point_reads_either_generation() -> None:
     case = sd.BY_NAME["card_velocity_exceeded"]
     legacy = decline_for_invoice(sd.legacy_invoice(case))
     basil = decline_for_invoice(sd.basil_invoice(), sd.invoice_payments(case))
@@ -442,7 +453,7 @@ def _fields(cls: type) -> set[str]:
     return set(getattr(cls, "__annotations__", {}))
 
 
-def test_fixture_field_names_exist_in_the_stripe_sdks_generated_models():
+def test_fixture_field_names_exist_in_the_stripe_sdks_generated_models() -> None:
     """The SDK is generated from stripe/openapi: a misspelt field in a fixture or a reader fails here."""
     case = sd.BY_NAME["advice_do_not_try_again"]
     intent, charge = sd.payment_intent(case, invoice_id="in_1")
@@ -457,5 +468,5 @@ def test_fixture_field_names_exist_in_the_stripe_sdks_generated_models():
     assert set(invoice_payments_params("in_1")) <= set(InvoicePaymentListParams.__annotations__)
 
 
-def test_failed_at_is_naive_utc_like_every_stored_time():
+def test_failed_at_is_naive_utc_like_every_stored_time() -> None:
     assert isinstance(FAILED_AT, datetime) and FAILED_AT.tzinfo is None
