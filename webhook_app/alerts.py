@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 from webhook_app.adapters import SendResult
 from webhook_app.declines import DESCRIPTIONS, DeclineClass
-from webhook_app.invoices import MAX_AMOUNT, format_amount
+from webhook_app.money import format_amount
 from webhook_app.observability import scrub
+from webhook_app.payload import MAX_AMOUNT
 
 
 class AlertKind(StrEnum):

@@ -7,7 +7,7 @@ converted exactly, never through floats, by `to_minor_units`.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 from webhook_app.errors import BadPayload
 
@@ -50,24 +50,39 @@ def to_decimal(amount: int, currency: str) -> Decimal:
     return (Decimal(amount) / (Decimal(10) ** exponent)).quantize(Decimal(1).scaleb(-exponent))
 
 
-def to_minor_units(amount: object, currency: str) -> int:
+_MAX_DIGITS = 18  # BIGINT holds 18 full digits
+_EXACT = Context(prec=80, Emin=-999, Emax=999)  # no rounding for any amount within the bounds
+
+
+def to_minor_units(amount: object, currency: str, field: str = "amount") -> int:
     """Major units (a Decimal, a decimal string, or a JSON number) to exact minor units.
 
-    `49.9` USD -> 4990, `500` JPY -> 500, `"1.005"` KWD -> 1005. A value with more decimals than the
-    currency has is refused (BadPayload) rather than rounded: money is never changed silently.
+    `49.99` USD -> 4999, `500` JPY -> 500, `"1.005"` KWD -> 1005. Floats are read through `str()`
+    (Python's shortest round-tripping form), so a JSON 19.99 gives 1999, never 1998 as
+    `int(19.99 * 100)` does. A value with more decimals than the currency has (0.1 + 0.2 arrives as
+    0.30000000000000004) is refused (BadPayload) rather than rounded: money is never changed silently.
     """
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isascii() or not currency.isalpha():
+        raise BadPayload(f"the currency of {field!r} is not an ISO 4217 code")
     if isinstance(amount, bool) or not isinstance(amount, (int, float, str, Decimal)):
-        raise BadPayload("amount must be a number")
+        raise BadPayload(f"{field!r} must be a number")
+    if isinstance(amount, str) and not (amount.strip() and len(amount) <= 40):
+        raise BadPayload(f"{field!r} is not a decimal number")
     try:
-        # str() first: a JSON float such as 0.3 is read as the decimal it was written as.
-        value = Decimal(str(amount).strip())
+        value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
     except InvalidOperation:
-        raise BadPayload("amount is not a decimal number") from None
+        raise BadPayload(f"{field!r} is not a decimal number") from None
     if not value.is_finite():
-        raise BadPayload("amount is not a finite number")
-    scaled = value.scaleb(minor_unit_exponent(currency))
+        raise BadPayload(f"{field!r} is not a finite number")
+    # Bounds first, from the digits alone: scaling "1e999999999" overflows the context, "1e-999999999"
+    # underflows silently to 0, and int() of a huge Decimal would build a billion-digit number.
+    if value and not -_MAX_DIGITS <= value.adjusted() < _MAX_DIGITS:
+        raise BadPayload(f"{field!r} is out of range")
+    scaled = value.scaleb(minor_unit_exponent(currency), _EXACT)
+    if scaled.adjusted() >= _MAX_DIGITS:
+        raise BadPayload(f"{field!r} is out of range")
     if scaled != scaled.to_integral_value():
-        raise BadPayload(f"amount has more decimals than {currency.upper()} allows")
+        raise BadPayload(f"{field!r} has more decimal places than {currency.upper()} allows")
     return int(scaled)
 
 

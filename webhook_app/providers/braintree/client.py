@@ -32,9 +32,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-
 import braintree
+import requests
 from braintree.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -48,6 +47,7 @@ from braintree.exceptions import (
 )
 from braintree.exceptions.braintree_error import BraintreeError
 from braintree.util.http import Http
+
 from webhook_app.adapters import http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 from webhook_app.errors import (

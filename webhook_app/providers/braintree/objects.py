@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from webhook_app.providers.braintree.money import to_minor_units
+from webhook_app.money import to_minor_units
 
 
 def _text(value: Any) -> str | None:

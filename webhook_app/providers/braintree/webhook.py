@@ -25,6 +25,7 @@ from typing import Any
 
 import braintree
 from braintree.exceptions import InvalidSignatureError
+
 from webhook_app.errors import BadPayload, WebhookRejected
 from webhook_app.providers.braintree.objects import subscription_dict
 

@@ -31,7 +31,6 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -40,7 +39,7 @@ import requests
 from webhook_app.adapters import http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 from webhook_app.errors import BadPayload, ConfigurationNeeded, PermanentError, ResourceMissing
-from webhook_app.invoices import minor_unit_exponent
+from webhook_app.money import to_minor_units  # noqa: F401  (Recurly amounts are major units; re-exported)
 from webhook_app.observability import scrub
 
 PROVIDER = "Recurly"
@@ -74,47 +73,6 @@ class RecurlyRefused(PermanentError):
         self.status = status
         self.error_type = error_type
         self.transaction_error = transaction_error or {}
-
-
-def to_minor_units(amount: int | float | str | Decimal, currency: str) -> int:
-    """A Recurly major-unit amount as an integer of minor units, exactly: (49.99, "USD") -> 4999.
-
-    Floats are read through `str()` (Python's shortest round-tripping form), so a JSON number such as
-    19.99 gives 1999, never 1998 as `int(19.99 * 100)` does. A value with more decimal places than the
-    currency has (0.1 + 0.2 arrives as 0.30000000000000004) is refused with BadPayload instead of
-    being rounded: money is never rounded silently.
-    """
-    if not (isinstance(currency, str) and _CURRENCY.fullmatch(currency)):
-        raise BadPayload("currency must be a three-letter ISO 4217 code")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float, str, Decimal)):
-        raise BadPayload("amount must be a number")
-    try:
-        value = Decimal(amount) if isinstance(amount, (int, Decimal)) else Decimal(str(amount).strip())
-    except InvalidOperation:
-        raise BadPayload("amount is not a decimal number") from None
-    if not value.is_finite():
-        raise BadPayload("amount is not a finite number")
-    exponent = minor_unit_exponent(currency)
-    if value.adjusted() > 18:
-        raise BadPayload(f"amount is too large for an invoice in {currency.upper()}")
-    # Integer arithmetic on the exact digits: Decimal.scaleb would round to the context's 28 digits.
-    sign, digit_tuple, exp = value.as_tuple()
-    digits = list(digit_tuple)
-    if not any(digits):
-        return 0
-    if not isinstance(exp, int):  # only NaN and infinities have a letter exponent; refused above
-        raise BadPayload("amount is not a finite number")
-    while exp < -exponent and digits[-1] == 0:  # 49.990 is 49.99: trailing zeros are not precision
-        digits.pop()
-        exp += 1
-    if exp < -exponent:
-        raise BadPayload(
-            f"amount has more decimal places than {currency.upper()} allows ({exponent}); refusing to round money"
-        )
-    magnitude = int("".join(map(str, digits))) * int(10 ** (exp + exponent))
-    if magnitude >= _MAX_MINOR_UNITS:
-        raise BadPayload(f"amount is too large for an invoice in {currency.upper()}")
-    return -magnitude if sign else magnitude
 
 
 class RecurlyClient:

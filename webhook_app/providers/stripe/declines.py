@@ -16,7 +16,7 @@ payments on invoices"); its payments are InvoicePayment objects, listed by
 `payment.payment_intent` / `payment.charge` / `payment.payment_record`. The same list shape is what an
 invoice retrieved with `expand[]=payments.data.payment.payment_intent` carries in `payments`.
 
-Reading is defensive, like `webhook_app.invoices`: a container of the wrong shape (not an invoice,
+Reading is defensive, like `webhook_app.payload`: a container of the wrong shape (not an invoice,
 a list without `data`) is a BadPayload; a leaf value that is not a plausible Stripe code is ignored, so
 an odd payload degrades to "unknown" instead of stopping a recovery that does not depend on it.
 """
@@ -29,7 +29,8 @@ from typing import Any
 
 from webhook_app.declines import Decline
 from webhook_app.errors import BadPayload
-from webhook_app.invoices import _dig, stripe_id
+from webhook_app.payload import dig as _dig
+from webhook_app.payload import ident as stripe_id
 
 INVOICE_PAYMENTS_PATH = "/v1/invoice_payments"
 INVOICE_PAYMENTS_LIMIT = 10  # Stripe's default page; lists come newest first and invoices rarely have more
