@@ -9,7 +9,7 @@ missing (503). In production (`APP_ENV=production`) malformed values are fatal a
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -291,19 +291,19 @@ class _Reader:
         value = str(value).strip()
         return value or default
 
-    def number(self, name: str, default: float, kind=float, minimum: float = 0) -> float:
+    def number(self, name: str, default: float, kind: Callable[[str], float] = float, minimum: float = 0) -> float:
         raw = self.text(name)
         if raw is None:
             return default
         try:
             value = kind(raw)
         except ValueError:
-            self.problems.append(f"{name} must be a {kind.__name__}")
+            self.problems.append(f"{name} must be a {getattr(kind, '__name__', 'number')}")
             return default
         if value < minimum:
             self.problems.append(f"{name} must be at least {minimum}")
             return default
-        return value
+        return float(value)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = (self.text(name) or default).lower()

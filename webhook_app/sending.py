@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -100,6 +100,10 @@ def send_notification(svc: Services, batch: Batch) -> Outcome:
 
     try:
         return _send(svc, batch, _Item(notification, case), context, now)
+    except ConfigurationNeeded as exc:
+        # Nothing of this customer's can go out until an operator acts: the others wait with it.
+        _hold(svc, claim, list(batch.sibling_ids), now + timedelta(seconds=exc.hold_seconds), str(exc))
+        raise
     except BaseException:
         _release(svc, claim, list(batch.sibling_ids))
         raise
@@ -252,6 +256,20 @@ def _still_due(svc: Services, item: _Item, claim: Claim, now: datetime) -> bool:
             last_error=f"invoice already {item.invoice.status}",
         )
     return False
+
+
+def _hold(svc: Services, claim: Claim, notification_ids: list[int], until: datetime, reason: str) -> None:
+    """Hold the siblings with the primary until an operator has acted (the worker holds the primary)."""
+    if not notification_ids:
+        return
+    with svc.db.session() as s:
+        s.execute(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
+            .values(
+                status=NotificationStatus.HELD, run_at=until, claim_token=None, locked_until=None, last_error=reason
+            )
+        )
 
 
 def _release(svc: Services, claim: Claim, notification_ids: list[int]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from webhook_app.money import format_amount
 
@@ -47,7 +47,7 @@ class Message:
     other_invoices: tuple[InvoiceLine, ...] = field(default=())
     template: str = "first"  # first | reminder | final | action_required (see dunning.template_for)
 
-    def data_variables(self) -> dict:
+    def data_variables(self) -> dict[str, Any]:
         """The camelCase message data of the design's contract (Loops dataVariables / eventProperties)."""
         inv = self.invoice
         data = {

@@ -62,12 +62,12 @@ def _variable(value: Any) -> Any:
     return value
 
 
-def transactional_variables(message: Message) -> dict:
+def transactional_variables(message: Message) -> dict[str, Any]:
     """The contract's message data as Loops `dataVariables` (strings, numbers, the invoices array)."""
     return {key: _variable(value) for key, value in message.data_variables().items()}
 
 
-def event_properties(message: Message) -> dict:
+def event_properties(message: Message) -> dict[str, Any]:
     """The contract's message data as Loops `eventProperties`.
 
     Event properties may only be strings, numbers, booleans or dates, so the multi-invoice list is left
@@ -153,7 +153,7 @@ class LoopsMessenger:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs: Any) -> requests.Response:
         if not self._api_key:
             raise ConfigurationNeeded("LOOPS_API_KEY is not set, so Loops cannot send recovery messages")
         headers = {
