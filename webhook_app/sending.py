@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from webhook_app import dunning, tokens
+from webhook_app import alert_outbox, dunning, tokens
 from webhook_app.adapters import InvoiceLine, Message, SendResult
+from webhook_app.alerts import AlertKind
 from webhook_app.claims import Claim, finish
+from webhook_app.declines import Decline, DeclineClass
 from webhook_app.domain import InvoiceView
 from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
 from webhook_app.models import DunningCase, Notification
@@ -34,7 +36,7 @@ from webhook_app.states import CaseStatus, NotificationKind, NotificationStatus
 
 log = logging.getLogger(__name__)
 
-THROTTLE_RETRIES = 3  # 429s absorbed in place per message before the worker's backoff takes over
+THROTTLE_RETRIES = 5  # 429s absorbed in place per message before the worker's backoff takes over
 MAX_INLINE_WAIT_SECONDS = 30.0
 
 
@@ -157,6 +159,9 @@ def _send(svc: Services, batch: Batch, primary: _Item, context: dict[str, Any], 
                 note = f"sent in one message with notification {notification.id}"
                 finish(s, Notification, Claim(item.notification.id, claim.token, 0), **sent, last_error=note)
             _count_message(s, [primary.case.id] + [item.case.id for item in others], now)
+            for item in (primary, *others):
+                if item.notification.step == dunning.FINAL_STEP:
+                    alert_outbox.queue(s, svc.settings.alerts, AlertKind.FINAL_NOTICE, item.case, now)
     log.info(
         "recovery message sent%s%s",
         " (the email tool had it already)" if result.duplicate else "",
@@ -207,6 +212,7 @@ def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str) -> 
         is_final_notice=template == "final",
         template=template,
         other_invoices=tuple(_line(item) for item in others),
+        decline=case_decline(case),
     )
     return _send_message(svc, message, idempotency_key(notification.id)), link_id
 
@@ -294,7 +300,14 @@ def _count_message(session: Session, case_ids: list[int], now: datetime) -> None
 def _settle(svc: Services, invoice: InvoiceView, now: datetime) -> None:
     """The webhook that says so may still be on its way (or lost): settle the case from the source."""
     with svc.db.session() as s:
-        dunning.settle(s, invoice, now)
+        dunning.settle(s, invoice, now, alerts=svc.settings.alerts)
+
+
+def case_decline(case: DunningCase) -> Decline | None:
+    """Why the case's latest payment failed, as its messages tell it (None when unknown)."""
+    if not case.decline_class:
+        return None
+    return Decline(DeclineClass(case.decline_class), decline_code=case.decline_code, advice_code=case.advice_code)
 
 
 def _skip(svc: Services, claim: Claim, reason: str, context: dict[str, Any]) -> Outcome:

@@ -122,6 +122,12 @@ class IntercomMessenger:
         )
         return SendResult(provider=self.name)
 
+    def send_alert(self, email: str, subject: str, text: str, idempotency_key: str) -> SendResult:
+        """Intercom sends to customers' contacts, not to the team: alert emails need Loops."""
+        raise ConfigurationNeeded(
+            "ALERT_EMAIL needs MESSAGING_PROVIDER=loops; with Intercom use ALERT_SLACK_WEBHOOK_URL"
+        )
+
     def find_or_create_contact(self, message: Message) -> str:
         """The Intercom id of the customer's contact: by external_id (Stripe customer id), then by
         email, else a new `user` contact carrying both."""
