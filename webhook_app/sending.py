@@ -104,10 +104,11 @@ def send_notification(svc: Services, batch: Batch) -> Outcome:
         return _send(svc, batch, _Item(notification, case), context, now)
     except ConfigurationNeeded as exc:
         # Nothing of this customer's can go out until an operator acts: the others wait with it.
-        _hold(svc, claim, list(batch.sibling_ids), now + timedelta(seconds=exc.hold_seconds), str(exc))
+        until = now + timedelta(seconds=exc.hold_seconds)
+        _unclaim(svc, claim, batch.sibling_ids, status=NotificationStatus.HELD, run_at=until, last_error=str(exc))
         raise
     except BaseException:
-        _release(svc, claim, list(batch.sibling_ids))
+        _release(svc, claim, batch.sibling_ids)
         raise
 
 
@@ -115,11 +116,11 @@ def _send(svc: Services, batch: Batch, primary: _Item, context: dict[str, Any], 
     claim, notification, case = batch.claim, primary.notification, primary.case
     if not case.is_open:
         outcome = _skip(svc, claim, f"case {case.status}", context)
-        _release(svc, claim, list(batch.sibling_ids))
+        _release(svc, claim, batch.sibling_ids)
         return outcome
     if case.status == CaseStatus.PAUSED:
         outcome = _skip(svc, claim, "paused: the customer updated the payment method; waiting for the retry", context)
-        _release(svc, claim, list(batch.sibling_ids))
+        _release(svc, claim, batch.sibling_ids)
         return outcome
     billing = svc.billing(case.provider)
 
@@ -127,7 +128,7 @@ def _send(svc: Services, batch: Batch, primary: _Item, context: dict[str, Any], 
     if primary.invoice.is_closed:
         _settle(svc, primary.invoice, now)
         outcome = _skip(svc, claim, f"invoice already {primary.invoice.status}", context)
-        _release(svc, claim, list(batch.sibling_ids))  # each goes out on its own, re-checked
+        _release(svc, claim, batch.sibling_ids)  # each goes out on its own, re-checked
         return outcome
 
     quiet_hours = svc.settings.dunning.quiet_hours
@@ -135,7 +136,9 @@ def _send(svc: Services, batch: Batch, primary: _Item, context: dict[str, Any], 
         country = primary.invoice.customer_country or case.customer_country
         resume = quiet_until(now, country, quiet_hours)
         if resume:
-            _defer_all(svc, claim, list(batch.sibling_ids), resume)
+            # The siblings wait for the same morning (they go out together then).
+            note = f"quiet hours: held until {resume.isoformat()}Z"
+            _unclaim(svc, claim, batch.sibling_ids, status=NotificationStatus.PENDING, run_at=resume, last_error=note)
             return _defer(svc, claim, resume, context)
 
     email = primary.invoice.customer_email or case.customer_email
@@ -264,30 +267,25 @@ def _still_due(svc: Services, item: _Item, claim: Claim, now: datetime) -> bool:
     return False
 
 
-def _hold(svc: Services, claim: Claim, notification_ids: list[int], until: datetime, reason: str) -> None:
-    """Hold the siblings with the primary until an operator has acted (the worker holds the primary)."""
+def _unclaim(svc: Services, claim: Claim, notification_ids: tuple[int, ...], **values: Any) -> None:
+    """Hand siblings this claim still holds back to the outbox with `values` (status, run_at, reason).
+
+    Used when the shared message is not sent: they go back to the queue (released), wait for the same
+    morning (quiet hours), or wait for an operator (held).
+    """
     if not notification_ids:
         return
     with svc.db.session() as s:
         s.execute(
             update(Notification)
             .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
-            .values(
-                status=NotificationStatus.HELD, run_at=until, claim_token=None, locked_until=None, last_error=reason
-            )
+            .values(claim_token=None, locked_until=None, **values)
         )
 
 
-def _release(svc: Services, claim: Claim, notification_ids: list[int]) -> None:
-    """Give the siblings back to the queue when the shared message could not be sent."""
-    if not notification_ids:
-        return
-    with svc.db.session() as s:
-        s.execute(
-            update(Notification)
-            .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
-            .values(status=NotificationStatus.PENDING, claim_token=None, locked_until=None)
-        )
+def _release(svc: Services, claim: Claim, notification_ids: tuple[int, ...]) -> None:
+    """Give the siblings back to the queue: each goes out on its own, re-checked."""
+    _unclaim(svc, claim, notification_ids, status=NotificationStatus.PENDING)
 
 
 def _count_message(session: Session, case_ids: list[int], now: datetime) -> None:
@@ -315,24 +313,6 @@ def _skip(svc: Services, claim: Claim, reason: str, context: dict[str, Any]) -> 
         finish(s, Notification, claim, status=NotificationStatus.SKIPPED, last_error=reason)
     log.info("notification skipped: %s", reason, extra=context)
     return Outcome("skipped", reason)
-
-
-def _defer_all(svc: Services, claim: Claim, notification_ids: list[int], resume: datetime) -> None:
-    """The siblings wait for the same morning as the primary (they go out together then)."""
-    if not notification_ids:
-        return
-    with svc.db.session() as s:
-        s.execute(
-            update(Notification)
-            .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
-            .values(
-                status=NotificationStatus.PENDING,
-                run_at=resume,
-                claim_token=None,
-                locked_until=None,
-                last_error=f"quiet hours: held until {resume.isoformat()}Z",
-            )
-        )
 
 
 def _defer(svc: Services, claim: Claim, resume: datetime, context: dict[str, Any]) -> Outcome:
