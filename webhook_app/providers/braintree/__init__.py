@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTROL_PANEL = {"production": "https://www.braintreegateway.com", "sandbox": "https://sandbox.braintreegateway.com"}
-# Our page makes several gateway calls per request under gunicorn's 30 s timeout: fail fast instead.
-TIMEOUT_SECONDS = 10.0
 _MAX_FIELDS = 10  # a Braintree delivery has two
 
 
@@ -58,7 +56,8 @@ class BraintreeProvider:
                     private_key=self.settings.private_key or "",
                     environment=self.settings.environment,
                     api_base=self.settings.api_base,
-                    timeout=TIMEOUT_SECONDS,
+                    # Our page makes several calls per request under gunicorn's 30 s timeout: fail fast.
+                    timeout=self.settings.timeout_seconds,
                 )
             except ConfigurationNeeded as exc:  # e.g. a malformed BRAINTREE_API_BASE: doctor and readiness say so
                 self.problem = str(exc)
