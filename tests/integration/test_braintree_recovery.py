@@ -136,6 +136,20 @@ def test_resends_duplicates_and_retries_of_one_episode_message_the_customer_once
     assert case.amount_due == 9998  # the balance grew by the retried cycle
 
 
+def test_two_subscriptions_failing_together_go_out_in_one_message(svc, client, bt, past_due, run, messenger, clock):
+    bt.add_subscription("cust_ada", subscription_id="sub_ada_team", price="19.00")
+    bt.fail_charge("sub_ada_team")
+    failure(bt, client, clock)
+    form = bt.sample_notification(KIND.SubscriptionWentPastDue, "sub_ada_team", at(clock, hours=-1))
+    assert client.post("/webhooks/braintree", data=form).status_code == 200
+    run()
+    [message] = messenger.messages
+    data = message.data_variables()
+    assert data["invoiceCount"] == 2
+    assert sorted(line["amountDue"] for line in data["invoices"]) == ["$19.00", "$49.99"]
+    assert len(rows(svc, DunningCase)) == 2
+
+
 def test_a_recovery_delivered_before_its_failure_is_recorded_once_and_messages_nobody(
     svc, client, bt, past_due, run, messenger, clock
 ):

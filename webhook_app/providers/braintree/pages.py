@@ -27,7 +27,7 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Blueprint, Response, render_template, request
 from itsdangerous import BadSignature, SignatureExpired
 
 from webhook_app import tokens
@@ -114,6 +114,14 @@ def _result(outcome: str, status: int, amount: str, charge: PageCharge | None = 
     )
 
 
+def _see_the_page() -> Response:
+    """303 to the page itself (Post/Redirect/Get): a reload of what follows never re-posts the form."""
+    return Response(
+        status=303,
+        headers={"Location": request.path, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
 def _unavailable() -> Response:
     response = _page("link_unavailable.html", 503)
     response.headers["Retry-After"] = "60"
@@ -180,8 +188,7 @@ def _outcome(svc: Services, client: BraintreeClient, case: DunningCase, charge: 
     """The page for a submission's state (shown to the request that made it and to any repeat of it)."""
     amount = _amount(case, charge)
     if charge.status == PageChargeStatus.CHARGED:
-        # Post/Redirect/Get: a reload of the answer never re-posts the form.
-        return redirect(request.path, code=303)
+        return _see_the_page()
     if charge.status in (PageChargeStatus.STARTED, PageChargeStatus.CHARGING):
         response = _result("pending", 202, amount, charge)
         response.headers["Refresh"] = f"{PENDING_REFRESH_SECONDS}; url={request.path}"
@@ -241,7 +248,7 @@ def submit(token: str) -> Response:
     if repeat is not None:  # a double submit or a reload: show what the first one did
         return _outcome(svc, client, case, charges.reconcile(svc, client, case, repeat))
     if not case.is_open:
-        return redirect(request.path, code=303)
+        return _see_the_page()
     nonce = request.form.get("payment_method_nonce", "")
     if not NONCE.match(nonce):
         return _form(svc, client, case, _amount(case), message="Please enter your card details.", status=422)
