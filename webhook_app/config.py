@@ -125,6 +125,7 @@ class BraintreeSettings:
     private_key: str | None = None
     environment: str = "production"  # sandbox | production
     api_base: str | None = None  # gateway base URL override, e.g. http://127.0.0.1:8222
+    timeout_seconds: float = 10.0  # HTTP_TIMEOUT_SECONDS: our update page makes several calls per request
 
     @property
     def enabled(self) -> bool:
@@ -498,6 +499,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             private_key=r.text("BRAINTREE_PRIVATE_KEY"),
             environment=r.choice("BRAINTREE_ENVIRONMENT", "production", PROVIDER_ENVIRONMENTS),
             api_base=r.url("BRAINTREE_API_BASE"),
+            timeout_seconds=http_timeout,
         ),
         loops=LoopsSettings(
             api_key=r.text("LOOPS_API_KEY"),

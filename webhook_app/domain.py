@@ -16,7 +16,8 @@ from webhook_app.states import CaseStatus, LedgerKind
 
 # Invoice statuses as the core knows them; translators map their provider's states onto these.
 OPEN, PAID, VOID, UNCOLLECTIBLE, DRAFT = "open", "paid", "void", "uncollectible", "draft"
-CLOSED_STATUSES = frozenset({PAID, VOID, UNCOLLECTIBLE})
+CANCELED = "canceled"  # its subscription ended with it unpaid (Braintree: a Canceled or Expired subscription)
+CLOSED_STATUSES = frozenset({PAID, VOID, UNCOLLECTIBLE, CANCELED})
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class InvoiceView:
     attempt_count: int
     next_payment_attempt: datetime | None
     hosted_invoice_url: str | None
-    status: str | None  # open | paid | void | uncollectible | draft
+    status: str | None  # open | paid | void | uncollectible | canceled | draft
     subscription_id: str | None = None
     livemode: bool = False
     auto_collected: bool = True  # the provider charges it by itself (what dunning is for)
@@ -54,7 +55,7 @@ class InvoiceView:
 
     @property
     def is_closed(self) -> bool:
-        """Nothing left to collect: paid, voided or written off."""
+        """Nothing left to collect: paid, voided, written off, or its subscription ended."""
         return self.status in CLOSED_STATUSES
 
     @property

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 models: the inbox, dunning cases, the notification outbox, clicks and the ledger.
+"""SQLAlchemy 2.0 models: the inbox, dunning cases, the notification outbox, clicks, the ledger, and
+the charges our own update pages make.
 
 Every row carries the billing `provider` it belongs to ("stripe", "chargebee", ...): ids are unique
 per provider, never across them. Idempotency rests on the unique constraints declared here (event id,
@@ -11,10 +12,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from webhook_app.states import CASE_OPEN, CaseStatus, EventStatus, NotificationKind, NotificationStatus
+from webhook_app.states import (
+    CASE_OPEN,
+    PAGE_CHARGE_LIVE,
+    CaseStatus,
+    EventStatus,
+    NotificationKind,
+    NotificationStatus,
+    PageChargeStatus,
+)
 
 
 class Base(DeclarativeBase):
@@ -209,4 +218,48 @@ class LedgerEntry(Base):
         UniqueConstraint("provider", "entry_key", name="uq_recovery_ledger_provider_entry_key"),
         Index("ix_recovery_ledger_period", "recovered_at", "currency"),
         Index("ix_recovery_ledger_currency_period", "currency", "recovered_at"),
+    )
+
+
+# Partial unique index: one live (started / charging / charged) page charge per case. Spelled as SQL
+# once, so the model and the migration describe the same index.
+PAGE_CHARGE_LIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(PAGE_CHARGE_LIVE)))
+
+
+class PageCharge(Base):
+    """One submission of the card form on our own update page (Braintree's `/pay/braintree/<token>`).
+
+    Recorded before anything is charged, because the provider's charge is not idempotent: a double
+    submit, a reload or a retried request finds its row (unique `form_key`), and a case never has two
+    live charges (partial unique index), so the customer is never charged twice.
+    """
+
+    __tablename__ = "page_charges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(Provider)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dunning_cases.id"))
+    form_key: Mapped[str] = mapped_column(String(64))  # the rendered form this submission came from
+    status: Mapped[str] = mapped_column(String(20), default=PageChargeStatus.STARTED)
+    payment_method_token: Mapped[str | None] = mapped_column(String(255))  # the card saved for the customer
+    card_label: Mapped[str | None] = mapped_column(String(100))  # "Visa ending 1111", for the result page
+    before_transaction_id: Mapped[str | None] = mapped_column(String(255))  # newest charge before ours
+    transaction_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int | None] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str | None] = mapped_column(String(3))
+    message: Mapped[str | None] = mapped_column(Text)  # what the customer was told (a decline)
+    detail: Mapped[str | None] = mapped_column(Text)  # for operators: processor response, error class
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        UniqueConstraint("form_key", name="uq_page_charges_form_key"),
+        Index("ix_page_charges_case", "case_id", "created_at"),
+        Index(
+            "uq_page_charges_live_case",
+            "case_id",
+            unique=True,
+            sqlite_where=text(PAGE_CHARGE_LIVE_SQL),
+            postgresql_where=text(PAGE_CHARGE_LIVE_SQL),
+        ),
     )

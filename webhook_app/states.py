@@ -59,6 +59,21 @@ class LedgerKind(StrEnum):
     CREDIT_NOTE = "credit_note"
 
 
+class PageChargeStatus(StrEnum):
+    """A charge our own update page asks the provider for (Braintree): one submission of the card form.
+
+    started -> charging -> charged | declined, or started -> declined | not_due | failed; a charge
+    whose outcome was lost (timeout, killed worker) stays `charging` until reconciled from the provider.
+    """
+
+    STARTED = "started"  # the card is being saved and the subscription moved onto it; nothing charged yet
+    CHARGING = "charging"  # the charge was sent (recorded first: a lost answer is never charged again)
+    CHARGED = "charged"
+    DECLINED = "declined"  # the card or the charge was declined: the customer may try another card
+    NOT_DUE = "not_due"  # card saved, nothing left to charge (paid meanwhile)
+    FAILED = "failed"  # never charged: the provider was unreachable, or the submission was abandoned
+
+
 class Attribution(StrEnum):
     """Why the money came back."""
 
@@ -78,5 +93,7 @@ CASE_CLOSED_AS = {  # an invoice status the billing system reports -> the case s
     "uncollectible": CaseStatus.UNCOLLECTIBLE,
     "canceled": CaseStatus.CANCELED,
 }
+# A case has at most one page charge in these at a time (a partial unique index): never two charges.
+PAGE_CHARGE_LIVE = frozenset({PageChargeStatus.STARTED, PageChargeStatus.CHARGING, PageChargeStatus.CHARGED})
 NOTIFICATION_DUE = frozenset({NotificationStatus.PENDING, NotificationStatus.HELD})
 NOTIFICATION_UNSENT = frozenset({NotificationStatus.PENDING, NotificationStatus.HELD, NotificationStatus.SENDING})

@@ -7,6 +7,7 @@ sender and the campaign make them here.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,3 +85,30 @@ def read_page_token(settings: LinkSettings, provider: str, token: str) -> dict[s
     if not isinstance(data, dict) or not isinstance(data.get("c"), int):
         raise BadSignature("malformed token")
     return data
+
+
+FORM_SALT = "webhook-app.page-form.v1"
+
+
+def form_key(settings: LinkSettings, provider: str, case_id: int) -> tuple[str, str]:
+    """A signed key for one rendered form of an update page: (the form field's value, the submission id).
+
+    The page URL's token already names the case; this adds a per-render token so a submission must come
+    from a form we served for that case recently (no cross-site or replayed form), and its random part
+    names the submission, so a double submit or a reload is recognised as the same one.
+    """
+    submission = secrets.token_hex(16)
+    serializer = URLSafeTimedSerializer(settings.secret_key or DEV_SECRET, salt=f"{FORM_SALT}.{provider}")
+    return str(serializer.dumps({"c": case_id, "k": submission})), submission
+
+
+def read_form_key(settings: LinkSettings, provider: str, value: str, case_id: int) -> str | None:
+    """The submission id of a form key served for `case_id` within the page's lifetime, else None."""
+    serializer = URLSafeTimedSerializer(settings.secret_key or DEV_SECRET, salt=f"{FORM_SALT}.{provider}")
+    try:
+        data = serializer.loads(value, max_age=PAGE_MAX_AGE_SECONDS)
+    except BadSignature:  # SignatureExpired included
+        return None
+    if not isinstance(data, dict) or data.get("c") != case_id or not isinstance(data.get("k"), str):
+        return None
+    return str(data["k"])

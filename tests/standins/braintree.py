@@ -17,7 +17,8 @@ sends and parses, and so what this answers:
   token 91903; Past Due allows only non-price fields), PUT subscriptions/{id}/cancel.
 - POST transactions {subscription_id, type: sale, amount?, options.submit_for_settlement}: the SDK's
   `subscription.retry_charge`. Unknown subscription 91528, not Past Due 91531. A charge on a declining
-  card answers 422 with a `processor_declined` transaction; a successful one moves the subscription to
+  card, or of a sandbox decline amount (2000.00-2999.99, the code is the amount), answers 422 with a
+  `processor_declined` transaction; a successful one moves the subscription to
   Active with a zero balance and failure count. Every attempt is recorded in `charges`.
 - POST subscriptions/advanced_search_ids and advanced_search: `subscription.search(status.in_list(...))`.
 - A wrong merchant id answers 401 (UNCONFIRMED: what the real gateway does for an unknown merchant).
@@ -61,6 +62,16 @@ DECLINED_NONCES = {
     "fake-processor-declined-visa-nonce": ("Visa", "0002", "400011", "2000", "Do Not Honor"),
     "fake-processor-declined-mastercard-nonce": ("MasterCard", "5100", "510510", "2000", "Do Not Honor"),
 }
+
+PROCESSOR_TEXTS = {"2000": "Do Not Honor", "2001": "Insufficient Funds", "2004": "Expired Card"}
+
+
+def sandbox_decline(amount: Decimal) -> str | None:
+    """The processor code Braintree's sandbox declines a sale of `amount` with: 2000.00-2999.99 decline
+    with the whole amount as the code (https://developer.paypal.com/braintree/docs/reference/general/
+    testing/python#test-amounts), whatever the card."""
+    return str(int(amount)) if Decimal("2000") <= amount < Decimal("3000") else None
+
 
 DROPIN_JS = """(function () {
   var calls = (window.__dropinCalls = window.__dropinCalls || []);
@@ -338,6 +349,16 @@ class BraintreeStandIn:
             sub["updated_at"] = datetime.now(UTC).replace(microsecond=0)
         return txn
 
+    def succeed_charge(self, sub_id: str) -> dict[str, Any]:
+        """Braintree's own retry charged the balance: a settled transaction first, Active, nothing owed."""
+        with self._lock:
+            sub = self.subscriptions[sub_id]
+            txn = self._transaction(sub, sub["balance"], "settled", "1000", "Approved")
+            sub["transactions"].insert(0, txn)
+            sub.update(status="Active", balance=Decimal("0.00"), failure_count=0, days_past_due=None)
+            sub["updated_at"] = datetime.now(UTC).replace(microsecond=0)
+        return txn
+
     def cancel(self, sub_id: str) -> dict[str, Any]:
         """The merchant's dunning rules canceled the subscription."""
         with self._lock:
@@ -604,10 +625,13 @@ class BraintreeStandIn:
                     )
                 amount = Decimal(params["amount"]) if params.get("amount") else sub["balance"]
                 token = sub["payment_method_token"]
-                declined = token in self.declining_tokens
+                sandbox_code = sandbox_decline(amount)
+                declined = token in self.declining_tokens or sandbox_code is not None
                 settle = bool((params.get("options") or {}).get("submit_for_settlement"))
                 if declined:
-                    txn = self._transaction(sub, amount, "processor_declined", "2001", "Insufficient Funds")
+                    code = sandbox_code or "2001"
+                    text = PROCESSOR_TEXTS.get(code, "Processor Declined")
+                    txn = self._transaction(sub, amount, "processor_declined", code, text)
                 else:
                     txn = self._transaction(
                         sub, amount, "submitted_for_settlement" if settle else "authorized", "1000", "Approved"

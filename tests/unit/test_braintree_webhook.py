@@ -61,7 +61,7 @@ def test_tampered_payload_is_refused(standin):
     xml = base64.b64decode(form["bt_payload"]).replace(b"Past Due", b"Active..")
     error = refused({**form, "bt_payload": base64.encodebytes(xml).decode()})
     assert "signature does not match" in str(error)
-    assert error.status == 401
+    assert error.status == 400
 
 
 def test_signature_from_other_keys_is_refused(standin):

@@ -21,6 +21,7 @@ DashboardLink = Callable[[str, str, str, bool], "str | None"]
 # name -> module; the name is the URL segment (/webhooks/<name>), the `provider` column and --provider.
 REGISTRY: dict[str, str] = {
     "stripe": "webhook_app.providers.stripe",
+    "braintree": "webhook_app.providers.braintree",
 }
 
 

@@ -41,6 +41,7 @@ def transaction_dict(transaction: Any) -> dict[str, Any]:
     details = getattr(transaction, "customer_details", None)
     return {
         "id": _text(getattr(transaction, "id", None)),
+        "type": _text(getattr(transaction, "type", None)),  # sale | credit (a refund)
         "status": _text(getattr(transaction, "status", None)),
         "amount": amount,
         "amount_minor": amount_minor,

@@ -13,7 +13,8 @@ https://developer.paypal.com/braintree/docs/guides/webhooks/parse/python
   the signature still covers the timestamp, and the inbox's unique key drops replays.
 
 Several key sets may be configured (a key rotation on our side): the delivery is accepted when any
-one of them verifies it. Every refusal is a WebhookRejected whose reason carries no key or payload.
+one of them verifies it. Every refusal is a WebhookRejected (400, as for a bad Stripe signature: there is
+no HTTP authentication to challenge) whose reason carries no key or payload.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _check_form(bt_signature: object, bt_payload: object) -> tuple[str, str]:
         except UnicodeDecodeError:
             raise WebhookRejected("bt_payload or bt_signature is not ASCII") from None
     if not isinstance(bt_signature, str) or not isinstance(bt_payload, str) or not bt_signature or not bt_payload:
-        raise WebhookRejected("missing bt_signature or bt_payload form field", status=401)
+        raise WebhookRejected("missing bt_signature or bt_payload form field")
     if len(bt_payload) > _MAX_PAYLOAD or len(bt_signature) > 10_000:
         raise WebhookRejected("bt_payload or bt_signature is too large")
     if not bt_payload.isascii() or not bt_signature.isascii():
@@ -97,7 +98,7 @@ def parse_notification(
         except Exception:  # signed with our key but unreadable XML: still a 400, never a 500
             raise WebhookRejected("bt_payload is not a readable Braintree notification") from None
     if notification is None:
-        raise WebhookRejected(f"Braintree signature rejected: {reason}", status=401)
+        raise WebhookRejected(f"Braintree signature rejected: {reason}")
     kind = getattr(notification, "kind", None)
     timestamp = getattr(notification, "timestamp", None)
     if not isinstance(kind, str) or not kind or not kind.isascii() or len(kind) > 100:
