@@ -1,14 +1,14 @@
 """decline-aware recovery: why a case's payment failed, and the team's alert outbox
 
 Revision ID: 0008
-Revises: 0004
+Revises: bt01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "bt01"
 branch_labels = None
 depends_on = None
 
