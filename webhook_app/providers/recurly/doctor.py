@@ -38,8 +38,8 @@ def checks(svc: Services, provider: RecurlyProvider) -> list[Check]:
             WARN,
             "cannot be checked through Recurly's API: if Recurly still emails past-due customers, "
             "they get two emails for each failure",
-            "in Recurly's admin, Configuration > Dunning Management (and Customer Messages / Email "
-            "Templates): turn off the customer emails of every dunning campaign; keep the retries",
+            "in Recurly's admin, the Email Templates page: disable the dunning (past-due) emails of every "
+            "dunning campaign (Configuration > Dunning Management lists them); keep Recurly's retries",
         )
     )
     lines.append(
