@@ -42,8 +42,11 @@ def loops() -> Iterator[LoopsStandIn]:
 
 
 @pytest.fixture
-def recurly_app(live_app, database_url, recurly, loops):
-    """The app with Recurly on (rotating its webhook secret) and Loops as the email tool."""
+def recurly_app(database_url, live_app, recurly, loops):
+    """The app with Recurly on (rotating its webhook secret) and Loops as the email tool.
+
+    `database_url` first: fixtures are torn down in reverse, so gunicorn stops before its schema is dropped.
+    """
 
     def _start(**env: str) -> LiveApp:
         app: LiveApp = live_app(
