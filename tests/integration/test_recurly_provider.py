@@ -60,6 +60,9 @@ def test_receive_verifies_and_reads_the_envelope_without_calling_recurly(http):
     assert (event.event_id, event.type, event.payload) == (notification["id"], "charge_invoice.past_due", body.decode())
     assert event.occurred_at.isoformat() == "2026-11-01T10:00:05" and event.livemode is True
     assert http.request_history == []  # intake never calls the billing system
+    # However the headers are spelled (Werkzeug title-cases them; a plain dict keeps what it was given).
+    spelled = {"Recurly-Signature": headers["recurly-signature"]}
+    assert provider().receive(spelled, body).event_id == notification["id"]
 
 
 def test_receive_refuses_a_stale_timestamp_and_a_body_that_is_not_utf8():

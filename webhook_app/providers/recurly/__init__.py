@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from webhook_app.ops.doctor import Check
     from webhook_app.services import Services
 
-SIGNATURE_HEADER = "recurly-signature"
+SIGNATURE_HEADER = "recurly-signature"  # looked up without regard to case: a plain dict may spell it either way
 
 
 def build_billing(settings: RecurlySettings) -> RecurlyBilling | None:
@@ -78,7 +78,8 @@ class RecurlyProvider:
         Notifications carry no mode and intake makes no API call, so every event is stored as live;
         the cases and ledger rows it leads to take the site's mode (see `billing.RecurlyBilling`).
         """
-        webhook.verify_signature(body, headers.get(SIGNATURE_HEADER), self.settings.webhook_secrets, self.tolerance)
+        signature = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER), None)
+        webhook.verify_signature(body, signature, self.settings.webhook_secrets, self.tolerance)
         envelope = webhook.parse_envelope(body)
         occurred_at = iso_time(envelope["event_time"], "event_time")
         if occurred_at is None:  # parse_envelope checked it is there
