@@ -31,6 +31,11 @@ ROOT_ENV_KEYS = (
     "PUBLIC_URL",
     "SECRET_KEY",
     "APP_ENV",
+    "RECURLY_API_KEY",
+    "RECURLY_WEBHOOK_SECRET",
+    "RECURLY_SUBDOMAIN",
+    "RECURLY_API_BASE",
+    "RECURLY_COLLECT_ON_UPDATE",
 )
 NO_PG_REASON = "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 

@@ -107,3 +107,52 @@ class RecordingMessenger:
 
     def check(self) -> str:
         return "recording"
+
+
+class FakeRecurlyReads:
+    """What Recurly translation reads (`translate.RecurlyReads`): invoices by number in a dict; `collect`
+    pays the invoice or declines it (a RecurlyRefused of type "transaction"), as Recurly answers."""
+
+    def __init__(self, livemode: bool = False):
+        self.invoices: dict[str, dict] = {}
+        self.live = livemode
+        self.card_works = True
+        self.refuse: Exception | None = None  # what `collect` raises instead of charging
+        self.collected: list[str] = []
+        self.calls: list[str] = []
+
+    def put(self, obj: dict) -> dict:
+        self.invoices[obj["number"]] = obj
+        return obj
+
+    def invoice(self, number: str) -> dict:
+        self.calls.append(f"invoice {number}")
+        if number not in self.invoices:
+            from webhook_app.errors import ResourceMissing
+
+            raise ResourceMissing(f"Recurly has no such invoice (404): number-{number}", kind="invoice")
+        return self.invoices[number]
+
+    def livemode(self) -> bool:
+        return self.live
+
+    def past_due_invoices(self, account_code: str) -> list[dict]:
+        self.calls.append(f"past due of {account_code}")
+        return [i for i in self.invoices.values() if i["state"] == "past_due" and i["account"]["code"] == account_code]
+
+    def collect(self, number: str) -> dict:
+        from tests.fixtures import recurly_objects as ro
+        from webhook_app.providers.recurly.client import RecurlyRefused
+
+        self.collected.append(number)
+        if self.refuse is not None:
+            raise self.refuse
+        obj = self.invoices[number]
+        if obj["state"] != "past_due":
+            raise RecurlyRefused("Recurly refused the collection with HTTP 422", 422, "validation")
+        if not self.card_works:
+            declined = ro.transaction(success=False, amount=obj["balance"], currency=obj["currency"])
+            self.invoices[number] = {**obj, "transactions": [*obj["transactions"], declined]}
+            raise RecurlyRefused("Recurly refused the collection with HTTP 422", 422, "transaction")
+        self.invoices[number] = ro.paid(obj)
+        return self.invoices[number]

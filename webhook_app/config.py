@@ -456,6 +456,11 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
         r.problems.append("FINANCE_USERNAME and FINANCE_PASSWORD must be set together")
         finance_user = finance_password = None
 
+    recurly_subdomain = r.text("RECURLY_SUBDOMAIN")
+    if recurly_subdomain and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", recurly_subdomain):
+        r.problems.append("RECURLY_SUBDOMAIN must be the site's subdomain only, e.g. acme (not acme.recurly.com)")
+        recurly_subdomain = None
+
     settings = Settings(
         env=env,
         database_url=normalize_database_url(r.text("DATABASE_URL") or _default_database_url()),
@@ -482,7 +487,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
         recurly=RecurlySettings(
             api_key=r.text("RECURLY_API_KEY"),
             webhook_secrets=r.secret_list("RECURLY_WEBHOOK_SECRET"),
-            subdomain=r.text("RECURLY_SUBDOMAIN"),
+            subdomain=recurly_subdomain,
             api_base=r.url("RECURLY_API_BASE"),
             collect_on_update=r.flag("RECURLY_COLLECT_ON_UPDATE"),
         ),

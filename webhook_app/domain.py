@@ -48,6 +48,16 @@ class InvoiceView:
     paid_at: datetime | None = None
     failure_reason: str | None = None
     customer_country: str | None = None
+    # The provider will not retry: True / False when it says so (Recurly's final dunning event); None
+    # to judge by `next_payment_attempt` (Stripe: none scheduled means the last attempt has failed).
+    last_attempt: bool | None = None
+
+    @property
+    def retries_over(self) -> bool:
+        """No further automatic payment attempt will come (time for the final notice)."""
+        if self.last_attempt is not None:
+            return self.last_attempt
+        return self.next_payment_attempt is None
 
     @property
     def is_paid(self) -> bool:

@@ -178,8 +178,10 @@ def _final_notice_sent(session: Session, case: DunningCase) -> bool:
 
 def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now: datetime, cadence: Cadence) -> None:
     """Send the final notice before the provider's last retry, or now if it will not retry again."""
-    if inv.next_payment_attempt is None:
-        when = now  # no retry scheduled: this was the last attempt
+    if inv.retries_over:
+        when = now  # no retry to come: this was the last attempt
+    elif inv.next_payment_attempt is None:
+        return  # retries go on, but the provider does not say when (Recurly): keep the cadence
     elif cadence.retry_attempts and inv.attempt_count + 1 >= cadence.retry_attempts:
         when = max(now, inv.next_payment_attempt - FINAL_NOTICE_LEAD)  # the next retry is the last one
     else:

@@ -153,6 +153,16 @@ class Worker:
             self._event_failed(c, exc, context)
 
     def _event_failed(self, c: Claim, exc: Exception, context: dict[str, Any]) -> None:
+        if isinstance(exc, ConfigurationNeeded) and c.attempts < self.settings.worker.max_attempts:
+            # Translating read the provider's API and the credentials were refused (or are not set):
+            # an operator must act, so the event waits for them instead of failing as a bug.
+            reason = _reason(exc)
+            log.error("event waits until an operator acts: %s", reason, extra=context)
+            report_exception(exc)
+            run_at = self.svc.clock.now() + timedelta(seconds=exc.hold_seconds)
+            with self.svc.db.session() as s:
+                finish(s, Event, c, status=EventStatus.PENDING, run_at=run_at, last_error=reason)
+            return
         values = self._retry_or_stop(c, exc, "event", context)
         if values["status"] == EventStatus.FAILED:
             values["processed_at"] = self.svc.clock.now()
@@ -171,7 +181,7 @@ class Worker:
             return dict(
                 status=EventStatus.PENDING, run_at=self.svc.clock.now() + timedelta(seconds=delay), last_error=reason
             )
-        if transient or isinstance(exc, PermanentError):
+        if transient or isinstance(exc, (PermanentError, ConfigurationNeeded)):
             log.error("%s failed: %s", what, reason, extra=context)
         else:
             log.error("%s crashed (a bug): %s", what, reason, exc_info=exc, extra=context)

@@ -72,9 +72,11 @@ class RecurlyStandIn:
         api_key: str = "0123456789abcdef0123456789abcdef",
         subdomain: str = "acme",
         faults: Faults | None = None,
+        mode: str = "sandbox",
     ) -> None:
         self.api_key = api_key
         self.subdomain = subdomain
+        self.mode = mode  # the site's mode: development, sandbox or production
         self.site_id = "r23khg9b5kyb"
         self.faults = faults or Faults()
         self.accounts: dict[str, dict[str, Any]] = {}
@@ -206,7 +208,8 @@ class RecurlyStandIn:
             **extra,
         }
         for _ in range(failed_transactions):
-            invoice["transactions"].append(self._transaction(invoice, success=False))
+            # The declined renewal charge happened when the invoice was created, not when it was seeded.
+            invoice["transactions"].append(self._transaction(invoice, success=False, at=created))
         self.invoices[invoice_id] = invoice
         return invoice
 
@@ -257,6 +260,12 @@ class RecurlyStandIn:
         """The customer saved a new card (so the next collection succeeds, or not)."""
         self.card_works[account_id] = card_works
 
+    def rotate_login_token(self, code: str) -> str:
+        """Recurly replaced the account's hosted_login_token (e.g. after it leaked); the old one stops working."""
+        account = self._account_by_code(code)
+        account["hosted_login_token"] = secrets.token_hex(16)
+        return str(account["hosted_login_token"])
+
     # -- helpers ---------------------------------------------------------------------------------------
 
     def _account_by_code(self, code: str) -> dict[str, Any]:
@@ -279,7 +288,7 @@ class RecurlyStandIn:
             "dunning_campaign_id": None,
         }
 
-    def _transaction(self, invoice: dict[str, Any], success: bool) -> dict[str, Any]:
+    def _transaction(self, invoice: dict[str, Any], success: bool, at: float | None = None) -> dict[str, Any]:
         return {
             "id": self._next_id("t"),
             "object": "transaction",
@@ -293,7 +302,7 @@ class RecurlyStandIn:
             "status_code": None if success else "insufficient_funds",
             "status_message": None if success else "The transaction was declined due to insufficient funds.",
             "collection_method": "automatic",
-            "created_at": _iso(time.time()),
+            "created_at": _iso(time.time() if at is None else at),
         }
 
     def _find_invoice(self, invoice_id: str) -> dict[str, Any] | None:
@@ -398,7 +407,7 @@ class RecurlyStandIn:
 
         @app.get("/sites")
         def list_sites() -> Any:
-            site = {"id": self.site_id, "object": "site", "subdomain": self.subdomain, "mode": "sandbox"}
+            site = {"id": self.site_id, "object": "site", "subdomain": self.subdomain, "mode": self.mode}
             return jsonify({"object": "list", "has_more": False, "next": None, "data": [site]})
 
         @app.get("/account/billing_info/edit")

@@ -22,6 +22,7 @@ DashboardLink = Callable[[str, str, str, bool], "str | None"]
 REGISTRY: dict[str, str] = {
     "stripe": "webhook_app.providers.stripe",
     "braintree": "webhook_app.providers.braintree",
+    "recurly": "webhook_app.providers.recurly",
 }
 
 

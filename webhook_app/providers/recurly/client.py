@@ -169,11 +169,16 @@ class RecurlyClient:
         payload = self._request("PUT", f"/invoices/{_segment(invoice_id)}/collect", what=what, kind="invoice", json={})
         return _resource(payload, what)
 
+    def current_site(self) -> dict[str, Any]:
+        """The key's site (`GET /sites`, first entry): `subdomain`, `mode` (development, sandbox or
+        production), ...; {} when the list is empty. A private API key belongs to one site."""
+        payload = self._request("GET", "/sites", what="site lookup", kind="site", params={"limit": 1})
+        data = payload.get("data")
+        return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+
     def check_credentials(self) -> str:
         """Verify the key with a cheap authenticated GET (`/sites`); return the site and its mode."""
-        payload = self._request("GET", "/sites", what="credentials check", kind="site", params={"limit": 1})
-        data = payload.get("data")
-        site = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        site = self.current_site()
         subdomain = site.get("subdomain") if isinstance(site.get("subdomain"), str) else "(unknown subdomain)"
         mode = site.get("mode") if isinstance(site.get("mode"), str) else "unknown mode"
         return f"Recurly site {subdomain} ({mode}): API key accepted"
@@ -181,9 +186,19 @@ class RecurlyClient:
     def billing_info_url(self, subdomain: str, hosted_login_token: str) -> str:
         """The hosted "update billing information" page that logs the account in with its token.
 
-        `https://{subdomain}.recurly.com/account/billing_info/edit?ht={hosted_login_token}`. The token is
-        static (it does not expire and is not single-use), so the URL is built at click time and never
-        logged; Recurly can revoke a token that leaks.
+        `https://{subdomain}.recurly.com/account/billing_info/edit?ht={hosted_login_token}`, Recurly's
+        "Guest View Edit Billing Info URL": documented with exactly this format in Recurly's own docs
+        (github.com/recurly/recurly-docs, docs/HOSTED PAGES/hosted-account-management.md as created in
+        commit a6cd046b, "Hosted billing information"; the Dec 2025 rewrite keeps the "Edit Billing
+        Information URL" on each account's admin page without the format). It is chosen over the
+        portal URL the OpenAPI Account schema gives (`/account/{hosted_login_token}`) because it works
+        in both Hosted Account Management modes: the portal login needs "Account Login", while the
+        default "Guest View Only" serves only invoices and this page (the email-template docs: with
+        Guest View Only `account_hosted_maintenance_url` "returns the Guest View Edit Billing Info URL";
+        with the feature disabled it is a 404). It also opens on the form, not on an account overview.
+
+        The token is static (it does not expire and is not single-use), so the URL is built at click
+        time from a freshly read token and never logged or emailed; Recurly can revoke a token that leaks.
         """
         if not (isinstance(subdomain, str) and _SUBDOMAIN.fullmatch(subdomain)):
             raise ConfigurationNeeded("RECURLY_SUBDOMAIN must be the site's subdomain only, e.g. 'acme'")
