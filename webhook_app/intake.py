@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from webhook_app import inbox
@@ -41,7 +42,8 @@ def receive(name: str) -> tuple[Response, int]:
         return _error(413, "payload_too_large", f"body exceeds {settings.max_body_bytes} bytes")
     body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH for chunked bodies
     try:
-        event = provider.receive(dict(request.headers), body)
+        # Header names are case-insensitive (RFC 9110): providers look them up in any case.
+        event = provider.receive(CaseInsensitiveDict(request.headers), body)
     except WebhookRejected as exc:
         log.warning("%s webhook rejected: %s", provider.label, exc)
         code = "unauthorized" if exc.status == 401 else "invalid_delivery"
