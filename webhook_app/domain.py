@@ -46,6 +46,9 @@ class InvoiceView:
     paid_at: datetime | None = None
     failure_reason: str | None = None
     customer_country: str | None = None
+    # False when the provider never says when (or whether) it retries (Paddle): a missing
+    # `next_payment_attempt` then means "unknown", not "that was the last attempt".
+    next_attempt_known: bool = True
 
     @property
     def is_paid(self) -> bool:

@@ -233,7 +233,7 @@ def record_failure(
         case.status = CaseStatus.OPEN
         case.episode += 1
     schedule_episode(session, case, failed_at if case.episode == 1 else now, now, kind=kind, cadence=cadence)
-    if kind == NotificationKind.PAYMENT_FAILED and cadence.final_notice_days is not None:
+    if kind == NotificationKind.PAYMENT_FAILED and cadence.final_notice_days is not None and inv.next_attempt_known:
         move_final_notice(session, case, inv, now, cadence)
     return case
 
