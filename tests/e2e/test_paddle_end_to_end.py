@@ -41,7 +41,7 @@ def paddle_standin() -> Iterator[PaddleStandIn]:
 def paddle_app(live_app, paddle_standin, loops_standin):
     """The app with Paddle (sandbox, pointed at the stand-in) and Loops configured."""
 
-    def start(database_url: str) -> Any:
+    def start(database_url: str, **env: str) -> Any:
         return live_app(
             database_url,
             PADDLE_API_KEY=API_KEY,
@@ -53,6 +53,7 @@ def paddle_app(live_app, paddle_standin, loops_standin):
             LOOPS_API_KEY=loops_standin.api_key,
             LOOPS_API_BASE=f"{loops_standin.url}/api",
             LOOPS_TRANSACTIONAL_ID="tx_recovery",
+            **env,
         )
 
     return start
@@ -225,8 +226,10 @@ def test_bad_signatures_are_refused_with_400_and_nothing_is_stored(paddle_app, s
     assert not paddle_standin.requests  # nothing was fetched for a refused delivery
 
 
-def test_campaign_for_paddle_messages_each_past_due_customer_once(paddle_app, sqlite_url, paddle_standin, loops_standin):
-    app = paddle_app(sqlite_url)
+def test_campaign_for_paddle_messages_each_past_due_customer_once(
+    paddle_app, sqlite_url, paddle_standin, loops_standin
+):
+    app = paddle_app(sqlite_url, WORKER_MODE="external")  # the campaign sends, as an operator runs it
     failing_subscription(paddle_standin)
     grace = paddle_standin.add_customer("grace@example.com", "Grace Hopper")
     paddle_standin.fail_renewal(paddle_standin.add_subscription(grace["id"], unit_amount=500, currency="JPY")["id"])

@@ -57,9 +57,7 @@ class PaddleBilling:
 
     def list_unpaid_invoices(self, *, customer_id: str | None = None) -> Iterator[InvoiceView]:
         """Every past_due transaction Paddle is collecting from a subscription (all pages), with emails."""
-        transactions = self.client.list_past_due_transactions(
-            customer_id, include_customer=True, include_address=True
-        )
+        transactions = self.client.list_past_due_transactions(customer_id, include_customer=True, include_address=True)
         for txn in transactions:
             if is_dunning_charge(txn):
                 yield invoice_view(txn, livemode=self.livemode)

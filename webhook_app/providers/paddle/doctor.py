@@ -48,7 +48,9 @@ def _key(provider: PaddleProvider, api_key: str | None, environment: str) -> Che
     fix += "subscription and address read and transaction write permissions, and set PADDLE_API_KEY"
     if not api_key or provider.client is None:
         return Check("paddle key", FAIL, "PADDLE_API_KEY is not set: deliveries are refused (503)", fix)
-    other = next((env for env, prefix in KEY_PREFIXES.items() if env != environment and api_key.startswith(prefix)), None)
+    other = next(
+        (env for env, prefix in KEY_PREFIXES.items() if env != environment and api_key.startswith(prefix)), None
+    )
     if other:
         return Check(
             "paddle key",

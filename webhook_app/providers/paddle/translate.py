@@ -267,4 +267,3 @@ def translate(event: StoredEvent, src: Source) -> list[DomainEvent] | None:
     """The domain events a Paddle event means; None for a type the app does not handle."""
     translator = TRANSLATORS.get(event.type)
     return None if translator is None else translator(event, src)
-
