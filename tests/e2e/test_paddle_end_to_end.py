@@ -8,6 +8,7 @@ opens Paddle.Checkout on it under its CSP -> transaction.completed -> one ledger
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from webhook_app.models import Click, DunningCase, Event, LedgerEntry
 
 pytestmark = pytest.mark.e2e
 CLIENT_TOKEN = "test_0123456789abcdef0123456789a"
+FINANCE_PASSWORD = "finance-e2e-password"
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def paddle_standin() -> Iterator[PaddleStandIn]:
 
 
 @pytest.fixture
-def paddle_app(live_app, paddle_standin, loops_standin):
+def paddle_app(live_app: Any, paddle_standin: PaddleStandIn, loops_standin: Any) -> Any:
     """The app with Paddle (sandbox, pointed at the stand-in) and Loops configured."""
 
     def start(database_url: str, **env: str) -> Any:
@@ -48,11 +50,13 @@ def paddle_app(live_app, paddle_standin, loops_standin):
             PADDLE_WEBHOOK_SECRET=f"pdl_ntfset_old_rotated_secret,{WEBHOOK_SECRET}",
             PADDLE_CLIENT_TOKEN=CLIENT_TOKEN,
             PADDLE_ENVIRONMENT="sandbox",
-            PADDLE_API_BASE=paddle_standin.url,
+            PADDLE_API_BASE=paddle_standin.base_url,
             MESSAGING_PROVIDER="loops",
             LOOPS_API_KEY=loops_standin.api_key,
             LOOPS_API_BASE=f"{loops_standin.url}/api",
             LOOPS_TRANSACTIONAL_ID="tx_recovery",
+            FINANCE_USERNAME="finance",
+            FINANCE_PASSWORD=FINANCE_PASSWORD,
             **env,
         )
 
@@ -92,7 +96,7 @@ def failing_subscription(paddle: PaddleStandIn) -> tuple[dict[str, Any], dict[st
 
 def open_update_page_in_chromium(url: str) -> dict[str, Any]:
     """Follow the emailed link like a customer's browser; what the page showed and asked Paddle.js to do."""
-    sync_playwright = _playwright()
+    sync_playwright = _playwright()  # type: ignore[no-untyped-call]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -131,8 +135,8 @@ def open_update_page_in_chromium(url: str) -> dict[str, Any]:
 
 @pytest.mark.browser
 def test_failure_to_one_email_to_click_to_paddle_checkout_page_to_recovery_with_attribution(
-    paddle_app, database_url, paddle_standin, loops_standin
-):
+    paddle_app: Any, database_url: str, paddle_standin: PaddleStandIn, loops_standin: Any
+) -> None:
     app = paddle_app(database_url)
     _, sub, txn = failing_subscription(paddle_standin)
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
@@ -169,7 +173,7 @@ def test_failure_to_one_email_to_click_to_paddle_checkout_page_to_recovery_with_
     assert seen["calls"][1]["args"] == {"token": CLIENT_TOKEN}
     assert seen["calls"][2]["args"]["transactionId"] == txn["id"]
     assert seen["violations"] == [] and seen["console_errors"] == []
-    assert f"script-src 'self' {paddle_standin.url}" in seen["csp"] and "unsafe-inline" not in seen["csp"]
+    assert f"script-src 'self' {paddle_standin.base_url}" in seen["csp"] and "unsafe-inline" not in seen["csp"]
     assert seen["lang"] == "en" and seen["brand"] == "Acme Cloud" and seen["button"] is True
     assert seen["h1"] == "Update your payment method"
     assert "$49.00" in seen["text"] and "Acme Cloud" in seen["text"]
@@ -184,10 +188,28 @@ def test_failure_to_one_email_to_click_to_paddle_checkout_page_to_recovery_with_
     assert 3600 <= entry.seconds_to_recover <= 3700
     assert len(loops_standin.messages) == 1
 
+    # Finance sees it through the shared core: filtered by provider, linked into Paddle's sandbox dashboard.
+    auth = ("finance", FINANCE_PASSWORD)
+    listed = requests.get(f"{app.url}/finance/recoveries.json?provider=paddle&mode=test", auth=auth, timeout=5)
+    [row] = listed.json()["data"]
+    assert (row["provider"], row["invoice_id"], row["amount"], row["attribution"]) == (
+        "paddle",
+        txn["id"],
+        "49.00",
+        "link_click",
+    )
+    assert row["invoice_url"] == f"https://sandbox-vendors.paddle.com/transactions-v2/{txn['id']}"
+    stripe_only = requests.get(f"{app.url}/finance/recoveries.json?provider=stripe", auth=auth, timeout=5)
+    assert stripe_only.json()["data"] == []
+    report = app.command("report", "--format", "json", "--mode", "test")
+    assert report.returncode == 0, report.stderr
+    [usd] = json.loads(report.stdout)["currencies"]
+    assert (usd["currency"], usd["recovered_net_minor"], usd["link_click_count"]) == ("usd", 4900, 1)
+
 
 def test_completed_before_its_failure_arrives_messages_nobody_and_books_one_recovery(
-    paddle_app, database_url, paddle_standin, loops_standin
-):
+    paddle_app: Any, database_url: str, paddle_standin: PaddleStandIn, loops_standin: Any
+) -> None:
     app = paddle_app(database_url)
     _, _, txn = failing_subscription(paddle_standin)
     failed = paddle_standin.event("transaction.payment_failed", txn, occurred_at=datetime.now(UTC) - timedelta(hours=2))
@@ -206,7 +228,9 @@ def test_completed_before_its_failure_arrives_messages_nobody_and_books_one_reco
     assert len(rows(database_url, LedgerEntry)) == 1
 
 
-def test_bad_signatures_are_refused_with_400_and_nothing_is_stored(paddle_app, sqlite_url, paddle_standin):
+def test_bad_signatures_are_refused_with_400_and_nothing_is_stored(
+    paddle_app: Any, sqlite_url: str, paddle_standin: PaddleStandIn
+) -> None:
     app = paddle_app(sqlite_url)
     _, _, txn = failing_subscription(paddle_standin)
     event = paddle_standin.event("transaction.payment_failed", txn)
@@ -227,8 +251,8 @@ def test_bad_signatures_are_refused_with_400_and_nothing_is_stored(paddle_app, s
 
 
 def test_campaign_for_paddle_messages_each_past_due_customer_once(
-    paddle_app, sqlite_url, paddle_standin, loops_standin
-):
+    paddle_app: Any, sqlite_url: str, paddle_standin: PaddleStandIn, loops_standin: Any
+) -> None:
     app = paddle_app(sqlite_url, WORKER_MODE="external")  # the campaign sends, as an operator runs it
     failing_subscription(paddle_standin)
     grace = paddle_standin.add_customer("grace@example.com", "Grace Hopper")

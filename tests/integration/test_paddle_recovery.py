@@ -39,7 +39,6 @@ PUBLIC_URL = "https://recover.example.test"
 def paddle() -> Iterator[PaddleStandIn]:
     standin = PaddleStandIn()
     served = serve(standin.app)
-    standin.url = served.url  # type: ignore[attr-defined]
     standin.base_url = served.url
     try:
         yield standin
@@ -48,7 +47,7 @@ def paddle() -> Iterator[PaddleStandIn]:
 
 
 @pytest.fixture
-def make(database_url, clock, paddle) -> Iterator[Any]:
+def make(database_url: str, clock: Any, paddle: PaddleStandIn) -> Iterator[Any]:
     """An app with Paddle in sandbox against the stand-in; returns (app, services, messenger)."""
     made: list[Services] = []
 
@@ -61,7 +60,7 @@ def make(database_url, clock, paddle) -> Iterator[Any]:
             "PADDLE_API_BASE": paddle.base_url,
             **overrides,
         }
-        messenger = RecordingMessenger()
+        messenger = RecordingMessenger()  # type: ignore[no-untyped-call]
         app = create_app(base_config(database_url, **env), messenger=messenger, clock=clock)
         svc: Services = app.extensions["webhook_app"]
         migrate.upgrade(svc.db)
@@ -99,7 +98,9 @@ def path(url: str) -> str:
     return url.removeprefix(PUBLIC_URL)
 
 
-def test_the_first_message_carries_our_link_and_the_final_notice_keeps_its_cadence(make, paddle, clock):
+def test_the_first_message_carries_our_link_and_the_final_notice_keeps_its_cadence(
+    make: Any, paddle: PaddleStandIn, clock: Any
+) -> None:
     app, svc, messenger = make()
     txn, first = failed_and_messaged(app, svc, paddle)
     [message] = messenger.messages
@@ -120,14 +121,16 @@ def test_the_first_message_carries_our_link_and_the_final_notice_keeps_its_caden
     ("overrides", "named"),
     [({"PADDLE_CLIENT_TOKEN": ""}, "PADDLE_CLIENT_TOKEN"), ({"PUBLIC_URL": ""}, "PUBLIC_URL")],
 )
-def test_without_a_client_token_or_public_url_messages_are_held_not_sent(make, paddle, overrides, named):
+def test_without_a_client_token_or_public_url_messages_are_held_not_sent(
+    make: Any, paddle: PaddleStandIn, overrides: dict[str, str], named: str
+) -> None:
     app, svc, messenger = make(**overrides)
     _, first = failed_and_messaged(app, svc, paddle)
     assert messenger.messages == []
     assert first.status == NotificationStatus.HELD and named in (first.last_error or "")
 
 
-def test_a_click_fetches_the_update_transaction_now_and_lands_on_our_page(make, paddle):
+def test_a_click_fetches_the_update_transaction_now_and_lands_on_our_page(make: Any, paddle: PaddleStandIn) -> None:
     app, svc, messenger = make()
     txn, _ = failed_and_messaged(app, svc, paddle)
     client = app.test_client()
@@ -165,7 +168,9 @@ def page_token(svc: Services, case_id: int, reference: str = "txn_01hs0000000000
     return str(serializer.dumps({"c": case_id, "r": reference}))
 
 
-def test_the_page_refuses_expired_forged_foreign_and_settled_tokens(make, paddle, clock):
+def test_the_page_refuses_expired_forged_foreign_and_settled_tokens(
+    make: Any, paddle: PaddleStandIn, clock: Any
+) -> None:
     app, svc, _ = make()
     failed_and_messaged(app, svc, paddle)
     with svc.db.session() as s:
@@ -186,13 +191,13 @@ def test_the_page_refuses_expired_forged_foreign_and_settled_tokens(make, paddle
     assert "cdn.paddle.com" not in expired.headers["Content-Security-Policy"]
 
     with svc.db.session() as s:
-        s.get(DunningCase, case_id).status = CaseStatus.RECOVERED  # type: ignore[union-attr]
+        s.get(DunningCase, case_id).status = CaseStatus.RECOVERED
     settled = client.get(f"/pay/paddle/{page_token(svc, case_id)}")
     assert settled.status_code == 200 and "up to date" in settled.get_data(as_text=True)
     assert "paddle.js" not in settled.get_data(as_text=True)
 
 
-def test_a_click_while_paddle_is_down_shows_try_again_and_records_no_click(make, paddle):
+def test_a_click_while_paddle_is_down_shows_try_again_and_records_no_click(make: Any, paddle: PaddleStandIn) -> None:
     app, svc, messenger = make()
     failed_and_messaged(app, svc, paddle)
     paddle.faults.error_rate = 1.0  # every request answered 500
@@ -207,7 +212,7 @@ def doctor_lines(svc: Services, app: Any) -> dict[str, Any]:
         return {c.name: c for c in run_checks(svc) if c.name.startswith("paddle")}
 
 
-def test_doctor_checks_the_key_against_paddle_and_warns_about_paddles_own_emails(make):
+def test_doctor_checks_the_key_against_paddle_and_warns_about_paddles_own_emails(make: Any) -> None:
     app, svc, _ = make()
     lines = doctor_lines(svc, app)
     assert {name: c.status for name, c in lines.items()} == {
@@ -234,14 +239,16 @@ def test_doctor_checks_the_key_against_paddle_and_warns_about_paddles_own_emails
         ({"PADDLE_WEBHOOK_SECRET": ""}, "paddle webhook secret", "refused (503)"),
     ],
 )
-def test_doctor_names_what_is_wrong_with_the_paddle_setup(make, overrides, name, expected):
+def test_doctor_names_what_is_wrong_with_the_paddle_setup(
+    make: Any, overrides: dict[str, str], name: str, expected: str
+) -> None:
     app, svc, _ = make(**overrides)
     check = doctor_lines(svc, app)[name]
     assert check.status == "fail" and expected in check.detail and check.fix
     assert "pdl_sdbx_apikey_01hsomeoneelse" not in check.detail
 
 
-def test_the_campaign_port_lists_only_subscription_charges_with_their_emails(make, paddle):
+def test_the_campaign_port_lists_only_subscription_charges_with_their_emails(make: Any, paddle: PaddleStandIn) -> None:
     _, svc, _ = make()
     txn = renewal_failed(paddle, country="DE")
     other = paddle.add_customer("new@example.com")

@@ -31,7 +31,7 @@ def provider(**env: str) -> PaddleProvider:
     return build(load_settings(config))
 
 
-def test_the_provider_and_its_runtime_port_fulfil_the_core_protocols():
+def test_the_provider_and_its_runtime_port_fulfil_the_core_protocols() -> None:
     paddle = provider()
     assert isinstance(paddle, Provider)
     assert isinstance(paddle.billing, Billing)
@@ -42,7 +42,7 @@ def test_the_provider_and_its_runtime_port_fulfil_the_core_protocols():
     )
 
 
-def test_a_verified_delivery_becomes_an_inbox_event_keyed_on_event_id():
+def test_a_verified_delivery_becomes_an_inbox_event_keyed_on_event_id() -> None:
     paddle = PaddleStandIn()
     envelope = paddle.event("transaction.past_due", {"id": "txn_01hs0000000000000000000001"})
     envelope["occurred_at"] = "2026-11-02T10:00:00.123456+01:00"
@@ -54,14 +54,14 @@ def test_a_verified_delivery_becomes_an_inbox_event_keyed_on_event_id():
     assert provider(PADDLE_ENVIRONMENT="production").receive(headers, body).livemode is True
 
 
-def test_a_delivery_signed_with_another_secret_is_refused_with_400():
+def test_a_delivery_signed_with_another_secret_is_refused_with_400() -> None:
     body, headers = signed_webhook({"event_id": "evt_01"}, secret="pdl_ntfset_not_ours")
     with pytest.raises(WebhookRejected) as refused:
         provider().receive(headers, body)
     assert refused.value.status == 400 and WEBHOOK_SECRET not in str(refused.value)
 
 
-def test_a_body_that_is_not_utf8_is_refused_not_a_500():
+def test_a_body_that_is_not_utf8_is_refused_not_a_500() -> None:
     body = '{"event_id":"evt_01","event_type":"transaction.paid","occurred_at":"2026-11-02T10:00:00Z","data":{}}'
     raw = body.encode("utf-16")
     stamp = int(time.time())
@@ -69,7 +69,7 @@ def test_a_body_that_is_not_utf8_is_refused_not_a_500():
         provider().receive({"Paddle-Signature": f"ts={stamp};h1={sign(raw, WEBHOOK_SECRET, stamp)}"}, raw)
 
 
-def test_intake_needs_the_secret_and_the_api_key_and_sending_the_client_token():
+def test_intake_needs_the_secret_and_the_api_key_and_sending_the_client_token() -> None:
     assert provider().missing_for_intake() == [] and provider().missing_for_sending() == []
     bare = build(load_settings({}))
     assert bare.missing_for_intake() == ["PADDLE_WEBHOOK_SECRET", "PADDLE_API_KEY"]
@@ -77,14 +77,14 @@ def test_intake_needs_the_secret_and_the_api_key_and_sending_the_client_token():
     assert bare.enabled is False and bare.billing is None
 
 
-def test_dashboard_links_point_at_the_environment_of_the_row():
+def test_dashboard_links_point_at_the_environment_of_the_row() -> None:
     paddle = provider()
     assert paddle.dashboard_url("invoice", "txn_1", True) == "https://vendors.paddle.com/transactions-v2/txn_1"
     assert paddle.dashboard_url("customer", "ctm_1", False) == "https://sandbox-vendors.paddle.com/customers-v2/ctm_1"
     assert paddle.dashboard_url("refund", "x", True) is None
 
 
-def test_production_always_loads_paddles_own_script_even_with_a_loopback_api_base():
+def test_production_always_loads_paddles_own_script_even_with_a_loopback_api_base() -> None:
     settings = load_settings(
         {"APP_ENV": "production", "SECRET_KEY": "s", "PADDLE_API_BASE": STANDIN, "PADDLE_ENVIRONMENT": "production"}
     )
@@ -99,7 +99,7 @@ def test_production_always_loads_paddles_own_script_even_with_a_loopback_api_bas
     assert "unsafe" not in policy and "*" not in policy and "http:" not in policy
 
 
-def test_sandbox_policy_allows_the_sandbox_checkout_and_cdn_only():
+def test_sandbox_policy_allows_the_sandbox_checkout_and_cdn_only() -> None:
     policy = paddle_js(load_settings({"PADDLE_ENVIRONMENT": "sandbox"})).content_security_policy()
     directives = dict(d.split(" ", 1) for d in policy.split("; "))
     assert (
@@ -109,7 +109,7 @@ def test_sandbox_policy_allows_the_sandbox_checkout_and_cdn_only():
     assert "https://buy.paddle.com" not in policy
 
 
-def test_outside_production_a_loopback_api_base_serves_the_stand_ins_stub_under_its_origin():
+def test_outside_production_a_loopback_api_base_serves_the_stand_ins_stub_under_its_origin() -> None:
     script = paddle_js(load_settings({"PADDLE_API_BASE": f"{STANDIN}/", "PADDLE_ENVIRONMENT": "sandbox"}))
     assert script.url == f"{STANDIN}/paddle.js"
     assert f"script-src 'self' {STANDIN};" in script.content_security_policy()

@@ -85,13 +85,15 @@ def run(paddle: PaddleStandIn, event_type: str, data: dict[str, Any], reads: Fak
     return translate(stored(paddle, event_type, data), Source(reads=reads, livemode=False))
 
 
-def test_fake_reads_fulfil_the_protocol(paddle):
+def test_fake_reads_fulfil_the_protocol(paddle: PaddleStandIn) -> None:
     reads: PaddleReads = FakeReads(paddle)  # mypy checks the shape; this checks it is usable as one
     assert list(reads.list_past_due_transactions()) == []
 
 
 @pytest.mark.parametrize("event_type", ["transaction.payment_failed", "transaction.past_due"])
-def test_a_failed_renewal_becomes_payment_failed_with_the_fetched_customers_email(paddle, renewal, event_type):
+def test_a_failed_renewal_becomes_payment_failed_with_the_fetched_customers_email(
+    paddle: PaddleStandIn, renewal: dict[str, Any], event_type: str
+) -> None:
     reads = FakeReads(paddle)
     [event] = run(paddle, event_type, renewal, reads)
     assert isinstance(event, PaymentFailed) and event.failed_at == OCCURRED
@@ -111,7 +113,9 @@ def test_a_failed_renewal_becomes_payment_failed_with_the_fetched_customers_emai
     assert reads.calls == [("get_customer", renewal["customer_id"])]
 
 
-def test_both_failure_events_of_one_transaction_name_the_same_invoice(paddle, renewal):
+def test_both_failure_events_of_one_transaction_name_the_same_invoice(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     [failed] = run(paddle, "transaction.payment_failed", renewal)
     [past_due] = run(paddle, "transaction.past_due", renewal)
     assert failed.invoice.id == past_due.invoice.id == renewal["id"]
@@ -125,14 +129,18 @@ def test_both_failure_events_of_one_transaction_name_the_same_invoice(paddle, re
         {"collection_mode": "manual"},  # an unpaid invoice past its terms: not card dunning
     ],
 )
-def test_failures_that_are_not_dunning_open_nothing_and_read_nothing(paddle, renewal, changes):
+def test_failures_that_are_not_dunning_open_nothing_and_read_nothing(
+    paddle: PaddleStandIn, renewal: dict[str, Any], changes: dict[str, Any]
+) -> None:
     reads = FakeReads(paddle)
     assert run(paddle, "transaction.payment_failed", {**renewal, **changes}, reads) == []
     assert run(paddle, "transaction.past_due", {**renewal, **changes}, reads) == []
     assert reads.calls == []
 
 
-def test_subscription_past_due_opens_the_case_of_its_past_due_transaction_with_the_included_customer(paddle, renewal):
+def test_subscription_past_due_opens_the_case_of_its_past_due_transaction_with_the_included_customer(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     reads = FakeReads(paddle)
     subscription = paddle.subscriptions[renewal["subscription_id"]]
     [event] = run(paddle, "subscription.past_due", subscription, reads)
@@ -141,7 +149,9 @@ def test_subscription_past_due_opens_the_case_of_its_past_due_transaction_with_t
     assert reads.calls == [("list_past_due_transactions", (renewal["customer_id"], renewal["subscription_id"]))]
 
 
-def test_subscription_past_due_fetches_the_customer_once_when_the_key_cannot_read_included_customers(paddle, renewal):
+def test_subscription_past_due_fetches_the_customer_once_when_the_key_cannot_read_included_customers(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     reads = FakeReads(paddle, embed_customer=False)
     subscription = paddle.subscriptions[renewal["subscription_id"]]
     [event] = run(paddle, "subscription.past_due", subscription, reads)
@@ -149,13 +159,17 @@ def test_subscription_past_due_fetches_the_customer_once_when_the_key_cannot_rea
     assert reads.calls[-1] == ("get_customer", renewal["customer_id"])
 
 
-def test_subscription_past_due_before_its_transaction_is_past_due_waits_for_the_transaction_event(paddle):
+def test_subscription_past_due_before_its_transaction_is_past_due_waits_for_the_transaction_event(
+    paddle: PaddleStandIn,
+) -> None:
     customer = paddle.add_customer()
     sub = paddle.add_subscription(customer["id"], status="past_due")
     assert run(paddle, "subscription.past_due", sub) == []
 
 
-def test_completed_after_failures_is_a_payment_with_the_captured_time_and_every_attempt_counted(paddle, renewal):
+def test_completed_after_failures_is_a_payment_with_the_captured_time_and_every_attempt_counted(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     paid = paddle.pay_transaction(renewal["id"])
     [event] = run(paddle, "transaction.completed", paid)
     assert isinstance(event, InvoicePaid)
@@ -165,13 +179,15 @@ def test_completed_after_failures_is_a_payment_with_the_captured_time_and_every_
     assert event.invoice.customer_email is None  # not needed to book a payment: no API call
 
 
-def test_paid_status_counts_as_paid_too(paddle, renewal):
+def test_paid_status_counts_as_paid_too(paddle: PaddleStandIn, renewal: dict[str, Any]) -> None:
     paid = {**paddle.pay_transaction(renewal["id"]), "status": "paid"}
     [event] = run(paddle, "transaction.paid", paid)
     assert isinstance(event, InvoicePaid) and event.invoice.is_paid
 
 
-def test_the_zero_amount_payment_method_change_completing_books_nothing(paddle, renewal):
+def test_the_zero_amount_payment_method_change_completing_books_nothing(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     change = paddle.add_transaction(
         renewal["customer_id"],
         subscription_id=renewal["subscription_id"],
@@ -182,24 +198,26 @@ def test_the_zero_amount_payment_method_change_completing_books_nothing(paddle, 
     assert run(paddle, "transaction.completed", change) == []
 
 
-def test_a_paid_event_whose_transaction_is_not_paid_is_refused(paddle, renewal):
+def test_a_paid_event_whose_transaction_is_not_paid_is_refused(paddle: PaddleStandIn, renewal: dict[str, Any]) -> None:
     with pytest.raises(BadPayload, match="not paid"):
         run(paddle, "transaction.completed", renewal)
 
 
-def test_canceled_transaction_closes_its_case_as_lost(paddle, renewal):
+def test_canceled_transaction_closes_its_case_as_lost(paddle: PaddleStandIn, renewal: dict[str, Any]) -> None:
     [event] = run(paddle, "transaction.canceled", {**renewal, "status": "canceled"})
     assert event == InvoiceClosed(renewal["id"], CaseStatus.VOID, "transaction canceled", at=OCCURRED)
 
 
-def test_canceled_subscription_ends_its_cases(paddle, renewal):
+def test_canceled_subscription_ends_its_cases(paddle: PaddleStandIn, renewal: dict[str, Any]) -> None:
     sub = paddle.cancel_subscription(renewal["subscription_id"])
     assert run(paddle, "subscription.canceled", sub) == [
         SubscriptionEnded(sub["id"], "subscription canceled", at=OCCURRED)
     ]
 
 
-def test_a_saved_payment_method_pauses_the_customer_unless_saved_buying_a_one_time_item(paddle, renewal):
+def test_a_saved_payment_method_pauses_the_customer_unless_saved_buying_a_one_time_item(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     method = {
         "id": "paymtd_01hs0000000000000000000001",
         "customer_id": renewal["customer_id"],
@@ -209,17 +227,19 @@ def test_a_saved_payment_method_pauses_the_customer_unless_saved_buying_a_one_ti
     assert run(paddle, "payment_method.saved", {**method, "origin": "saved_during_purchase"}) == []
 
 
-def test_an_unhandled_type_is_none(paddle, renewal):
+def test_an_unhandled_type_is_none(paddle: PaddleStandIn, renewal: dict[str, Any]) -> None:
     assert run(paddle, "transaction.updated", renewal) is None
 
 
-def test_a_customer_paddle_no_longer_knows_stops_the_event_as_missing(paddle, renewal):
+def test_a_customer_paddle_no_longer_knows_stops_the_event_as_missing(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     with pytest.raises(ResourceMissing) as caught:
         run(paddle, "transaction.payment_failed", {**renewal, "customer_id": "ctm_01hs9999999999999999999999"})
     assert caught.value.kind == "customer"
 
 
-def test_zero_decimal_currency_keeps_minor_units(paddle):
+def test_zero_decimal_currency_keeps_minor_units(paddle: PaddleStandIn) -> None:
     customer = paddle.add_customer()
     sub = paddle.add_subscription(customer["id"], currency="JPY", unit_amount=500)
     txn = paddle.fail_renewal(sub["id"])
@@ -232,7 +252,9 @@ def test_zero_decimal_currency_keeps_minor_units(paddle):
     )
 
 
-def test_included_customer_and_address_fill_email_name_and_country(paddle, renewal):
+def test_included_customer_and_address_fill_email_name_and_country(
+    paddle: PaddleStandIn, renewal: dict[str, Any]
+) -> None:
     address = paddle.add_address(renewal["customer_id"], "de")
     invoice = invoice_view(
         {**renewal, "customer": paddle.customers[renewal["customer_id"]], "address": address}, livemode=False
@@ -252,7 +274,9 @@ def test_included_customer_and_address_fill_email_name_and_country(paddle, renew
         ("balance", "", "whole number of minor units"),
     ],
 )
-def test_amounts_that_are_not_minor_unit_strings_are_refused(paddle, renewal, field, value, message):
+def test_amounts_that_are_not_minor_unit_strings_are_refused(
+    paddle: PaddleStandIn, renewal: dict[str, Any], field: str, value: Any, message: str
+) -> None:
     txn = {**renewal, "details": {"totals": {**renewal["details"]["totals"], field: value}}}
     with pytest.raises(BadPayload, match=message):
         invoice_view(txn, livemode=False)
@@ -268,6 +292,8 @@ def test_amounts_that_are_not_minor_unit_strings_are_refused(paddle, renewal, fi
         ({"payments": "declined"}, "must be a list"),
     ],
 )
-def test_malformed_transactions_are_refused_naming_the_field(paddle, renewal, changes, message):
+def test_malformed_transactions_are_refused_naming_the_field(
+    paddle: PaddleStandIn, renewal: dict[str, Any], changes: dict[str, Any], message: str
+) -> None:
     with pytest.raises(BadPayload, match=message):
         invoice_view({**renewal, **changes}, livemode=False)

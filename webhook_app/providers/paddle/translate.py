@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from webhook_app import domain, payload
@@ -88,8 +89,11 @@ def _payments(txn: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _latest(payments: Iterable[Mapping[str, Any]], status: str, time_field: str) -> Mapping[str, Any] | None:
     """The newest payment attempt with `status` (Paddle lists them newest first; the time decides)."""
     matching = [p for p in payments if p.get("status") == status]
-    timed = [(payload.iso_time(p.get(time_field), f"payments.{time_field}"), p) for p in matching]
-    timed = [(t, p) for t, p in timed if t is not None]
+    timed: list[tuple[datetime, Mapping[str, Any]]] = []
+    for p in matching:
+        moment = payload.iso_time(p.get(time_field), f"payments.{time_field}")
+        if moment is not None:
+            timed.append((moment, p))
     if timed:
         return max(timed, key=lambda pair: pair[0])[1]
     return matching[0] if matching else None
