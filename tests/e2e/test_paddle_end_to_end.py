@@ -39,6 +39,8 @@ def paddle_standin() -> Iterator[PaddleStandIn]:
         yield standin
 
 
+# Tests ask for `database_url` before `paddle_app`: fixtures are torn down in reverse, so gunicorn stops
+# before the PostgreSQL schema is dropped (dropping it under live connections can deadlock).
 @pytest.fixture
 def paddle_app(live_app: Any, paddle_standin: PaddleStandIn, loops_standin: Any) -> Any:
     """The app with Paddle (sandbox, pointed at the stand-in) and Loops configured."""
@@ -135,7 +137,7 @@ def open_update_page_in_chromium(url: str) -> dict[str, Any]:
 
 @pytest.mark.browser
 def test_failure_to_one_email_to_click_to_paddle_checkout_page_to_recovery_with_attribution(
-    paddle_app: Any, database_url: str, paddle_standin: PaddleStandIn, loops_standin: Any
+    database_url: str, paddle_app: Any, paddle_standin: PaddleStandIn, loops_standin: Any
 ) -> None:
     app = paddle_app(database_url)
     _, sub, txn = failing_subscription(paddle_standin)
@@ -208,7 +210,7 @@ def test_failure_to_one_email_to_click_to_paddle_checkout_page_to_recovery_with_
 
 
 def test_completed_before_its_failure_arrives_messages_nobody_and_books_one_recovery(
-    paddle_app: Any, database_url: str, paddle_standin: PaddleStandIn, loops_standin: Any
+    database_url: str, paddle_app: Any, paddle_standin: PaddleStandIn, loops_standin: Any
 ) -> None:
     app = paddle_app(database_url)
     _, _, txn = failing_subscription(paddle_standin)
