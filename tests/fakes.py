@@ -82,6 +82,7 @@ class RecordingMessenger:
 
     def __init__(self):
         self.messages: list[Message] = []
+        self.alerts: list[dict] = []
         self.keys: set[str] = set()
         self.fail_with: Exception | None = None
         self._lock = threading.Lock()
@@ -94,6 +95,14 @@ class RecordingMessenger:
                 return SendResult(self.name, idempotency_key, duplicate=True)
             self.keys.add(idempotency_key)
             self.messages.append(message)
+        return SendResult(self.name, idempotency_key)
+
+    def send_alert(self, email: str, subject: str, text: str, idempotency_key: str) -> SendResult:
+        with self._lock:
+            if idempotency_key in self.keys:
+                return SendResult(self.name, idempotency_key, duplicate=True)
+            self.keys.add(idempotency_key)
+            self.alerts.append({"email": email, "subject": subject, "text": text})
         return SendResult(self.name, idempotency_key)
 
     def check(self) -> str:

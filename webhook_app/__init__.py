@@ -46,7 +46,7 @@ def create_app(
     from webhook_app.db import Database
     from webhook_app.observability import configure_logging, init_sentry
     from webhook_app.providers import build_providers
-    from webhook_app.services import Services, build_messenger
+    from webhook_app.services import Services, build_alerters, build_messenger
 
     settings = load_settings(config)
     configure_logging(settings)
@@ -57,6 +57,7 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.links.secret_key
+    chosen_messenger = messenger if messenger is not None else build_messenger(settings)
     ports = dict(billing) if isinstance(billing, Mapping) else ({"stripe": billing} if billing is not None else {})
     providers = build_providers(settings, ports)
     app.extensions["webhook_app"] = Services(
@@ -64,7 +65,8 @@ def create_app(
         db=Database(settings.database_url),
         clock=clock or SystemClock(),
         providers=providers,
-        messenger=messenger if messenger is not None else build_messenger(settings),
+        messenger=chosen_messenger,
+        alerters=build_alerters(settings, chosen_messenger),
     )
     app.register_blueprint(intake.bp)
     app.register_blueprint(links.bp)

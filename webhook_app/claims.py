@@ -13,8 +13,9 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 
@@ -29,7 +30,7 @@ class Claim:
 
 def claim(
     session: Session,
-    model,
+    model: Any,
     *,
     now: datetime,
     lease_seconds: float,
@@ -72,18 +73,19 @@ def claim(
     ]
 
 
-def owned(model, claim_: Claim):
+def owned(model: Any, claim_: Claim) -> ColumnElement[bool]:
     """A WHERE clause matching the row only while this claim still owns it."""
     return and_(model.id == claim_.id, model.claim_token == claim_.token)
 
 
-def finish(session: Session, model, claim_: Claim, **values) -> bool:
+def finish(session: Session, model: Any, claim_: Claim, **values: Any) -> bool:
     """Record the outcome if we still own the row; False when the lease was taken over."""
     stmt = update(model).where(owned(model, claim_)).values(claim_token=None, locked_until=None, **values)
-    return session.execute(stmt, execution_options={"synchronize_session": False}).rowcount == 1
+    result = session.execute(stmt, execution_options={"synchronize_session": False})
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter: base * 2**(attempts-1), capped, times U(0.5, 1)."""
     delay = min(cap, base * (2 ** max(0, attempts - 1)))
-    return delay * random.uniform(0.5, 1.0)
+    return float(delay * random.uniform(0.5, 1.0))

@@ -9,7 +9,8 @@ missing (503). In production (`APP_ENV=production`) malformed values are fatal a
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ WORKER_MODES = ("embedded", "external")
 PROVIDER_ENVIRONMENTS = ("sandbox", "production")
 # Which message of a sequence this is; email tools may use a different template for each.
 MESSAGE_TEMPLATES = ("first", "reminder", "final", "action_required")
+# Per-class variants are allowed too (`first.insufficient_funds`); `alert` is the team alert email.
+TEMPLATE_KEY = re.compile(r"^(first|reminder|final|action_required)(\.[a-z_]+)?$|^alert$")
 DEFAULT_INTERCOM_BASE = "https://api.intercom.io"
 DEFAULT_LOOPS_BASE = "https://app.loops.so/api"
 DEFAULT_STRIPE_BASE = "https://api.stripe.com"
@@ -180,6 +183,25 @@ class DunningSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Team alerts: a Slack incoming webhook and/or an email through the configured messenger."""
+
+    slack_webhook_url: str | None = None
+    email: str | None = None
+    min_amounts: tuple[tuple[str, int], ...] = ()  # per currency, minor units: ALERT_MIN_AMOUNT
+    digest_hour: int | None = None  # UTC hour for yesterday's digest; None: no digest
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.slack_webhook_url or self.email)
+
+    def secrets(self) -> tuple[str, ...]:
+        from webhook_app.adapters.slack import webhook_secrets
+
+        return webhook_secrets(self.slack_webhook_url)
+
+
+@dataclass(frozen=True)
 class LinkSettings:
     """The durable recovery links and the customer-facing pages."""
 
@@ -228,6 +250,7 @@ class Settings:
     intercom: IntercomSettings = field(default_factory=IntercomSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     dunning: DunningSettings = field(default_factory=DunningSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     links: LinkSettings = field(default_factory=LinkSettings)
     finance: FinanceSettings = field(default_factory=FinanceSettings)
     sentry: SentrySettings = field(default_factory=SentrySettings)
@@ -245,6 +268,7 @@ class Settings:
             *self.recurly.secrets(),
             *self.paddle.secrets(),
             *self.braintree.secrets(),
+            *self.alerts.secrets(),
             self.loops.api_key,
             self.intercom.access_token,
             self.links.secret_key,
@@ -291,19 +315,19 @@ class _Reader:
         value = str(value).strip()
         return value or default
 
-    def number(self, name: str, default: float, kind=float, minimum: float = 0) -> float:
+    def number(self, name: str, default: float, kind: Callable[[str], float] = float, minimum: float = 0) -> float:
         raw = self.text(name)
         if raw is None:
             return default
         try:
             value = kind(raw)
         except ValueError:
-            self.problems.append(f"{name} must be a {kind.__name__}")
+            self.problems.append(f"{name} must be a {getattr(kind, '__name__', 'number')}")
             return default
         if value < minimum:
             self.problems.append(f"{name} must be at least {minimum}")
             return default
-        return value
+        return float(value)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = (self.text(name) or default).lower()
@@ -339,7 +363,8 @@ class _Reader:
             return None
         return window
 
-    def mapping(self, name: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    def templates(self, name: str) -> tuple[tuple[str, str], ...]:
+        """Per-message template names: `first=tx_1,reminder=tx_2,first.insufficient_funds=tx_3,alert=tx_9`."""
         raw = self.text(name)
         if raw is None:
             return ()
@@ -347,11 +372,34 @@ class _Reader:
         for item in raw.split(","):
             key, _, value = item.partition("=")
             key, value = key.strip().lower(), value.strip()
-            if key not in keys or not value:
-                self.problems.append(f"{name} entries must be KEY=value with KEY in {', '.join(keys)}")
+            if not TEMPLATE_KEY.match(key) or not value:
+                self.problems.append(
+                    f"{name} entries must be KEY=value with KEY one of {', '.join(MESSAGE_TEMPLATES)}, "
+                    "optionally with a decline class (first.insufficient_funds), or alert"
+                )
                 return ()
             pairs.append((key, value))
         return tuple(pairs)
+
+    def min_amounts(self, name: str) -> tuple[tuple[str, int], ...]:
+        """Per-currency amounts in minor units, e.g. usd=50000,eur=45000."""
+        from webhook_app.alerts import parse_min_amounts
+
+        try:
+            return tuple(sorted(parse_min_amounts(self.text(name), name).items()))
+        except ValueError as exc:
+            self.problems.append(str(exc))
+            return ()
+
+    def hour(self, name: str) -> int | None:
+        """An hour of the day, 0-23, or None when unset."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if not raw.isdigit() or not 0 <= int(raw) <= 23:
+            self.problems.append(f"{name} must be an hour of the day, 0 to 23 (UTC)")
+            return None
+        return int(raw)
 
     def secret_list(self, name: str) -> tuple[str, ...]:
         """A comma-separated list of secrets (several are accepted while one is rotated)."""
@@ -458,8 +506,8 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             api_base=r.url("LOOPS_API_BASE", DEFAULT_LOOPS_BASE) or DEFAULT_LOOPS_BASE,
             rate_per_second=r.number("LOOPS_RATE_PER_SECOND", 10.0, minimum=0.1),
             timeout_seconds=http_timeout,
-            transactional_ids=r.mapping("LOOPS_TRANSACTIONAL_IDS", MESSAGE_TEMPLATES),
-            event_names=r.mapping("LOOPS_EVENT_NAMES", MESSAGE_TEMPLATES),
+            transactional_ids=r.templates("LOOPS_TRANSACTIONAL_IDS"),
+            event_names=r.templates("LOOPS_EVENT_NAMES"),
         ),
         intercom=IntercomSettings(
             access_token=r.text("INTERCOM_ACCESS_TOKEN"),
@@ -481,6 +529,12 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             final_notice_days=(r.number("DUNNING_FINAL_NOTICE_DAYS", 13.0) or None),
             retry_attempts=(int(r.number("STRIPE_RETRY_ATTEMPTS", 0, int)) or None),
             quiet_hours=r.hours("QUIET_HOURS"),
+        ),
+        alerts=AlertSettings(
+            slack_webhook_url=r.url("ALERT_SLACK_WEBHOOK_URL"),
+            email=r.text("ALERT_EMAIL"),
+            min_amounts=r.min_amounts("ALERT_MIN_AMOUNT"),
+            digest_hour=r.hour("ALERT_DIGEST_HOUR"),
         ),
         links=LinkSettings(
             public_url=r.url("PUBLIC_URL"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from webhook_app.declines import Decline
 from webhook_app.money import format_amount
 from webhook_app.states import CaseStatus, LedgerKind
 
@@ -74,10 +75,14 @@ class InvoiceView:
 
 @dataclass(frozen=True)
 class PaymentFailed:
-    """A charge of the invoice failed (every retry fires one: dunning counts episodes, not events)."""
+    """A charge of the invoice failed (every retry fires one: dunning counts episodes, not events).
+
+    `decline` says why, when the provider tells (webhook_app.declines); None when unknown.
+    """
 
     invoice: InvoiceView
     failed_at: datetime
+    decline: Decline | None = None
 
 
 @dataclass(frozen=True)

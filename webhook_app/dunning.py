@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from webhook_app import ledger
-from webhook_app.config import DunningSettings
+from webhook_app import alert_outbox, ledger
+from webhook_app.config import AlertSettings, DunningSettings
+from webhook_app.declines import Decline, DeclineClass, first_message_at
 from webhook_app.domain import InvoiceView
 from webhook_app.models import Click, DunningCase, Notification
 from webhook_app.sql import insert_if_absent
@@ -144,8 +145,12 @@ def schedule_episode(
     now: datetime,
     kind: str = NotificationKind.PAYMENT_FAILED,
     cadence: Cadence = DEFAULT_CADENCE,
+    first_at: datetime | None = None,
 ) -> int:
-    """Put the episode's messages in the outbox; returns how many were new (0 on a replay)."""
+    """Put the episode's messages in the outbox; returns how many were new (0 on a replay).
+
+    `first_at` moves the first message (e.g. after the provider's next retry, for a technical decline).
+    """
     if kind == NotificationKind.ACTION_REQUIRED:
         offsets = [(ACTION_STEP, timedelta(0))]  # one message: authenticate on the hosted invoice page
     else:
@@ -153,6 +158,10 @@ def schedule_episode(
         if _final_notice_sent(session, case):
             offsets = [(step, offset) for step, offset in offsets if step != FINAL_STEP]  # a final notice is final
     steps = [(step, now if not offset else max(now, start + offset)) for step, offset in offsets]
+    if first_at is not None and steps and first_at > steps[0][1]:
+        # The whole sequence moves with its first message: a reminder never goes out before it.
+        delay = first_at - steps[0][1]
+        steps = [(step, run_at + delay) for step, run_at in steps]
     return schedule(session, case, steps, kind, now)
 
 
@@ -206,8 +215,15 @@ def record_failure(
     now: datetime,
     kind: str = NotificationKind.PAYMENT_FAILED,
     cadence: Cadence = DEFAULT_CADENCE,
+    decline: Decline | None = None,
+    alerts: AlertSettings | None = None,
 ) -> DunningCase:
-    """A payment attempt failed: open or update the invoice's case and schedule its episode."""
+    """A payment attempt failed: open or update the invoice's case and schedule its episode.
+
+    The decline's class decides the words (template keys), the timing (a technical decline waits for
+    the provider's retry) and whether the customer is contacted at all (`do_not_contact`: no message,
+    the team is alerted).
+    """
     case = open_case(session, inv, now)
     if case.status == CaseStatus.PAID:
         # The payment was processed before this older failure: it was a recovery after all.
@@ -228,11 +244,28 @@ def record_failure(
     _refresh(case, inv, now)
     case.first_failed_at = min(filter(None, (case.first_failed_at, failed_at)))
     case.last_failed_at = max(filter(None, (case.last_failed_at, failed_at)))
+    if kind == NotificationKind.ACTION_REQUIRED and decline is None:
+        decline = Decline(DeclineClass.AUTHENTICATION)
+    if decline is not None:
+        case.decline_class, case.decline_code, case.advice_code = (
+            decline.decline_class,
+            (decline.reason or "")[:100] or None,
+            (decline.advice_code or "")[:100] or None,
+        )
     if case.status == CaseStatus.PAUSED:
         # The customer changed their payment method and the provider's retry still failed: a new episode.
         case.status = CaseStatus.OPEN
         case.episode += 1
-    schedule_episode(session, case, failed_at if case.episode == 1 else now, now, kind=kind, cadence=cadence)
+    if alerts is not None:
+        alert_outbox.on_failure(session, alerts, case, now)
+    decline_class = DeclineClass(case.decline_class) if case.decline_class else DeclineClass.UNKNOWN
+    first_at = first_message_at(decline_class, failed_at, inv.next_payment_attempt, default=now)
+    if first_at is None:
+        # A fraud signal or a withdrawn authorization: chasing the customer by email is the wrong move.
+        cancel_pending(session, case, f"not contacted: the decline says {case.decline_code or decline_class}")
+        return case
+    start = failed_at if case.episode == 1 else now
+    schedule_episode(session, case, start, now, kind=kind, cadence=cadence, first_at=first_at)
     if kind == NotificationKind.PAYMENT_FAILED and cadence.final_notice_days is not None and inv.next_attempt_known:
         move_final_notice(session, case, inv, now, cadence)
     return case
@@ -272,7 +305,9 @@ def _refresh(case: DunningCase, inv: InvoiceView, now: datetime) -> None:
     case.updated_at = now
 
 
-def record_payment(session: Session, inv: InvoiceView, *, paid_at: datetime, now: datetime) -> DunningCase | None:
+def record_payment(
+    session: Session, inv: InvoiceView, *, paid_at: datetime, now: datetime, alerts: AlertSettings | None = None
+) -> DunningCase | None:
     """The invoice was paid: close its case as recovered and write the ledger (once)."""
     case = lock_case(session, inv.provider, inv.id)
     if case is None:
@@ -292,6 +327,7 @@ def record_payment(session: Session, inv: InvoiceView, *, paid_at: datetime, now
         attempts=max(case.attempt_count, inv.attempt_count),
         attribution=attribute(session, case, inv, paid_at),
         amount=inv.amount_paid,
+        alerts=alerts,
     )
     return case
 
@@ -335,6 +371,7 @@ def _recover(
     attempts: int,
     attribution: str,
     amount: int | None = None,
+    alerts: AlertSettings | None = None,
 ) -> None:
     first_click = _first_click(session, case, before=paid_at)
     case.status, case.paid_at, case.closed_at, case.updated_at = CaseStatus.RECOVERED, paid_at, now, now
@@ -350,6 +387,8 @@ def _recover(
         first_click=first_click,
         now=now,
     )
+    if alerts is not None:
+        alert_outbox.on_recovery(session, alerts, case, now)
 
 
 def close_case(
@@ -378,9 +417,9 @@ def close_subscription(session: Session, provider: str, subscription_id: str, re
     return len(invoice_ids)
 
 
-def settle(session: Session, inv: InvoiceView, now: datetime) -> None:
+def settle(session: Session, inv: InvoiceView, now: datetime, alerts: AlertSettings | None = None) -> None:
     """Settle the case from the provider's own view of a closed invoice (its webhook may be late or lost)."""
     if inv.is_paid:
-        record_payment(session, inv, paid_at=inv.paid_at or now, now=now)
+        record_payment(session, inv, paid_at=inv.paid_at or now, now=now, alerts=alerts)
     elif inv.status in CASE_CLOSED_AS:
         close_case(session, inv.provider, inv.id, CASE_CLOSED_AS[inv.status], f"invoice {inv.status}", now)

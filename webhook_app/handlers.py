@@ -43,7 +43,15 @@ class Context:
 
 def payment_failed(session: Session, event: PaymentFailed, ctx: Context) -> None:
     """Open or update the invoice's dunning case; schedule its messages once per episode."""
-    dunning.record_failure(session, event.invoice, failed_at=event.failed_at, now=ctx.now, cadence=ctx.cadence)
+    dunning.record_failure(
+        session,
+        event.invoice,
+        failed_at=event.failed_at,
+        now=ctx.now,
+        cadence=ctx.cadence,
+        decline=event.decline,
+        alerts=ctx.settings.alerts,
+    )
 
 
 def payment_action_required(session: Session, event: PaymentActionRequired, ctx: Context) -> None:
@@ -60,7 +68,7 @@ def payment_action_required(session: Session, event: PaymentActionRequired, ctx:
 
 def invoice_paid(session: Session, event: InvoicePaid, ctx: Context) -> None:
     """Close the case as recovered and append to the ledger."""
-    dunning.record_payment(session, event.invoice, paid_at=event.paid_at, now=ctx.now)
+    dunning.record_payment(session, event.invoice, paid_at=event.paid_at, now=ctx.now, alerts=ctx.settings.alerts)
 
 
 def invoice_closed(session: Session, event: InvoiceClosed, ctx: Context) -> None:

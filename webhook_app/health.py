@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from webhook_app import migrate
@@ -15,16 +16,16 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> Response:
     """Liveness: answers as long as the process serves requests."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> Response | tuple[Response, int]:
     """Readiness: 200 when the database answers and every migration is applied, else 503."""
     svc = services()
-    body: dict = {"database": "ok", "problems": list(svc.settings.problems)}
+    body: dict[str, Any] = {"database": "ok", "problems": list(svc.settings.problems)}
     try:
         pending = migrate.pending_revisions(svc.db)
     except SQLAlchemyError as exc:

@@ -41,7 +41,7 @@ def receive(name: str) -> tuple[Response, int]:
         return _error(413, "payload_too_large", f"body exceeds {settings.max_body_bytes} bytes")
     body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH for chunked bodies
     try:
-        event = provider.receive(request.headers, body)
+        event = provider.receive(dict(request.headers), body)
     except WebhookRejected as exc:
         log.warning("%s webhook rejected: %s", provider.label, exc)
         code = "unauthorized" if exc.status == 401 else "invalid_delivery"

@@ -75,7 +75,7 @@ def follow(token: str) -> Response:
         recent = s.scalar(
             select(func.count(Click.id)).where(Click.case_id == case.id, Click.clicked_at > now - CLICK_WINDOW)
         )
-    if recent >= CLICK_LIMIT:
+    if (recent or 0) >= CLICK_LIMIT:
         response = _page("link_busy.html", 429)
         response.headers["Retry-After"] = str(int(CLICK_WINDOW.total_seconds()))
         return response

@@ -73,6 +73,11 @@ class DunningCase(Base):
     amount_due: Mapped[int] = mapped_column(BigInteger, default=0)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     failure_reason: Mapped[str | None] = mapped_column(String(255))
+    # Why the latest attempt failed (webhook_app.declines): decides the words, the timing, and whether
+    # the customer is contacted at all.
+    decline_class: Mapped[str | None] = mapped_column(String(30))
+    decline_code: Mapped[str | None] = mapped_column(String(100))
+    advice_code: Mapped[str | None] = mapped_column(String(100))
     next_payment_attempt: Mapped[datetime | None] = mapped_column(DateTime)
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default=CaseStatus.OPEN)
@@ -126,6 +131,34 @@ class Notification(Base):
         UniqueConstraint("case_id", "episode", "step", name="uq_notifications_case_episode_step"),
         Index("ix_notifications_claim", "status", "run_at"),
     )
+
+
+class TeamAlert(Base):
+    """The team's outbox: an alert (Slack, email) sent by the worker like a customer message.
+
+    `key` is unique: one alert per case per kind per channel, ever, and one digest per day, whatever
+    the retries, duplicate deliveries and replays. Quiet hours do not apply: they are the customers'.
+    """
+
+    __tablename__ = "team_alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    channel: Mapped[str] = mapped_column(String(10))  # slack | email: one row each, sent and retried apart
+    kind: Mapped[str] = mapped_column(String(30))  # webhook_app.alerts.AlertKind
+    provider: Mapped[str | None] = mapped_column(Provider)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("dunning_cases.id"), index=True)
+    period: Mapped[str | None] = mapped_column(String(40))  # a digest's day
+    status: Mapped[str] = mapped_column(String(20), default=NotificationStatus.PENDING)
+    run_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_team_alerts_claim", "status", "run_at"),)
 
 
 class Click(Base):

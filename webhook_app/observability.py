@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from webhook_app.config import Settings
@@ -75,17 +76,18 @@ def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def make_before_send(settings: Settings):
+def make_before_send(settings: Settings) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
     """A Sentry `before_send` hook that masks emails and secrets anywhere in the event."""
     secrets = settings.secrets()
 
-    def before_send(event: dict, _hint: dict) -> dict:
-        return _scrub_value(event, secrets)
+    def before_send(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
+        scrubbed: dict[str, Any] = _scrub_value(event, secrets)
+        return scrubbed
 
     return before_send
 
 
-def init_sentry(settings: Settings, transport=None) -> bool:
+def init_sentry(settings: Settings, transport: Any = None) -> bool:
     """Initialise Sentry when `SENTRY_DSN` is set; returns whether it was."""
     if not settings.sentry.dsn:
         return False

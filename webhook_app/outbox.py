@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from webhook_app.claims import Claim
@@ -30,7 +30,7 @@ class Batch:
     sibling_ids: tuple[int, ...] = ()
 
 
-def _due(now: datetime):  # type: ignore[no-untyped-def]  (an SQL expression)
+def _due(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(Notification.status.in_(NOTIFICATION_DUE), Notification.run_at <= now),
         # abandoned by a crashed worker: its lease has run out

@@ -7,13 +7,13 @@ Off unless `QUIET_HOURS` is set (e.g. `21-8`: hold from 21:00 to 08:00 local tim
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytz
 
 
-def customer_zone(country: str | None):
+def customer_zone(country: str | None) -> tzinfo:
     """The customer's likely time zone, or UTC when unknown."""
     zones = pytz.country_timezones.get((country or "").upper()) if country else None
     if zones:

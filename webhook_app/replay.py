@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from webhook_app.db import Database
 from webhook_app.models import Event
@@ -20,9 +21,10 @@ def requeue(
         condition = Event.event_id.in_(known) if event_ids else Event.status == EventStatus.FAILED
         if event_ids and failed:
             condition = Event.event_id.in_(known) | (Event.status == EventStatus.FAILED)
-        count = s.execute(
+        result = s.execute(
             update(Event)
             .where(condition, Event.status != EventStatus.PROCESSING)
             .values(status=EventStatus.PENDING, run_at=now, attempts=0, claim_token=None, locked_until=None)
-        ).rowcount
+        )
+        count = cast(CursorResult[Any], result).rowcount
     return count, [e for e in event_ids if e not in known]

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from webhook_app import dunning, tokens
+from webhook_app import alert_outbox, dunning, tokens
 from webhook_app.adapters import InvoiceLine, Message, SendResult
+from webhook_app.alerts import AlertKind
 from webhook_app.claims import Claim, finish
+from webhook_app.declines import Decline, DeclineClass
 from webhook_app.domain import InvoiceView
 from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
 from webhook_app.models import DunningCase, Notification
@@ -34,7 +36,7 @@ from webhook_app.states import CaseStatus, NotificationKind, NotificationStatus
 
 log = logging.getLogger(__name__)
 
-THROTTLE_RETRIES = 3  # 429s absorbed in place per message before the worker's backoff takes over
+THROTTLE_RETRIES = 5  # 429s absorbed in place per message before the worker's backoff takes over
 MAX_INLINE_WAIT_SECONDS = 30.0
 
 
@@ -100,6 +102,10 @@ def send_notification(svc: Services, batch: Batch) -> Outcome:
 
     try:
         return _send(svc, batch, _Item(notification, case), context, now)
+    except ConfigurationNeeded as exc:
+        # Nothing of this customer's can go out until an operator acts: the others wait with it.
+        _hold(svc, claim, list(batch.sibling_ids), now + timedelta(seconds=exc.hold_seconds), str(exc))
+        raise
     except BaseException:
         _release(svc, claim, list(batch.sibling_ids))
         raise
@@ -153,6 +159,9 @@ def _send(svc: Services, batch: Batch, primary: _Item, context: dict[str, Any], 
                 note = f"sent in one message with notification {notification.id}"
                 finish(s, Notification, Claim(item.notification.id, claim.token, 0), **sent, last_error=note)
             _count_message(s, [primary.case.id] + [item.case.id for item in others], now)
+            for item in (primary, *others):
+                if item.notification.step == dunning.FINAL_STEP:
+                    alert_outbox.queue(s, svc.settings.alerts, AlertKind.FINAL_NOTICE, item.case, now)
     log.info(
         "recovery message sent%s%s",
         " (the email tool had it already)" if result.duplicate else "",
@@ -203,6 +212,7 @@ def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str) -> 
         is_final_notice=template == "final",
         template=template,
         other_invoices=tuple(_line(item) for item in others),
+        decline=case_decline(case),
     )
     return _send_message(svc, message, idempotency_key(notification.id)), link_id
 
@@ -254,6 +264,20 @@ def _still_due(svc: Services, item: _Item, claim: Claim, now: datetime) -> bool:
     return False
 
 
+def _hold(svc: Services, claim: Claim, notification_ids: list[int], until: datetime, reason: str) -> None:
+    """Hold the siblings with the primary until an operator has acted (the worker holds the primary)."""
+    if not notification_ids:
+        return
+    with svc.db.session() as s:
+        s.execute(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids), Notification.claim_token == claim.token)
+            .values(
+                status=NotificationStatus.HELD, run_at=until, claim_token=None, locked_until=None, last_error=reason
+            )
+        )
+
+
 def _release(svc: Services, claim: Claim, notification_ids: list[int]) -> None:
     """Give the siblings back to the queue when the shared message could not be sent."""
     if not notification_ids:
@@ -276,7 +300,14 @@ def _count_message(session: Session, case_ids: list[int], now: datetime) -> None
 def _settle(svc: Services, invoice: InvoiceView, now: datetime) -> None:
     """The webhook that says so may still be on its way (or lost): settle the case from the source."""
     with svc.db.session() as s:
-        dunning.settle(s, invoice, now)
+        dunning.settle(s, invoice, now, alerts=svc.settings.alerts)
+
+
+def case_decline(case: DunningCase) -> Decline | None:
+    """Why the case's latest payment failed, as its messages tell it (None when unknown)."""
+    if not case.decline_class:
+        return None
+    return Decline(DeclineClass(case.decline_class), decline_code=case.decline_code, advice_code=case.advice_code)
 
 
 def _skip(svc: Services, claim: Claim, reason: str, context: dict[str, Any]) -> Outcome:

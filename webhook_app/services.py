@@ -8,7 +8,8 @@ from typing import Any, cast
 
 from flask import current_app
 
-from webhook_app.adapters import Messenger
+from webhook_app.adapters import Messenger, SendResult
+from webhook_app.alerts import Alert, Alerter, render_text
 from webhook_app.config import Settings
 from webhook_app.db import Database
 from webhook_app.errors import ConfigurationNeeded
@@ -24,6 +25,7 @@ class Services:
     clock: Any
     providers: dict[str, Provider]
     messenger: Messenger
+    alerters: dict[str, Alerter] = field(default_factory=dict)  # team alert channels: slack, email
     wake: threading.Event = field(default_factory=threading.Event)
 
     def wake_worker(self) -> None:
@@ -61,6 +63,36 @@ def build_messenger(settings: Settings) -> Messenger:
     from webhook_app.adapters.console import ConsoleMessenger
 
     return ConsoleMessenger()
+
+
+class EmailAlerter:
+    """Team alerts by email (ALERT_EMAIL), through the configured messenger."""
+
+    name = "email"
+
+    def __init__(self, messenger: Messenger, email: str):
+        self.messenger = messenger
+        self.email = email
+
+    def send(self, alert: Alert, idempotency_key: str) -> SendResult:
+        """Email the alert's text; the messenger's idempotency key makes a retry a no-op where it can."""
+        subject = render_text(alert).splitlines()[0][:150]
+        return self.messenger.send_alert(self.email, subject, render_text(alert), idempotency_key)
+
+    def check(self) -> str:
+        return f"alerts by email through {self.messenger.name}"
+
+
+def build_alerters(settings: Settings, messenger: Messenger) -> dict[str, Alerter]:
+    """The configured team alert channels, by channel name."""
+    from webhook_app.adapters.slack import SlackAlerter
+
+    alerters: dict[str, Alerter] = {}
+    if settings.alerts.slack_webhook_url:
+        alerters["slack"] = SlackAlerter(settings.alerts.slack_webhook_url, timeout=settings.loops.timeout_seconds)
+    if settings.alerts.email:
+        alerters["email"] = EmailAlerter(messenger, settings.alerts.email)
+    return alerters
 
 
 def services() -> Services:

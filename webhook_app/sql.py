@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import FromClause, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 # Built once per (dialect, table, conflict columns), values passed as parameters: building the
 # statement with `.values(**row)` on every call cost more CPU than the insert itself on the webhook
 # path (benches/: about 0.5 ms of a 1.5 ms acknowledgement).
-_INSERTS: dict[tuple[str, Table, tuple[str, ...]], Any] = {}
+_INSERTS: dict[tuple[str, FromClause, tuple[str, ...]], Any] = {}
 
 
 def insert_if_absent(
-    conn: Connection | Session, table: Table, values: dict[str, Any], index_elements: list[str]
+    conn: Connection | Session, table: FromClause, values: dict[str, Any], index_elements: list[str]
 ) -> bool:
     """INSERT that does nothing on a unique conflict (one statement, so no race with a twin).
 
@@ -27,8 +27,9 @@ def insert_if_absent(
     key = (dialect, table, tuple(index_elements))
     stmt = _INSERTS.get(key)
     if stmt is None:
+        target = cast(Table, table)  # a model's __table__ is a Table; SQLAlchemy types it as FromClause
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = _INSERTS[key] = (
-            insert(table).on_conflict_do_nothing(index_elements=index_elements).returning(*table.primary_key.columns)
+            insert(target).on_conflict_do_nothing(index_elements=index_elements).returning(*target.primary_key.columns)
         )
     return conn.execute(stmt, values).first() is not None

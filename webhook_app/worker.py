@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from webhook_app import handlers, inbox, sending
+from webhook_app import alert_outbox, handlers, inbox, sending
 from webhook_app.claims import Claim, backoff_seconds, claim, finish
 from webhook_app.dunning import Cadence
 from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
-from webhook_app.models import Event, Notification
+from webhook_app.models import Event, Notification, TeamAlert
 from webhook_app.observability import report_exception, scrub
 from webhook_app.outbox import Batch, claim_batch
+from webhook_app.providers import dashboard_links
 from webhook_app.services import Services
 from webhook_app.states import EventStatus, NotificationStatus
 
@@ -43,6 +44,7 @@ class Worker:
         self.stop_event = threading.Event()
         self.sent_ids: list[int] = []  # notifications this worker sent (campaign reports read it)
         self.claim_tokens: set[str] = set()  # outbox claims this worker made
+        self._digest_checked: datetime | None = None
         self._lock = threading.Lock()
         self.cadence = Cadence.from_settings(svc.settings.dunning)
 
@@ -52,10 +54,15 @@ class Worker:
         total = 0
         while True:
             # One notification per claim: sending gathers the customer's other due invoices into it.
-            handled = self.process_events() + self.send_notifications(limit=1)
+            handled = self.pass_once()
             total += handled
             if handled == 0 or self.stop_event.is_set():
                 return total
+
+    def pass_once(self) -> int:
+        """One round: a batch of events, one customer's due message, one team alert; returns items handled."""
+        # One notification per claim: sending gathers the customer's other due invoices into it.
+        return self.process_events() + self.send_notifications(limit=1) + self.send_alerts(limit=1)
 
     def drain(self, threads: int | None = None) -> int:
         """`run_once` on several threads, so sends overlap; returns items handled."""
@@ -88,7 +95,7 @@ class Worker:
     def _loop(self) -> None:
         while not self.stop_event.is_set():
             try:
-                handled = self.process_events() + self.send_notifications(limit=1)
+                handled = self.pass_once()
             except SQLAlchemyError as exc:  # connection lost, pool exhausted, server restarting
                 log.warning("database unavailable; the worker will retry: %s", _reason(exc))
                 handled = 0
@@ -195,22 +202,66 @@ class Worker:
         except Exception as exc:
             self._send_failed(batch.claim, exc, context)
 
+    # -- team alerts ----------------------------------------------------------------------------------
+    def send_alerts(self, limit: int = 1) -> int:
+        """Queue the daily digest when due, then claim and send up to `limit` due team alerts."""
+        if not self.svc.alerters:
+            return 0
+        now = self.svc.clock.now()
+        if self._digest_checked is None or now - self._digest_checked >= timedelta(minutes=1):
+            self._digest_checked = now
+            with self.svc.db.session() as s:
+                alert_outbox.queue_digest(s, self.settings.alerts, now)
+        sent = 0
+        for _ in range(limit):
+            with self.svc.db.session() as s:
+                claimed = alert_outbox.claim_alert(s, now, self.settings.worker.lease_seconds)
+            if claimed is None:
+                break
+            self._send_alert(claimed)
+            sent += 1
+        return sent
+
+    def _send_alert(self, claimed: Claim) -> None:
+        context = {"alert_id": claimed.id}
+        try:
+            with self.svc.db.session() as s:
+                row = s.get(TeamAlert, claimed.id)
+                assert row is not None
+                alert = alert_outbox.build_alert(s, row, dashboard_links(self.svc.providers))
+                channel = row.channel
+            alerter = self.svc.alerters.get(channel)
+            if alerter is None:
+                raise ConfigurationNeeded(f"the {channel} alert channel is no longer configured")
+            alerter.send(alert, f"webhook-app-alert-{claimed.id}")
+            with self.svc.db.session() as s:
+                alert_outbox.finish_sent(s, claimed, self.svc.clock.now())
+            log.info("team alert sent (%s, %s)", alert.kind.value, channel, extra=context)
+        except Exception as exc:
+            self._finish_failed(TeamAlert, claimed, exc, context)
+
     def _send_failed(self, c: Claim, exc: Exception, context: dict[str, Any]) -> None:
+        values = self._finish_failed(Notification, c, exc, context)
+        if values["status"] == NotificationStatus.FAILED and isinstance(exc, ResourceMissing):
+            sending.mark_case_error(self.svc, c, exc)
+
+    def _finish_failed(self, model: Any, c: Claim, exc: Exception, context: dict[str, Any]) -> dict[str, Any]:
+        """Hold (an operator must act), retry later, or stop an outbox row whose send failed."""
+        what = "team alert" if model is TeamAlert else "notification"
         if isinstance(exc, ConfigurationNeeded):
             reason = _reason(exc)
-            values = dict(
+            values: dict[str, Any] = dict(
                 status=NotificationStatus.HELD,
                 run_at=self.svc.clock.now() + timedelta(seconds=exc.hold_seconds),
                 last_error=reason,
             )
-            log.error("notification held until an operator acts: %s", reason, extra=context)
+            log.error("%s held until an operator acts: %s", what, reason, extra=context)
             report_exception(exc)
         else:
-            values = self._retry_or_stop(c, exc, "notification", context)
-            if values["status"] == NotificationStatus.FAILED and isinstance(exc, ResourceMissing):
-                sending.mark_case_error(self.svc, c, exc)
+            values = self._retry_or_stop(c, exc, what, context)
         with self.svc.db.session() as s:
-            finish(s, Notification, c, **values)
+            finish(s, model, c, **values)
+        return values
 
 
 def _reason(exc: Exception) -> str:

@@ -45,3 +45,5 @@ def test_sigterm_stops_the_worker_cleanly(sqlite_url):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()

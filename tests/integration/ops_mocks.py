@@ -67,6 +67,8 @@ class StripeMock:
         self.throttle: Counter = Counter()  # path -> how many 429s to answer before serving
         self.missing_customers: set[str] = set()
         self.portal_configured = True  # False: portal sessions fail as on an account never set up
+        self.invoice_payments: dict[str, list[dict]] = {}  # invoice id -> its payments (basil and later)
+        self.payment_intents: dict[str, dict] = {}
         self.settled_at_send: set[str] = set()  # customers whose invoices are paid when re-read
         self._ids = itertools.count(1)
         self._idempotent: dict[str, dict] = {}
@@ -112,6 +114,8 @@ class StripeMock:
         routes = [
             ("GET", r"/v1/invoices", self._list_invoices),
             ("GET", r"/v1/invoices/(?P<id>[^/?]+)", self._get_invoice),
+            ("GET", r"/v1/invoice_payments", self._list_invoice_payments),
+            ("GET", r"/v1/payment_intents/(?P<id>[^/?]+)", self._get_payment_intent),
             ("POST", r"/v1/billing_portal/sessions", self._create_session),
             ("GET", r"/v1/events", self._list_events),
             ("GET", r"/v1/balance", self._balance),
@@ -174,6 +178,15 @@ class StripeMock:
         if params.get("customer") in self.settled_at_send:
             items = []
         return self._page(items, params, "/v1/invoices")
+
+    def _list_invoice_payments(self, params, context):
+        items = self.invoice_payments.get(params.get("invoice"), [])
+        return self._page(items, params, "/v1/invoice_payments")
+
+    def _get_payment_intent(self, params, context, id):
+        if id not in self.payment_intents:
+            return _error(context, 404, f"No such payment_intent: '{id}'", "resource_missing")
+        return self.payment_intents[id]
 
     def _get_invoice(self, params, context, id):
         invoice = next((i for i in self.invoices if i["id"] == id), None)

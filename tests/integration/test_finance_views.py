@@ -17,8 +17,8 @@ from webhook_app.clock import FrozenClock
 from webhook_app.finance import export
 from webhook_app.finance.period import parse_period
 from webhook_app.finance.queries import Filters
-from webhook_app.finance.views import dashboard_links
 from webhook_app.models import LedgerEntry
+from webhook_app.providers import dashboard_links
 
 
 @pytest.fixture

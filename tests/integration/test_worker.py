@@ -141,7 +141,11 @@ def test_two_worker_processes_on_postgresql_never_process_the_same_event_twice(p
         max_attempts = s.scalar(select(func.max(Event.attempts)))
         cases = s.scalar(select(func.count(DunningCase.id)))
         notifications = s.scalar(select(func.count(Notification.id)).where(Notification.step == 0))
+        held = s.scalar(
+            select(func.count(Notification.id)).where(Notification.step == 0, Notification.status == "held")
+        )
     assert statuses == {"done": 300}
+    assert held == 300  # one customer's messages wait together until STRIPE_SECRET_KEY is set
     assert max_attempts == 1  # no event was ever claimed twice
     assert cases == notifications == 300
     svc.db.dispose()

@@ -16,6 +16,8 @@ class StripeStandIn:
     def __init__(self, faults: Faults | None = None):
         self.faults = faults or Faults()
         self.invoices: dict[str, dict] = {}
+        self.invoice_payments: dict[str, list[dict]] = {}  # invoice id -> its payments (basil and later)
+        self.payment_intents: dict[str, dict] = {}
         self.portal_sessions: list[dict] = []
         self.requests: list[tuple[str, str]] = []
         self.idempotent: dict[str, dict] = {}
@@ -56,6 +58,20 @@ class StripeStandIn:
             if invoice is None:
                 return self._error(404, "invalid_request_error", f"No such invoice: '{invoice_id}'", "resource_missing")
             return jsonify(invoice)
+
+        @app.get("/v1/invoice_payments")
+        def list_invoice_payments():
+            data = self.invoice_payments.get(request.args.get("invoice", ""), [])
+            return jsonify({"object": "list", "url": "/v1/invoice_payments", "data": data, "has_more": False})
+
+        @app.get("/v1/payment_intents/<intent_id>")
+        def get_payment_intent(intent_id):
+            intent = self.payment_intents.get(intent_id)
+            if intent is None:
+                return self._error(
+                    404, "invalid_request_error", f"No such payment_intent: '{intent_id}'", "resource_missing"
+                )
+            return jsonify(intent)
 
         @app.post("/v1/billing_portal/sessions")
         def create_portal_session():

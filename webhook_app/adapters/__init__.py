@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from webhook_app.declines import Decline, DeclineClass, as_message_data, template_keys
 from webhook_app.money import format_amount
 
 
@@ -46,8 +47,14 @@ class Message:
     is_final_notice: bool = False
     other_invoices: tuple[InvoiceLine, ...] = field(default=())
     template: str = "first"  # first | reminder | final | action_required (see dunning.template_for)
+    decline: Decline | None = None  # why the payment failed (webhook_app.declines)
 
-    def data_variables(self) -> dict:
+    def template_keys(self) -> tuple[str, ...]:
+        """Template names to try, most specific first: `first.insufficient_funds`, then `first`."""
+        decline_class = self.decline.decline_class if self.decline else DeclineClass.UNKNOWN
+        return template_keys(self.template, decline_class) or (self.template,)
+
+    def data_variables(self) -> dict[str, Any]:
         """The camelCase message data of the design's contract (Loops dataVariables / eventProperties)."""
         inv = self.invoice
         data = {
@@ -66,6 +73,7 @@ class Message:
             "messageKind": self.template,
             "step": self.step,
             "isFinalNotice": self.is_final_notice,
+            **as_message_data(self.decline),
         }
         if self.other_invoices:
             data["invoiceCount"] = 1 + len(self.other_invoices)
@@ -96,6 +104,10 @@ class Messenger(Protocol):
     name: str
 
     def send(self, message: Message, idempotency_key: str) -> SendResult: ...
+
+    def send_alert(self, email: str, subject: str, text: str, idempotency_key: str) -> SendResult:
+        """Email a team alert to `email` (ALERT_EMAIL), once per idempotency key where the tool can."""
+        ...
 
     def check(self) -> str:
         """Verify credentials; return a short description or raise an error."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import requests
 
@@ -19,7 +20,7 @@ def call(
     *,
     what: str,
     timeout: float,
-    **kwargs,
+    **kwargs: Any,
 ) -> requests.Response:
     """Send one request after taking a token; a network failure becomes a TransientError naming `what`.
 
@@ -37,7 +38,7 @@ def call(
         raise TransientError(f"the {what} to {provider} failed ({type(exc).__name__})") from exc
 
 
-def json_object(response: requests.Response) -> dict:
+def json_object(response: requests.Response) -> dict[str, Any]:
     """The response body as a dict; {} when it is not a JSON object."""
     try:
         payload = response.json()

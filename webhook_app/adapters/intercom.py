@@ -56,7 +56,7 @@ def unix_seconds(moment: datetime) -> int:
     return calendar.timegm(moment.utctimetuple())
 
 
-def event_metadata(message: Message) -> dict:
+def event_metadata(message: Message) -> dict[str, Any]:
     """The design contract's Intercom metadata: at most 10 keys, contract names first, no empty values.
 
     Intercom metadata values are strings, numbers, dates, links, rich links and monetary amounts; there
@@ -122,6 +122,12 @@ class IntercomMessenger:
         )
         return SendResult(provider=self.name)
 
+    def send_alert(self, email: str, subject: str, text: str, idempotency_key: str) -> SendResult:
+        """Intercom sends to customers' contacts, not to the team: alert emails need Loops."""
+        raise ConfigurationNeeded(
+            "ALERT_EMAIL needs MESSAGING_PROVIDER=loops; with Intercom use ALERT_SLACK_WEBHOOK_URL"
+        )
+
     def find_or_create_contact(self, message: Message) -> str:
         """The Intercom id of the customer's contact: by external_id (Stripe customer id), then by
         email, else a new `user` contact carrying both."""
@@ -129,7 +135,7 @@ class IntercomMessenger:
             "email", message.email, message
         )
         if contact is not None:
-            return contact["id"]
+            return str(contact["id"])
         return self._create_contact(message)
 
     def check(self) -> str:
@@ -147,7 +153,7 @@ class IntercomMessenger:
 
     # -- contacts ------------------------------------------------------------------------------------
 
-    def _search(self, field: str, value: str, message: Message) -> dict | None:
+    def _search(self, field: str, value: str, message: Message) -> dict[str, Any] | None:
         secrets = (message.email,)
         body = {"query": {"field": field, "operator": "=", "value": value}}
         response = self._request("POST", "/contacts/search", f"contact search by {field}", secrets, json=body)
@@ -193,7 +199,7 @@ class IntercomMessenger:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs: Any) -> requests.Response:
         if not self._token:
             raise ConfigurationNeeded("INTERCOM_ACCESS_TOKEN is not set, so Intercom cannot send recovery messages")
         headers = {

@@ -62,12 +62,17 @@ def _variable(value: Any) -> Any:
     return value
 
 
-def transactional_variables(message: Message) -> dict:
+def _first(configured: dict[str, str], keys: tuple[str, ...]) -> str | None:
+    """The configured value of the first key that has one (`first.insufficient_funds`, then `first`)."""
+    return next((configured[key] for key in keys if key in configured), None)
+
+
+def transactional_variables(message: Message) -> dict[str, Any]:
     """The contract's message data as Loops `dataVariables` (strings, numbers, the invoices array)."""
     return {key: _variable(value) for key, value in message.data_variables().items()}
 
 
-def event_properties(message: Message) -> dict:
+def event_properties(message: Message) -> dict[str, Any]:
     """The contract's message data as Loops `eventProperties`.
 
     Event properties may only be strings, numbers, booleans or dates, so the multi-invoice list is left
@@ -101,7 +106,7 @@ class LoopsMessenger:
 
     def send(self, message: Message, idempotency_key: str) -> SendResult:
         """Send `message` once per `idempotency_key`; a key Loops has already seen counts as sent."""
-        transactional_id = self._transactional_ids.get(message.template, self._transactional_id)
+        transactional_id = _first(self._transactional_ids, message.template_keys()) or self._transactional_id
         if transactional_id:
             what = "transactional email"
             path = "/v1/transactional"
@@ -111,7 +116,7 @@ class LoopsMessenger:
                 "dataVariables": transactional_variables(message),
             }
         else:
-            event_name = self._event_names.get(message.template, self._event_name)
+            event_name = _first(self._event_names, message.template_keys()) or self._event_name
             what = f"event {event_name!r}"
             path = "/v1/events/send"
             body = {"email": message.email, "eventName": event_name, "eventProperties": event_properties(message)}
@@ -140,6 +145,29 @@ class LoopsMessenger:
         message_id = payload.get("id")
         return SendResult(provider=self.name, message_id=message_id if isinstance(message_id, str) else None)
 
+    def send_alert(self, email: str, subject: str, text: str, idempotency_key: str) -> SendResult:
+        """A team alert: the `alert` transactional email of LOOPS_TRANSACTIONAL_IDS (data `subject`, `text`),
+        else the event `teamAlert` on the team member's contact."""
+        transactional_id = self._transactional_ids.get("alert")
+        variables = {"subject": subject, "text": text}
+        if transactional_id:
+            what, path = "alert email", "/v1/transactional"
+            body: dict[str, Any] = {"transactionalId": transactional_id, "email": email, "dataVariables": variables}
+        else:
+            event_name = self._event_names.get("alert", "teamAlert")
+            what, path = f"alert event {event_name!r}", "/v1/events/send"
+            body = {"email": email, "eventName": event_name, "eventProperties": variables}
+        secrets = (email,)
+        response = self._request(
+            "POST", path, what, secrets, json=body, headers={"Idempotency-Key": loops_idempotency_key(idempotency_key)}
+        )
+        if response.status_code == 409:
+            return SendResult(provider=self.name, duplicate=True)
+        if not response.ok:
+            raise self._error(response, what, secrets)
+        message_id = http.json_object(response).get("id")
+        return SendResult(provider=self.name, message_id=message_id if isinstance(message_id, str) else None)
+
     def check(self) -> str:
         """Verify the API key with `GET /v1/api-key`; return the team and what a send will do."""
         response = self._request("GET", "/v1/api-key", "API key check", ())
@@ -153,7 +181,7 @@ class LoopsMessenger:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, what: str, secrets: tuple[str, ...], **kwargs: Any) -> requests.Response:
         if not self._api_key:
             raise ConfigurationNeeded("LOOPS_API_KEY is not set, so Loops cannot send recovery messages")
         headers = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from webhook_app.finance.cursor import SORTS, Cursor
 from webhook_app.finance.period import Period, iso
 from webhook_app.models import DunningCase, LedgerEntry
 from webhook_app.money import format_amount, to_decimal
+from webhook_app.providers import DashboardLink
 from webhook_app.states import CASE_LOST, CASE_OPEN, CASE_SETTLED
 from webhook_app.states import Attribution as Cause
 
@@ -375,10 +376,6 @@ ROW_COLUMNS = (
     LedgerEntry.seconds_to_recover,
     LedgerEntry.attribution,
 )
-
-
-# (provider, "invoice" | "customer", object id, livemode) -> the object's page in the provider's dashboard
-DashboardLink = Callable[[str, str, str, bool], str | None]
 
 
 def row_dict(row: Any, dashboard: DashboardLink) -> dict[str, Any]:

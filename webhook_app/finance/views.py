@@ -9,7 +9,6 @@ and `mode` (`live`, `test`; default: both). Sorting and pagination happen in the
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context, url_for
 
@@ -22,7 +21,6 @@ from webhook_app.finance.period import Period, PeriodError, default_period, pars
 from webhook_app.finance.queries import (
     ATTRIBUTION_LABELS,
     ATTRIBUTIONS,
-    DashboardLink,
     FilterError,
     Filters,
     currencies_in,
@@ -35,7 +33,7 @@ from webhook_app.finance.queries import (
     weekly,
 )
 from webhook_app.money import format_amount
-from webhook_app.providers.base import Provider
+from webhook_app.providers import dashboard_links
 from webhook_app.services import services
 
 log = logging.getLogger(__name__)
@@ -92,16 +90,6 @@ def _filters() -> Filters:
         parse_mode(args.get("mode")),
         parse_provider(args.get("provider"), services().providers),
     )
-
-
-def dashboard_links(providers: Mapping[str, Provider]) -> DashboardLink:
-    """Links into each provider's own dashboard (none for a provider the app no longer knows)."""
-
-    def link(provider: str, kind: str, object_id: str, livemode: bool) -> str | None:
-        known = providers.get(provider)
-        return known.dashboard_url(kind, object_id, livemode) if known is not None else None
-
-    return link
 
 
 def _cursor() -> Cursor | None:

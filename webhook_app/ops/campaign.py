@@ -37,6 +37,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from webhook_app import dunning, tokens
+from webhook_app.declines import DeclineClass
 from webhook_app.domain import InvoiceView
 from webhook_app.errors import ConfigurationNeeded, RecoveryError, ResourceMissing
 from webhook_app.models import DunningCase, Notification
@@ -211,12 +212,14 @@ def case_exclusions(session: Session, provider: str, invoice_ids: list[str]) -> 
     for start in range(0, len(invoice_ids), 500):
         chunk = invoice_ids[start : start + 500]
         rows = session.execute(
-            select(DunningCase.invoice_id, DunningCase.status).where(
+            select(DunningCase.invoice_id, DunningCase.status, DunningCase.decline_class).where(
                 DunningCase.provider == provider, DunningCase.invoice_id.in_(chunk)
             )
         )
-        for invoice_id, status in rows:
-            if status == CaseStatus.PAUSED:
+        for invoice_id, status, decline_class in rows:
+            if decline_class == DeclineClass.DO_NOT_CONTACT:
+                reasons[invoice_id] = "not to be contacted (the decline is a fraud or authorization signal)"
+            elif status == CaseStatus.PAUSED:
                 reasons[invoice_id] = "payment method updated, awaiting the provider's retry"
             elif status != CaseStatus.OPEN:
                 reasons[invoice_id] = f"case {status} in webhook_app"

@@ -37,7 +37,7 @@ class Check:
 def run_checks(svc: Services) -> list[Check]:
     """Every check, in the order an operator fixes things."""
     secrets = svc.settings.secrets()
-    checks = [*_settings(svc), _database(svc), *_providers(svc), _messenger(svc), *_links(svc)]
+    checks = [*_settings(svc), _database(svc), *_providers(svc), _messenger(svc), *_alerts(svc), *_links(svc)]
     # Provider texts may echo what we sent them: never let a key through to the terminal.
     return [Check(c.name, c.status, scrub(c.detail, secrets), scrub(c.fix, secrets) if c.fix else None) for c in checks]
 
@@ -118,6 +118,40 @@ def _messenger(svc: Services) -> Check:
         return Check("messenger", OK, svc.messenger.check())
     except RecoveryError as exc:
         return Check("messenger", FAIL, f"{provider}: {exc}", fixes.get(provider))
+
+
+def _alerts(svc: Services) -> list[Check]:
+    """Team alerts: each configured channel, checked without alerting anyone."""
+    if not svc.alerters:
+        return [
+            Check(
+                "team alerts",
+                WARN,
+                "off: nobody hears of large failures, fraud-flagged declines or final notices",
+                "set ALERT_SLACK_WEBHOOK_URL and/or ALERT_EMAIL (and ALERT_MIN_AMOUNT, ALERT_DIGEST_HOUR)",
+            )
+        ]
+    checks = []
+    for channel, alerter in sorted(svc.alerters.items()):
+        try:
+            checks.append(Check(f"team alerts ({channel})", OK, alerter.check()))
+        except RecoveryError as exc:
+            checks.append(Check(f"team alerts ({channel})", FAIL, str(exc), "see the README's Team alerts section"))
+    if channel_needs_loops(svc):
+        checks.append(
+            Check(
+                "team alerts (email)",
+                FAIL,
+                f"ALERT_EMAIL is set but alert emails need MESSAGING_PROVIDER=loops (now {svc.messenger.name})",
+                "use ALERT_SLACK_WEBHOOK_URL, or send through Loops",
+            )
+        )
+    return checks
+
+
+def channel_needs_loops(svc: Services) -> bool:
+    """ALERT_EMAIL goes through the messenger; only Loops (and the console) can email the team."""
+    return "email" in svc.alerters and svc.messenger.name not in ("loops", "console", "recording")
 
 
 def _links(svc: Services) -> list[Check]:

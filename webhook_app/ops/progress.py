@@ -82,7 +82,7 @@ class Progress:
         self.stream.write(" ".join(parts) + "\n")
         self.stream.flush()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         with self._lock:
             if self._bar is not None:
                 extra = self.postfix()

@@ -8,17 +8,31 @@ credentials are set; several may be on at once. Adding one: see docs/architectur
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from webhook_app.config import Settings
     from webhook_app.providers.base import Billing, Provider
 
+# (provider, "invoice" | "customer", object id, livemode) -> the object's page in the provider's dashboard
+DashboardLink = Callable[[str, str, str, bool], "str | None"]
+
 # name -> module; the name is the URL segment (/webhooks/<name>), the `provider` column and --provider.
 REGISTRY: dict[str, str] = {
     "stripe": "webhook_app.providers.stripe",
     "paddle": "webhook_app.providers.paddle",
 }
+
+
+def dashboard_links(providers: Mapping[str, Provider]) -> DashboardLink:
+    """Links into each provider's own dashboard (none for a provider the app no longer knows)."""
+
+    def link(provider: str, kind: str, object_id: str, livemode: bool) -> str | None:
+        known = providers.get(provider)
+        return known.dashboard_url(kind, object_id, livemode) if known is not None else None
+
+    return link
 
 
 def names() -> tuple[str, ...]:

@@ -13,6 +13,8 @@ Revision ID: 0004
 Revises: 0003
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -32,7 +34,7 @@ def _old_unique(table: str, column: str) -> str:
     return f"uq_{table}_{column}"
 
 
-def _add_provider(batch_op) -> None:
+def _add_provider(batch_op: Any) -> None:
     # Filled for existing rows by a server default that `_finish` drops: new rows must always say
     # which provider they belong to.
     batch_op.add_column(sa.Column("provider", sa.String(length=20), nullable=False, server_default="stripe"))

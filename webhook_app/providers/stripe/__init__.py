@@ -7,16 +7,18 @@ deliveries, `translate.py` turns payloads into domain events, `client.py` is the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
 from flask import Blueprint
 
 from webhook_app.config import Settings
-from webhook_app.domain import DomainEvent
-from webhook_app.errors import WebhookRejected
-from webhook_app.payload import unix_time
+from webhook_app.domain import DomainEvent, PaymentFailed
+from webhook_app.errors import ConfigurationNeeded, PermanentError, WebhookRejected
+from webhook_app.payload import dig, unix_time
 from webhook_app.providers.base import Billing, IncomingEvent, StoredEvent
 from webhook_app.providers.stripe import translate, webhook
 from webhook_app.providers.stripe.admin import StripeAdmin, StripeAdminPort
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from webhook_app.ops.doctor import Check
     from webhook_app.services import Services
 
+log = logging.getLogger(__name__)
 DASHBOARD = "https://dashboard.stripe.com"
 
 
@@ -89,7 +92,25 @@ class StripeProvider:
         )
 
     def translate(self, event: StoredEvent) -> list[DomainEvent] | None:
-        return translate.translate(event.payload)
+        """Stripe's payload as domain events; a failure's reason is read from the API when the payload
+        does not carry it (webhook payloads name the payment by id)."""
+        events = translate.translate(event.payload)
+        if not events or not isinstance(self._billing, StripeBilling):
+            return events
+        return [self._with_decline(e, event) if isinstance(e, PaymentFailed) else e for e in events]
+
+    def _with_decline(self, failed: PaymentFailed, event: StoredEvent) -> PaymentFailed:
+        if failed.decline is not None or not isinstance(self._billing, StripeBilling):
+            return failed
+        invoice = dig(event.payload, "data", "object")
+        try:
+            decline = self._billing.latest_decline(invoice, event.api_version)
+        except (PermanentError, ConfigurationNeeded) as exc:
+            # The reason is worth having, not worth stopping the recovery for (transient errors do
+            # retry the event: the reason decides whether and when the customer is messaged).
+            log.warning("could not read why the payment failed: %s", exc, extra={"event_id": event.event_id})
+            return failed
+        return replace(failed, decline=decline)
 
     def dashboard_url(self, kind: str, object_id: str, livemode: bool) -> str | None:
         """The Stripe Dashboard page of an invoice or customer (`/test/` for test-mode objects)."""

@@ -13,7 +13,7 @@ live, under Stripe's 25 / 100; a 429 holds every caller for Stripe's wait).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import stripe
@@ -21,6 +21,7 @@ import stripe
 from webhook_app.adapters.pacing import Pacer
 from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.config import StripeSettings
+from webhook_app.declines import Decline
 from webhook_app.domain import InvoiceView
 from webhook_app.errors import (
     ConfigurationNeeded,
@@ -31,7 +32,13 @@ from webhook_app.errors import (
     TransientError,
 )
 from webhook_app.providers.base import LinkTarget, UpdateLink
-from webhook_app.providers.stripe.translate import invoice_view
+from webhook_app.providers.stripe.declines import (
+    decline_from_charge,
+    decline_from_invoice_payments,
+    decline_from_payment_intent,
+    invoice_payments_params,
+)
+from webhook_app.providers.stripe.translate import BASIL, invoice_view
 
 PAGE_SIZE = 100  # Stripe's maximum `limit` for list endpoints
 # Stripe allows 25 req/s in test mode and 100 live; staying below leaves room for other processes.
@@ -162,3 +169,22 @@ class StripeBilling:
             params["customer"] = customer_id
         for invoice in self.api.pages(self.api.client.v1.invoices.list, params):
             yield invoice_view(invoice.to_dict())
+
+    def latest_decline(self, invoice: Mapping[str, Any], api_version: str | None) -> Decline | None:
+        """Why the invoice's latest payment attempt failed, read from the API.
+
+        API 2025-03-31.basil and later: the invoice's payments with their PaymentIntents expanded
+        (`GET /v1/invoice_payments`); older payloads name a `payment_intent` or `charge` by id.
+        https://docs.stripe.com/api/invoice-payment/list, /api/payment_intents/object#last_payment_error
+        """
+        payment_intent, charge = invoice.get("payment_intent"), invoice.get("charge")
+        if isinstance(payment_intent, str):
+            intent = self.api.call(self.api.client.v1.payment_intents.retrieve, payment_intent)
+            return decline_from_payment_intent(intent.to_dict())
+        if isinstance(charge, str):
+            return decline_from_charge(self.api.call(self.api.client.v1.charges.retrieve, charge).to_dict())
+        invoice_id = invoice.get("id")
+        if not isinstance(invoice_id, str) or (api_version is not None and api_version < BASIL and not payment_intent):
+            return None  # an old-version invoice that never had a payment attempt to read
+        payments = self.api.call(self.api.client.v1.invoice_payments.list, invoice_payments_params(invoice_id))
+        return decline_from_invoice_payments(payments.to_dict())

@@ -8,6 +8,7 @@ because Stripe never returns it again).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 from flask.cli import with_appcontext
@@ -17,11 +18,14 @@ from webhook_app.ops.output import fail
 from webhook_app.providers.stripe.admin import StripeAdminPort
 from webhook_app.services import Services, services
 
+if TYPE_CHECKING:
+    from webhook_app.providers.stripe import StripeProvider
+
 portal_group = click.Group("portal", help="The Stripe Billing Portal configuration recovery links open.")
 stripe_group = click.Group("stripe", help="Stripe account set-up.")
 
 
-def _stripe(svc: Services):  # -> StripeProvider (imported lazily: the package imports this module)
+def _stripe(svc: Services) -> StripeProvider:
     from webhook_app.providers.stripe import StripeProvider
 
     provider = svc.provider("stripe")
@@ -40,7 +44,8 @@ def _admin(svc: Services) -> StripeAdminPort:
 
 
 def _mode(svc: Services) -> str:
-    return {True: "live mode", False: "test mode"}.get(svc.settings.stripe.livemode, "unknown mode")
+    livemode = svc.settings.stripe.livemode
+    return "unknown mode" if livemode is None else "live mode" if livemode else "test mode"
 
 
 @portal_group.command("setup")

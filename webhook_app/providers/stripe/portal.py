@@ -12,6 +12,7 @@ https://docs.stripe.com/customer-management/configure-portal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from webhook_app.providers.stripe.admin import StripeAdminPort
 
@@ -42,15 +43,15 @@ class PortalResult:
     others: tuple[str, ...] = ()
 
 
-def is_managed(configuration: dict) -> bool:
+def is_managed(configuration: dict[str, Any]) -> bool:
     """True for a configuration `portal setup` made (its metadata says so)."""
     metadata = configuration.get("metadata") or {}
     return metadata.get("managed_by") == MANAGED_BY and metadata.get("purpose") == PURPOSE
 
 
-def configuration_params(options: PortalOptions) -> dict:
+def configuration_params(options: PortalOptions) -> dict[str, Any]:
     """The create/update parameters for `options`."""
-    params: dict = {
+    params: dict[str, Any] = {
         "name": NAME,
         "business_profile": {"headline": options.headline},
         "features": {

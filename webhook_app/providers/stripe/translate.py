@@ -35,6 +35,7 @@ from webhook_app.domain import (
 )
 from webhook_app.errors import BadPayload
 from webhook_app.payload import dig
+from webhook_app.providers.stripe.declines import decline_from_legacy_invoice
 from webhook_app.states import CaseStatus, LedgerKind
 
 PROVIDER = "stripe"
@@ -115,7 +116,11 @@ def _object(event: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 
 
 def _payment_failed(event: Mapping[str, Any]) -> list[DomainEvent]:
-    return [PaymentFailed(invoice_view(dig(event, "data", "object")), failed_at=_created(event))]
+    obj = dig(event, "data", "object")
+    # The reason, when the payload carries it (an expanded payment_intent or charge, pre-basil);
+    # StripeProvider.translate reads it from the API otherwise.
+    decline = decline_from_legacy_invoice(obj) if isinstance(obj, Mapping) else None
+    return [PaymentFailed(invoice_view(obj), failed_at=_created(event), decline=decline)]
 
 
 def _action_required(event: Mapping[str, Any]) -> list[DomainEvent]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -62,7 +63,7 @@ def parse_event(body: bytes) -> dict[str, Any]:
         raise WebhookRejected("body is not valid JSON") from None
     if not isinstance(event, dict):
         raise WebhookRejected("body is not a JSON object")
-    checks = {
+    checks: dict[str, Callable[[Any], bool]] = {
         "id": lambda v: isinstance(v, str) and v.startswith("evt_") and len(v) <= 255 and payload.plain(v),
         "type": lambda v: isinstance(v, str) and 0 < len(v) <= 100 and payload.plain(v),
         "created": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32,
