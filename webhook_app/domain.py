@@ -48,8 +48,9 @@ class InvoiceView:
     paid_at: datetime | None = None
     failure_reason: str | None = None
     customer_country: str | None = None
-    # The provider will not retry: True / False when it says so (Recurly's final dunning event); None
-    # to judge by `next_payment_attempt` (Stripe: none scheduled means the last attempt has failed).
+    # The provider will not retry: True / False when it says so (Recurly's final dunning event; Paddle,
+    # which never says when it retries, False); None to judge by `next_payment_attempt` (Stripe: none
+    # scheduled means the last attempt has failed).
     last_attempt: bool | None = None
 
     @property

@@ -6,6 +6,8 @@ Shapes follow PaddleHQ/paddle-openapi v1/openapi.yaml (read at commit 792a49e, 2
   query plus `after=<last id>` (returned even when `has_more` is false);
 - GET /transactions takes `per_page` up to 30 (default 30), filters `status`, `customer_id`,
   `subscription_id` as comma-separated lists, and is ordered by id ascending (`order_by` default);
+- `include=customer,address` (GET /transactions and GET /transactions/{id}) embeds the related customer
+  and address entities;
 - amounts are strings of minor units in `details.totals`; failed payment attempts sit in `payments[]`
   with `status: "error"` and an `error_code` (declined, insufficient_funds, expired_card...);
 - errors are `{"error": {type, code, detail, documentation_url}, "meta": {request_id}}`: 404 `not_found`
@@ -129,6 +131,7 @@ class PaddleStandIn:
         self.customers: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.transactions: dict[str, dict[str, Any]] = {}
+        self.addresses: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []  # {method, path, query}; never the Authorization header
         self.retry_after = "3"  # Retry-After on injected 429s
         self.base_url = ""  # set once served, for `meta.pagination.next`
@@ -172,16 +175,19 @@ class PaddleStandIn:
         currency: str = "USD",
         unit_amount: int = 4900,
         collection_mode: str = "automatic",
+        country_code: str = "US",
         **extra: Any,
     ) -> dict[str, Any]:
-        """A monthly subscription entity with one item priced `unit_amount` minor units."""
+        """A monthly subscription entity with one item priced `unit_amount` minor units, billed to an
+        address in `country_code`."""
         now = _now()
         sub_id = self._id("sub")
+        address = self.add_address(customer_id, country_code)
         subscription = {
             "id": sub_id,
             "status": status,
             "customer_id": customer_id,
-            "address_id": self._id("add"),
+            "address_id": address["id"],
             "business_id": None,
             "currency_code": currency,
             "created_at": _iso(now - timedelta(days=40)),
@@ -214,6 +220,29 @@ class PaddleStandIn:
         with self._lock:
             self.subscriptions[sub_id] = subscription
         return subscription
+
+    def add_address(self, customer_id: str, country_code: str = "US") -> dict[str, Any]:
+        """A customer's address entity (Paddle keeps only the country and postcode for most)."""
+        now = _iso(_now())
+        address = {
+            "id": self._id("add"),
+            "customer_id": customer_id,
+            "description": None,
+            "first_line": None,
+            "second_line": None,
+            "city": None,
+            "postal_code": None,
+            "region": None,
+            "country_code": country_code,
+            "custom_data": None,
+            "status": "active",
+            "created_at": now,
+            "updated_at": now,
+            "import_meta": None,
+        }
+        with self._lock:
+            self.addresses[address["id"]] = address
+        return address
 
     def _price(self, currency: str, unit_amount: int, now: datetime) -> dict[str, Any]:
         return {
@@ -368,6 +397,7 @@ class PaddleStandIn:
                 currency=sub["currency_code"],
                 failed_attempts=attempts,
                 error_code=error_code,
+                address_id=sub["address_id"],
             )
             sub["status"] = "past_due"
             sub["updated_at"] = _iso(_now())
@@ -459,6 +489,16 @@ class PaddleStandIn:
             meta["pagination"] = pagination
         return jsonify({"data": data, "meta": meta})
 
+    def _with_includes(self, txn: dict[str, Any]) -> dict[str, Any]:
+        """A copy of `txn` with the related entities the request's `include` names (customer, address)."""
+        data: dict[str, Any] = json.loads(json.dumps(txn))
+        includes = set(filter(None, request.args.get("include", "").split(",")))
+        if "customer" in includes and txn["customer_id"] in self.customers:
+            data["customer"] = json.loads(json.dumps(self.customers[txn["customer_id"]]))
+        if "address" in includes and txn.get("address_id") in self.addresses:
+            data["address"] = json.loads(json.dumps(self.addresses[txn["address_id"]]))
+        return data
+
     def _not_found(self, entity_id: str) -> Response:
         return self._error(404, "not_found", f"Entity {entity_id} not found")
 
@@ -502,10 +542,7 @@ class PaddleStandIn:
                 txn = self.transactions.get(txn_id)
                 if txn is None:
                     return self._not_found(txn_id)
-                data = json.loads(json.dumps(txn))
-                includes = set(filter(None, request.args.get("include", "").split(",")))
-                if "customer" in includes and txn["customer_id"] in self.customers:
-                    data["customer"] = json.loads(json.dumps(self.customers[txn["customer_id"]]))
+                data = self._with_includes(txn)
             return self._ok(data)
 
         @app.get("/transactions")
@@ -535,7 +572,7 @@ class PaddleStandIn:
                 after = args.get("after")
                 if after:
                     rows = [t for t in rows if t["id"] > after]
-                page = json.loads(json.dumps(rows[:per_page]))
+                page = [self._with_includes(t) for t in rows[:per_page]]
             has_more = len(rows) > per_page
             query = {k: v for k, v in args.items() if k != "after"}
             last = page[-1]["id"] if page else after or ""

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "stripe": "webhook_app.providers.stripe",
     "braintree": "webhook_app.providers.braintree",
     "recurly": "webhook_app.providers.recurly",
+    "paddle": "webhook_app.providers.paddle",
 }
 
 

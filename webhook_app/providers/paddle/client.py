@@ -15,7 +15,9 @@ API pages this wraps (base https://api.paddle.com, sandbox https://sandbox-api.p
 - Rate limits, 240 requests a minute per IP, 429 with Retry-After:
   https://developer.paddle.com/api-reference/about/rate-limiting
 - Permissions the API key needs (the spec's `x-permissions`): transaction.read, customer.read,
-  subscription.read, and transaction.write for the update-payment-method transaction (it may create one).
+  subscription.read, address.read (the customer's country, for quiet hours; Paddle leaves an included
+  entity out when the key may not read it), and transaction.write for the update-payment-method
+  transaction (it may create one).
   Keys look like `pdl_live_apikey_…` / `pdl_sdbx_apikey_…` (legacy keys: 50 random characters).
 
 Why plain `requests` (through `webhook_app.adapters.http.call`) and not paddle-python-sdk 1.16.1, whose
@@ -96,9 +98,12 @@ class PaddleClient:
 
     # -- reads ---------------------------------------------------------------------------------------
 
-    def get_transaction(self, txn_id: str, include_customer: bool = False) -> dict[str, Any]:
-        """The transaction `txn_id`; with `include_customer` its `customer` (with the email) is embedded."""
-        params = {"include": "customer"} if include_customer else None
+    def get_transaction(
+        self, txn_id: str, include_customer: bool = False, include_address: bool = False
+    ) -> dict[str, Any]:
+        """The transaction `txn_id`; with `include_customer` its `customer` (with the email) is embedded,
+        with `include_address` its billing `address` (with `country_code`): one request for all three."""
+        params = _includes(include_customer, include_address)
         return self._data(self._get(f"/transactions/{_segment(txn_id)}", "transaction lookup", "transaction", params))
 
     def get_customer(self, ctm_id: str) -> dict[str, Any]:
@@ -117,11 +122,22 @@ class PaddleClient:
         path = f"/subscriptions/{_segment(sub_id)}/update-payment-method-transaction"
         return self._data(self._get(path, "update-payment-method transaction", "subscription"))
 
-    def list_past_due_transactions(self, customer_id: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every `past_due` transaction (of one customer when given), following `meta.pagination.next`."""
+    def list_past_due_transactions(
+        self,
+        customer_id: str | None = None,
+        *,
+        subscription_id: str | None = None,
+        include_customer: bool = False,
+        include_address: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Every `past_due` transaction (of one customer and/or subscription when given), following
+        `meta.pagination.next`; `include_*` embed each one's customer and address as `get_transaction` does."""
         params: dict[str, str] = {"status": "past_due", "per_page": str(PAGE_SIZE)}
         if customer_id:
             params["customer_id"] = _segment(customer_id)
+        if subscription_id:
+            params["subscription_id"] = _segment(subscription_id)
+        params.update(_includes(include_customer, include_address) or {})
         url: str | None = self.base_url + "/transactions"
         query: dict[str, str] | None = params
         seen: set[str] = set()
@@ -227,6 +243,12 @@ class PaddleClient:
         if code == "paddle_billing_not_enabled":
             return ConfigurationNeeded(f"PADDLE_API_KEY belongs to an account without Paddle Billing ({shown})")
         return PermanentError(f"Paddle rejected the {what} with HTTP {response.status_code} ({shown})")
+
+
+def _includes(customer: bool, address: bool) -> dict[str, str] | None:
+    """The `include` query parameter: related entities Paddle embeds in the answer (a comma-separated list)."""
+    names = [name for name, wanted in (("customer", customer), ("address", address)) if wanted]
+    return {"include": ",".join(names)} if names else None
 
 
 def _retry_after(response: requests.Response) -> float:

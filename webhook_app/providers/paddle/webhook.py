@@ -84,7 +84,7 @@ def verify_signature(
     if not secrets:
         raise WebhookRejected("no Paddle webhook secret is configured (PADDLE_WEBHOOK_SECRET)", status=401)
     if not header:
-        raise WebhookRejected(f"missing {HEADER} header", status=401)
+        raise WebhookRejected(f"missing {HEADER} header")
     if len(header) > _MAX_HEADER or not header.isascii() or not header.isprintable():
         raise WebhookRejected(f"{HEADER} header is malformed (not printable ASCII or too long)")
     ts, signatures = _parse_header(header)
@@ -96,7 +96,7 @@ def verify_signature(
         for candidate in candidates
     )
     if not matched:
-        raise WebhookRejected("no valid signature for any configured Paddle webhook secret", status=401)
+        raise WebhookRejected("no valid signature for any configured Paddle webhook secret")
     current = time.time() if now is None else now
     if current - ts > tolerance_seconds:
         raise WebhookRejected(
