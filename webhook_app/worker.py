@@ -146,6 +146,16 @@ class Worker:
             self._event_failed(c, exc, context)
 
     def _event_failed(self, c: Claim, exc: Exception, context: dict[str, Any]) -> None:
+        if isinstance(exc, ConfigurationNeeded):
+            # A translator that must read the provider's API (Chargebee confirms every event) cannot
+            # until an operator fixes its key: the event waits, as messages do, instead of failing.
+            reason = _reason(exc)
+            log.error("event held until an operator acts: %s", reason, extra=context)
+            report_exception(exc)
+            run_at = self.svc.clock.now() + timedelta(seconds=exc.hold_seconds)
+            with self.svc.db.session() as s:
+                finish(s, Event, c, status=EventStatus.PENDING, run_at=run_at, last_error=reason)
+            return
         values = self._retry_or_stop(c, exc, "event", context)
         if values["status"] == EventStatus.FAILED:
             values["processed_at"] = self.svc.clock.now()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # name -> module; the name is the URL segment (/webhooks/<name>), the `provider` column and --provider.
 REGISTRY: dict[str, str] = {
     "stripe": "webhook_app.providers.stripe",
+    "chargebee": "webhook_app.providers.chargebee",
 }
 
 
