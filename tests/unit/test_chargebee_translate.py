@@ -163,6 +163,19 @@ def test_payment_succeeded_on_a_paid_invoice_is_invoice_paid_at_its_paid_time(cb
     assert event.invoice.amount_due == 4900  # what was asked, as the ledger records it
 
 
+def test_the_payment_that_settled_an_invoice_counts_as_an_attempt(cb, api):
+    cb.pay_invoice("inv_1001")  # after two failed attempts, paid on a hosted page: no attempt listed for it
+    [event] = run(api, cb.add_invoice_event("payment_succeeded", "inv_1001"))
+    assert event.invoice.attempt_count == 3
+    cb.invoices["inv_1001"]["dunning_attempts"].append({"attempt": 2, "txn_status": "success"})
+    [event] = run(api, cb.add_invoice_event("payment_succeeded", "inv_1001"))
+    assert event.invoice.attempt_count == 3  # a retry that succeeded is listed: not counted twice
+    cb.add_invoice("inv_clean", customer_id="cust_ada", dunning_status=None, dunning_attempts=0)
+    cb.pay_invoice("inv_clean")
+    [event] = run(api, cb.add_invoice_event("payment_succeeded", "inv_clean"))
+    assert event.invoice.attempt_count == 1  # paid at the first charge: never a recovery
+
+
 def test_a_partial_payment_records_nothing_yet(cb, api):
     cb.invoices["inv_1001"].update(amount_paid=1000, amount_due=3900)
     assert run(api, cb.add_invoice_event("payment_succeeded", "inv_1001")) == []
@@ -246,7 +259,7 @@ def test_unhandled_types_are_not_read_back(api):
 
 def test_a_malformed_amount_is_a_bad_payload_naming_the_field(cb):
     invoice = dict(cb.invoices["inv_1001"], amount_due="49.00")
-    with pytest.raises(BadPayload, match="invoice.amount_due"):
+    with pytest.raises(BadPayload, match=r"invoice\.amount_due"):
         invoice_view(invoice, cb.customers["cust_ada"], livemode=False)
 
 

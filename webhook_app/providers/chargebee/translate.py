@@ -86,14 +86,18 @@ def invoice_status(invoice: Mapping[str, Any]) -> str | None:
 
 
 def attempt_count(invoice: Mapping[str, Any]) -> int:
-    """Charge attempts made on the invoice: its dunning attempts (the first charge is one too).
+    """Charge attempts made on the invoice, the one that paid it included (the core's `attempt_count`).
 
-    An invoice in dunning has failed at least once even when Chargebee lists no attempt yet.
+    Chargebee lists its dunning attempts; an invoice in dunning has failed at least once even when none
+    is listed yet, and a paid invoice whose list shows no successful attempt was paid by one more (a
+    hosted page, a manual charge). A paid invoice with a failure before its payment thus counts two,
+    which tells the core a late `payment_failed` was a recovery, not a new case.
     """
     attempts = invoice.get("dunning_attempts")
-    count = sum(1 for a in attempts if isinstance(a, Mapping)) if isinstance(attempts, list) else 0
-    if count == 0 and invoice.get("dunning_status") is not None:
-        return 1
+    listed = [a for a in attempts if isinstance(a, Mapping)] if isinstance(attempts, list) else []
+    count = len(listed) or (1 if invoice.get("dunning_status") is not None else 0)
+    if invoice_status(invoice) == domain.PAID and not any(a.get("txn_status") == "success" for a in listed):
+        count += 1
     return count
 
 
