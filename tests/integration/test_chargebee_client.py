@@ -380,7 +380,7 @@ def test_a_listing_can_ask_for_one_invoice_only(http):
         next(make_client().list_unpaid_invoices(page_size=101))
 
 
-def test_a_customer_read_with_retries_waits_out_a_429_and_reads_again(http):
+def test_a_read_made_with_retrying_waits_out_a_429_and_reads_again(http):
     fake = FakeTime()
     http.get(
         f"{BASE}/customers/cust_1",
@@ -390,8 +390,16 @@ def test_a_customer_read_with_retries_waits_out_a_429_and_reads_again(http):
         ],
     )
     client = make_client(fake, sleep=fake.sleep)
-    assert client.retrieve_customer("cust_1", retries=2) == {"id": "cust_1"}
+    assert client.retrying(lambda: client.retrieve_customer("cust_1"), retries=2) == {"id": "cust_1"}
     assert DEFAULT_RATE_LIMIT_WAIT in fake.sleeps and http.call_count == 2
+
+
+def test_a_wait_longer_than_the_caller_allows_is_raised_for_its_own_backoff(http):
+    http.get(f"{BASE}/customers/cust_1", status_code=429, json=cb_error(429, "api_request_limit_exceeded", "wait"))
+    client = make_client()
+    with pytest.raises(TransientError) as throttled:
+        client.retrying(lambda: client.retrieve_customer("cust_1"), retries=3, max_wait=5)
+    assert throttled.value.retry_after == DEFAULT_RATE_LIMIT_WAIT and http.call_count == 1
 
 
 def test_reads_are_not_retried_unless_asked(http):

@@ -10,6 +10,7 @@ end-to-end test can follow a redirect there. `Faults` apply to API calls only.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import threading
@@ -265,16 +266,17 @@ class ChargebeeStandIn:
         """An event about an invoice (`payment_failed`, `payment_succeeded`, `invoice_updated`, ...).
 
         Its content carries the invoice, its customer and (if any) its subscription as they are now,
-        as Chargebee's payment events do.
+        as Chargebee's payment events do: copies, so later changes (another failed attempt) do not
+        reach back into an event already recorded.
         """
         invoice = self.invoices[invoice_id]
-        content: dict[str, Any] = {"invoice": dict(invoice)}
+        content: dict[str, Any] = {"invoice": copy.deepcopy(invoice)}
         customer = self.customers.get(invoice["customer_id"])
         if customer:
-            content["customer"] = dict(customer)
+            content["customer"] = copy.deepcopy(customer)
         subscription = self.subscriptions.get(invoice.get("subscription_id") or "")
         if subscription:
-            content["subscription"] = dict(subscription)
+            content["subscription"] = copy.deepcopy(subscription)
         return self.add_event(event_type, content, **kwargs)
 
     def add_payment_source_event(
@@ -295,7 +297,7 @@ class ChargebeeStandIn:
             "object": "payment_source",
         }
         self.customers[customer_id]["primary_payment_source_id"] = source["id"]
-        content = {"customer": dict(self.customers[customer_id]), "payment_source": source}
+        content = {"customer": copy.deepcopy(self.customers[customer_id]), "payment_source": source}
         return self.add_event(event_type, content, **kwargs)
 
     def cancel_subscription(self, subscription_id: str, cancel_reason: str | None = "not_paid") -> dict[str, Any]:
@@ -305,10 +307,10 @@ class ChargebeeStandIn:
         subscription.update(status="cancelled", cancelled_at=now, updated_at=now)
         if cancel_reason:
             subscription["cancel_reason"] = cancel_reason
-        content: dict[str, Any] = {"subscription": dict(subscription)}
+        content: dict[str, Any] = {"subscription": copy.deepcopy(subscription)}
         customer = self.customers.get(subscription["customer_id"])
         if customer:
-            content["customer"] = dict(customer)
+            content["customer"] = copy.deepcopy(customer)
         return self.add_event("subscription_cancelled", content)
 
     @staticmethod

@@ -157,3 +157,10 @@ def test_dashboard_links_open_the_object_on_the_sites_app():
     assert p.dashboard_url("invoice", "inv_1", False) == "https://acme-test.chargebee.com/d/invoices/inv_1"
     assert p.dashboard_url("customer", "a b/c", False) == "https://acme-test.chargebee.com/d/customers/a%20b%2Fc"
     assert p.dashboard_url("subscription", "sub_1", False) is None
+
+
+def test_the_rate_limit_is_the_test_sites_unless_set_for_a_bigger_plan():
+    from webhook_app.providers.chargebee.client import DEFAULT_RATE_PER_SECOND
+
+    assert provider().client.bucket.rate == DEFAULT_RATE_PER_SECOND == 2.5
+    assert provider(CHARGEBEE_RATE_PER_SECOND="15").client.bucket.rate == 15

@@ -21,7 +21,7 @@ from webhook_app.payload import unix_time
 from webhook_app.providers.base import Billing, IncomingEvent, StoredEvent
 from webhook_app.providers.chargebee import translate, webhook
 from webhook_app.providers.chargebee.billing import ChargebeeBilling
-from webhook_app.providers.chargebee.client import ChargebeeClient
+from webhook_app.providers.chargebee.client import DEFAULT_RATE_PER_SECOND, ChargebeeClient
 
 if TYPE_CHECKING:
     from webhook_app.ops.doctor import Check
@@ -44,7 +44,10 @@ class ChargebeeProvider:
         if client is None and self.settings.enabled:
             try:
                 self.client = ChargebeeClient(
-                    api_key=self.settings.api_key or "", site=self.settings.site, base_url=self.settings.api_base
+                    api_key=self.settings.api_key or "",
+                    site=self.settings.site,
+                    base_url=self.settings.api_base,
+                    rate_per_second=self.settings.rate_per_second or DEFAULT_RATE_PER_SECOND,
                 )
             except ConfigurationNeeded:
                 self.client = None  # a malformed CHARGEBEE_SITE: doctor and missing_for_sending name it

@@ -14,6 +14,7 @@ minted for an email that carries our /r/ link anyway.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from webhook_app import payload
@@ -24,7 +25,11 @@ from webhook_app.providers.base import LinkTarget, UpdateLink
 from webhook_app.providers.chargebee.client import ChargebeeClient
 from webhook_app.providers.chargebee.translate import invoice_view
 
+# Transient failures (a 429 with a short Retry-After, a 5xx) are absorbed in place when the wait is
+# short, so one throttled call does not send a whole message or listing back to the worker's backoff.
 LIST_RETRIES = 5  # a throttled read of a long listing is made again, not the whole listing
+READ_RETRIES, READ_MAX_WAIT = 3, 30.0  # a worker thread re-reading an invoice before a send
+CLICK_RETRIES, CLICK_MAX_WAIT = 2, 5.0  # a customer is waiting on the other end of the click
 
 
 class ChargebeeBilling:
@@ -51,11 +56,16 @@ class ChargebeeBilling:
 
     def retrieve_invoice(self, invoice_id: str) -> InvoiceView:
         """The invoice as Chargebee sees it now; its customer too while it is still owed."""
-        invoice = self.client.retrieve_invoice(invoice_id)
+        client = self.client
+        invoice = client.retrying(
+            lambda: client.retrieve_invoice(invoice_id), retries=READ_RETRIES, max_wait=READ_MAX_WAIT
+        )
         view = invoice_view(invoice, None, livemode=self.livemode)
         if view.is_closed:
             return view  # nothing will be sent for it: the customer's details are not needed
-        customer = self.client.retrieve_customer(view.customer_id)
+        customer = client.retrying(
+            lambda: client.retrieve_customer(view.customer_id), retries=READ_RETRIES, max_wait=READ_MAX_WAIT
+        )
         return invoice_view(invoice, customer, livemode=self.livemode)
 
     def update_link(
@@ -69,14 +79,25 @@ class ChargebeeBilling:
         """
         if for_email and self.durable_links:
             return None
-        due = next(iter(self.client.list_unpaid_invoices(target.customer_id, page_size=1)), None)
+        client, customer_id, redirect_url = self.client, target.customer_id, self.return_url
+        due = client.retrying(
+            lambda: next(iter(client.list_unpaid_invoices(customer_id, page_size=1)), None),
+            retries=CLICK_RETRIES,
+            max_wait=CLICK_MAX_WAIT,
+        )
+        # Chargebee refused the POST (429, 5xx) or it timed out: asking again costs at worst an unused
+        # page, which expires by itself; with the notification's key Chargebee returns the same page.
         if due is not None:
-            page = self.client.collect_now_page(
-                target.customer_id, redirect_url=self.return_url, idempotency_key=idempotency_key
+            page = client.retrying(
+                lambda: client.collect_now_page(customer_id, redirect_url, idempotency_key=idempotency_key),
+                retries=CLICK_RETRIES,
+                max_wait=CLICK_MAX_WAIT,
             )
         else:
-            page = self.client.manage_payment_sources_page(
-                target.customer_id, redirect_url=self.return_url, idempotency_key=idempotency_key
+            page = client.retrying(
+                lambda: client.manage_payment_sources_page(customer_id, redirect_url, idempotency_key=idempotency_key),
+                retries=CLICK_RETRIES,
+                max_wait=CLICK_MAX_WAIT,
             )
         url = payload.text(page.get("url"), "hosted_page.url")
         if not url or not url.startswith(("https://", "http://")):
@@ -89,5 +110,8 @@ class ChargebeeBilling:
         for invoice in self.client.list_unpaid_invoices(customer_id, page_retries=LIST_RETRIES):
             owner = payload.ident(invoice.get("customer_id"), "invoice.customer_id")
             if owner not in customers:  # one read per customer, however many invoices they owe
-                customers[owner] = self.client.retrieve_customer(owner, retries=LIST_RETRIES)
+                customers[owner] = self.client.retrying(
+                    partial(self.client.retrieve_customer, owner),
+                    retries=LIST_RETRIES,
+                )
             yield invoice_view(invoice, customers[owner], livemode=self.livemode)

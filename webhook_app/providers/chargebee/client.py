@@ -33,7 +33,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -48,7 +48,7 @@ DEFAULT_RATE_PER_SECOND = 150 / 60  # test sites: 150 API calls a minute (live S
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RATE_LIMIT_WAIT = 60.0  # no Retry-After documented; the per-minute window resets in about a minute
 PAGE_LIMIT = 100  # the maximum `limit` of a list call
-PAGE_BACKOFF_MAX = 120.0  # longest wait before asking for a throttled or failed page again
+RETRY_WAIT_MAX = 120.0  # longest wait `retrying` sleeps in place by default (a listing page asked for again)
 # Sent with the hosted-page POSTs, which Chargebee marks idempotent: a retry with the same key within
 # Chargebee's idempotency window gets the page already made (https://apidocs.chargebee.com/docs/api/idempotency).
 IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
@@ -57,6 +57,7 @@ IDEMPOTENCY_KEY_MAX = 100  # "Idempotency keys can be up to 100 characters in le
 # attempt failed, the invoice is still open). `posted` (not yet due), `paid`, `voided` and `pending`
 # (not yet closed) are not recoveries to chase.
 UNPAID_STATUSES = ("payment_due", "not_paid")
+T = TypeVar("T")
 _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 _DETAIL_MAX = 300
 
@@ -122,12 +123,9 @@ class ChargebeeClient:
         """The Invoice resource: `status`, `amount_due` (minor units), `currency_code`, `dunning_status`, ..."""
         return self._get_one("invoices", invoice_id, "invoice")
 
-    def retrieve_customer(self, customer_id: str, *, retries: int = 0) -> dict[str, Any]:
-        """The Customer resource (`email`, `first_name`, `last_name`, `company`, ...).
-
-        `retries`: transient failures retried in place (see `list_unpaid_invoices`).
-        """
-        return self._get_one("customers", customer_id, "customer", retries)
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        """The Customer resource (`email`, `first_name`, `last_name`, `company`, ...)."""
+        return self._get_one("customers", customer_id, "customer")
 
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         """The Subscription resource (`status`, `customer_id`, `due_invoices_count`, ...)."""
@@ -158,8 +156,9 @@ class ChargebeeClient:
             what = self._what(f"unpaid invoice listing for customer {customer_id}")
         seen_offsets: set[str] = set()
         while True:
-            payload = self._retrying(
-                lambda: self._request("GET", "/invoices", what=what, kind="invoice", params=params), page_retries
+            payload = self.retrying(
+                lambda: self._request("GET", "/invoices", what=what, kind="invoice", params=params),
+                retries=page_retries,
             )
             entries = payload.get("list")
             if not isinstance(entries, list):
@@ -222,11 +221,10 @@ class ChargebeeClient:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _get_one(self, collection: str, object_id: str, kind: str, retries: int = 0) -> dict[str, Any]:
+    def _get_one(self, collection: str, object_id: str, kind: str) -> dict[str, Any]:
         object_id = _required(object_id, f"{kind} id")
         what = self._what(f"{kind} {object_id} retrieval")
-        path = f"/{collection}/{quote(object_id, safe='')}"
-        payload = self._retrying(lambda: self._request("GET", path, what=what, kind=kind), retries)
+        payload = self._request("GET", f"/{collection}/{quote(object_id, safe='')}", what=what, kind=kind)
         return _member(payload, kind, what)
 
     def _hosted_page(self, path: str, form: dict[str, str], what: str, idempotency_key: str | None) -> dict[str, Any]:
@@ -239,20 +237,24 @@ class ChargebeeClient:
         payload = self._request("POST", path, what=what, kind="customer", data=form, headers=headers)
         return _member(payload, "hosted_page", what)
 
-    def _retrying(self, request: Callable[[], dict[str, Any]], retries: int) -> dict[str, Any]:
-        """`request()`, asked again up to `retries` times while it fails transiently (GETs only)."""
+    def retrying(self, request: Callable[[], T], *, retries: int, max_wait: float = RETRY_WAIT_MAX) -> T:
+        """`request()`, made again up to `retries` times while it fails transiently and the wait is short.
+
+        The wait is Chargebee's (after a 429 the bucket is paused for the same time, so sleeping it
+        here costs nothing extra) or an exponential backoff; a failure asking for more than `max_wait`
+        seconds is raised at once, for the caller's own, longer backoff (the worker's).
+        Safe for reads, and for POSTs that carry an idempotency key or whose repetition is harmless.
+        """
         attempt = 0
         while True:
             try:
                 return request()
             except TransientError as exc:
                 attempt += 1
-                if attempt > retries:
-                    raise
-                # After a 429 the bucket is paused for the same wait, so sleeping it here costs nothing
-                # extra; a 5xx or timeout without Retry-After backs off exponentially.
                 delay = exc.retry_after if exc.retry_after is not None else 2.0 ** (attempt - 1)
-                self._sleep(min(delay, PAGE_BACKOFF_MAX))
+                if attempt > retries or delay > max_wait:
+                    raise
+                self._sleep(delay)
 
     def _what(self, text: str) -> str:
         # Ids are arbitrary merchant text (a customer id can be an email address): scrub before use.
