@@ -3,7 +3,7 @@
 - `retrieve_invoice`: the invoice and its customer (email, name, country), as an InvoiceView.
 - `update_link`: a hosted page minted now: `collect_now` when the customer has invoices due (they pay
   them and may change card on the way), else `manage_payment_sources`. Both expire five days after
-  creation (https://apidocs.chargebee.com/docs/api/hosted_pages#hosted_page_expires_at), so the email
+  creation (https://apidocs.chargebee.com/docs/api/hosted_pages, `expires_at`), so the email
   carries our durable /r/ link and the page is minted when the customer clicks it.
 - `list_unpaid_invoices`: every invoice still owed (payment_due, not_paid), each customer read once.
 

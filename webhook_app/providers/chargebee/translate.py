@@ -7,7 +7,7 @@ whose type differs from Chargebee's record, stops as failed (`UnconfirmedEvent`)
 https://apidocs.chargebee.com/docs/api/events (retrieve an event; its `content` holds the resources as
 they were when it occurred).
 
-Events (API v2, https://apidocs.chargebee.com/docs/api/events#event_types):
+Events (API v2, https://apidocs.chargebee.com/docs/api/events):
 - `payment_failed`: content `transaction`, `invoice` (`dunning_status`, `next_retry_at`,
   `dunning_attempts`), `customer`, `subscription`;
 - `payment_succeeded`: the invoice is paid (a partial payment leaves it due: nothing to record);
@@ -17,7 +17,7 @@ Events (API v2, https://apidocs.chargebee.com/docs/api/events#event_types):
   dunning ran out);
 - `payment_source_added`, `payment_source_updated`: the customer has a new or fixed payment method.
 
-Invoice statuses (https://apidocs.chargebee.com/docs/api/invoices#invoice_status) onto the core's:
+Invoice statuses (https://apidocs.chargebee.com/docs/api/invoices, `status`) onto the core's:
 `payment_due` (being retried) and `not_paid` (retries exhausted, still owed) and `posted` are open,
 `paid` is paid (or uncollectible when written off), `voided` is void, `pending` is a draft.
 Amounts are integers in the currency's minor unit, as the core keeps them.
