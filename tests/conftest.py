@@ -57,7 +57,8 @@ def postgres_schema_url(base_url: str, schema: str) -> str:
     """A URL whose connections use their own schema, so tests never see each other's rows."""
     url = normalize_database_url(base_url)
     sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+    # application_name marks the schema's connections, so teardown can end them before dropping it.
+    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}&application_name={schema}"
 
 
 @pytest.fixture
@@ -79,6 +80,12 @@ def postgres_url():
         yield postgres_schema_url(PG_URL, schema)
     finally:
         with admin.connect() as conn:
+            # A server the test started (gunicorn, a worker) may still hold connections, even a lock,
+            # when this teardown runs first: end them, or DROP SCHEMA waits on them.
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": schema},
+            )
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 

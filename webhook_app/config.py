@@ -71,6 +71,8 @@ class ChargebeeSettings:
     webhook_username: str | None = None
     webhook_password: str | None = None
     api_base: str | None = None  # full base URL override, e.g. http://127.0.0.1:8111/api/v2
+    # Requests per second this process allows itself; None: 2.5 (150 a minute, the test-site limit).
+    rate_per_second: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -483,6 +485,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             webhook_username=r.text("CHARGEBEE_WEBHOOK_USERNAME"),
             webhook_password=r.text("CHARGEBEE_WEBHOOK_PASSWORD"),
             api_base=r.url("CHARGEBEE_API_BASE"),
+            rate_per_second=r.number("CHARGEBEE_RATE_PER_SECOND", 0.0, minimum=0) or None,
         ),
         recurly=RecurlySettings(
             api_key=r.text("RECURLY_API_KEY"),

@@ -113,3 +113,15 @@ def test_an_injected_500_is_transient(standin):
 def test_a_wrong_api_key_asks_for_configuration(standin):
     with pytest.raises(ConfigurationNeeded, match="CHARGEBEE_API_KEY"):
         client_for(standin, api_key="test_wrong_key_0000").retrieve_invoice("inv_1")
+
+
+def test_a_repeated_idempotency_key_gets_the_same_hosted_page_back(standin):
+    standin.add_customer("cust_ada")
+    client = client_for(standin)
+
+    first = client.collect_now_page("cust_ada", idempotency_key="webhook-app-notification-1-portal")
+    again = client.collect_now_page("cust_ada", idempotency_key="webhook-app-notification-1-portal")
+    other = client.collect_now_page("cust_ada")
+
+    assert again == first and other["id"] != first["id"]
+    assert len(standin.hosted_pages) == 2 and standin.idempotent_replays == 1

@@ -353,6 +353,62 @@ def test_manage_payment_sources_page_posts_the_customer_and_optional_redirect(ht
     assert parse_qs(http.last_request.text) == {"customer[id]": ["cust_1"]}
 
 
+def test_hosted_pages_carry_the_idempotency_key_chargebee_replays_on(http):
+    http.post(f"{BASE}/hosted_pages/collect_now", json={"hosted_page": HOSTED_PAGE})
+    http.post(f"{BASE}/hosted_pages/manage_payment_sources", json={"hosted_page": HOSTED_PAGE})
+    client = make_client()
+
+    client.collect_now_page("cust_1", idempotency_key="webhook-app-notification-1-portal")
+    assert http.last_request.headers["chargebee-idempotency-key"] == "webhook-app-notification-1-portal"
+    client.manage_payment_sources_page("cust_1", idempotency_key="k2")
+    assert http.last_request.headers["chargebee-idempotency-key"] == "k2"
+    client.collect_now_page("cust_1")
+    assert "chargebee-idempotency-key" not in http.last_request.headers
+
+
+def test_an_idempotency_key_chargebee_would_refuse_is_caught_before_sending(http):
+    with pytest.raises(ValueError, match="100"):
+        make_client().collect_now_page("cust_1", idempotency_key="k" * 101)
+    assert http.call_count == 0
+
+
+def test_a_listing_can_ask_for_one_invoice_only(http):
+    http.get(f"{BASE}/invoices", json=page(["inv_1"], "o1"))
+    assert next(make_client().list_unpaid_invoices("cust_1", page_size=1))["id"] == "inv_1"
+    assert query(http.last_request)["limit"] == ["1"]
+    with pytest.raises(ValueError):
+        next(make_client().list_unpaid_invoices(page_size=101))
+
+
+def test_a_read_made_with_retrying_waits_out_a_429_and_reads_again(http):
+    fake = FakeTime()
+    http.get(
+        f"{BASE}/customers/cust_1",
+        [
+            {"status_code": 429, "json": cb_error(429, "api_request_limit_exceeded", "slow down")},
+            {"json": {"customer": {"id": "cust_1"}}},
+        ],
+    )
+    client = make_client(fake, sleep=fake.sleep)
+    assert client.retrying(lambda: client.retrieve_customer("cust_1"), retries=2) == {"id": "cust_1"}
+    assert DEFAULT_RATE_LIMIT_WAIT in fake.sleeps and http.call_count == 2
+
+
+def test_a_wait_longer_than_the_caller_allows_is_raised_for_its_own_backoff(http):
+    http.get(f"{BASE}/customers/cust_1", status_code=429, json=cb_error(429, "api_request_limit_exceeded", "wait"))
+    client = make_client()
+    with pytest.raises(TransientError) as throttled:
+        client.retrying(lambda: client.retrieve_customer("cust_1"), retries=3, max_wait=5)
+    assert throttled.value.retry_after == DEFAULT_RATE_LIMIT_WAIT and http.call_count == 1
+
+
+def test_reads_are_not_retried_unless_asked(http):
+    http.get(f"{BASE}/customers/cust_1", status_code=503, text="busy")
+    with pytest.raises(TransientError):
+        make_client().retrieve_customer("cust_1")
+    assert http.call_count == 1
+
+
 def test_check_credentials_names_the_site_and_catalog_version(http):
     body = {"configurations": [{"domain": "acme-test", "product_catalog_version": "v2", "object": "configuration"}]}
     http.get(f"{BASE}/configurations", json=body)

@@ -98,3 +98,14 @@ def test_report_for_an_empty_period_says_so(report):
     assert result.exit_code == 0 and "No recoveries, losses or open cases in this period." in result.output
     empty_csv = report("--since", "2024-01-01", "--until", "2024-01-31", "--format", "csv")
     assert empty_csv.output.startswith("since,until,currency,recovered_net_minor")
+
+
+def test_report_filters_by_billing_provider_and_names_the_known_ones(report):
+    everything = json.loads(report("--since", "2025-04-01", "--until", "2025-06-30", "--format", "json").output)
+    stripe = report("--since", "2025-04-01", "--until", "2025-06-30", "--provider", "stripe", "--format", "json")
+    chargebee = report("--since", "2025-04-01", "--until", "2025-06-30", "--provider", "chargebee", "--format", "json")
+    assert json.loads(stripe.output)["currencies"] == everything["currencies"]  # the seeded rows are Stripe's
+    assert json.loads(stripe.output)["provider"] == "stripe"
+    assert json.loads(chargebee.output)["currencies"] == []
+    unknown = report("--provider", "paypal")
+    assert unknown.exit_code != 0 and "provider must be one of" in unknown.output and "chargebee" in unknown.output

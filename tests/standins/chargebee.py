@@ -10,6 +10,7 @@ end-to-end test can follow a redirect there. `Faults` apply to API calls only.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import threading
@@ -51,6 +52,8 @@ class ChargebeeStandIn:
         self.invoices: dict[str, dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.hosted_pages: list[dict[str, Any]] = []  # {"type", "form", "hosted_page", "minted_at"} per page minted
+        self.idempotent_replays = 0  # hosted-page POSTs answered from an earlier one with the same key
+        self._idempotency: dict[str, dict[str, Any]] = {}  # chargebee-idempotency-key -> hosted_page
         self.page_visits: list[str] = []  # hosted page ids opened in a browser
         self.requests: list[tuple[str, str]] = []
         self.retry_after: str | None = "1"  # Retry-After sent with an injected 429 (None: no header)
@@ -263,17 +266,52 @@ class ChargebeeStandIn:
         """An event about an invoice (`payment_failed`, `payment_succeeded`, `invoice_updated`, ...).
 
         Its content carries the invoice, its customer and (if any) its subscription as they are now,
-        as Chargebee's payment events do.
+        as Chargebee's payment events do: copies, so later changes (another failed attempt) do not
+        reach back into an event already recorded.
         """
         invoice = self.invoices[invoice_id]
-        content: dict[str, Any] = {"invoice": dict(invoice)}
+        content: dict[str, Any] = {"invoice": copy.deepcopy(invoice)}
         customer = self.customers.get(invoice["customer_id"])
         if customer:
-            content["customer"] = dict(customer)
+            content["customer"] = copy.deepcopy(customer)
         subscription = self.subscriptions.get(invoice.get("subscription_id") or "")
         if subscription:
-            content["subscription"] = dict(subscription)
+            content["subscription"] = copy.deepcopy(subscription)
         return self.add_event(event_type, content, **kwargs)
+
+    def add_payment_source_event(
+        self, event_type: str, customer_id: str, *, status: str = "valid", **kwargs: Any
+    ) -> dict[str, Any]:
+        """`payment_source_added` / `payment_source_updated`: content `customer` and `payment_source`."""
+        now = int(time.time())
+        source = {
+            "id": self._next_id("pm_"),
+            "customer_id": customer_id,
+            "type": "card",
+            "status": status,
+            "gateway": "chargebee",
+            "reference_id": "tok_standin",
+            "created_at": now,
+            "updated_at": now,
+            "deleted": False,
+            "object": "payment_source",
+        }
+        self.customers[customer_id]["primary_payment_source_id"] = source["id"]
+        content = {"customer": copy.deepcopy(self.customers[customer_id]), "payment_source": source}
+        return self.add_event(event_type, content, **kwargs)
+
+    def cancel_subscription(self, subscription_id: str, cancel_reason: str | None = "not_paid") -> dict[str, Any]:
+        """The subscription is cancelled (`not_paid`: dunning ran out) and its `subscription_cancelled` event."""
+        subscription = self.subscriptions[subscription_id]
+        now = int(time.time())
+        subscription.update(status="cancelled", cancelled_at=now, updated_at=now)
+        if cancel_reason:
+            subscription["cancel_reason"] = cancel_reason
+        content: dict[str, Any] = {"subscription": copy.deepcopy(subscription)}
+        customer = self.customers.get(subscription["customer_id"])
+        if customer:
+            content["customer"] = copy.deepcopy(customer)
+        return self.add_event("subscription_cancelled", content)
 
     @staticmethod
     def webhook_body(event: dict[str, Any]) -> bytes:
@@ -347,6 +385,21 @@ class ChargebeeStandIn:
         """The merchant voided the invoice."""
         invoice = self.invoices[invoice_id]
         invoice.update(status="voided", voided_at=int(time.time()), next_retry_at=None, amount_due=0)
+        if invoice.get("dunning_status") == "in_progress":
+            invoice["dunning_status"] = "stopped"
+        self._touch(invoice)
+        return invoice
+
+    def write_off_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """The merchant wrote the invoice off: Chargebee marks it paid with `write_off_amount` set."""
+        invoice = self.invoices[invoice_id]
+        invoice.update(
+            status="paid",
+            write_off_amount=invoice["amount_due"],
+            amount_due=0,
+            amount_to_collect=0,
+            next_retry_at=None,
+        )
         if invoice.get("dunning_status") == "in_progress":
             invoice["dunning_status"] = "stopped"
         self._touch(invoice)
@@ -559,6 +612,13 @@ class ChargebeeStandIn:
             )
         if customer_id not in self.customers:
             return self._not_found("customer", customer_id)
+        key = request.headers.get("chargebee-idempotency-key")
+        with self._lock:
+            earlier = self._idempotency.get(f"{page_type}:{key}") if key else None
+            if earlier is not None:
+                # Chargebee answers a repeated key with the first response and this header.
+                self.idempotent_replays += 1
+                return jsonify({"hosted_page": earlier}), 200, {"chargebee-idempotency-replayed": "true"}
         now = int(time.time())
         page_id = self._next_id("hp_")
         base = self.base_url or request.host_url.rstrip("/")
@@ -575,7 +635,10 @@ class ChargebeeStandIn:
             "object": "hosted_page",
         }
         with self._lock:
-            self.hosted_pages.append({"type": page_type, "form": form, "hosted_page": page, "minted_at": time.time()})
+            record = {"type": page_type, "form": form, "hosted_page": page, "minted_at": time.time(), "key": key}
+            self.hosted_pages.append(record)
+            if key:
+                self._idempotency[f"{page_type}:{key}"] = page
         return jsonify({"hosted_page": page})
 
 

@@ -19,6 +19,7 @@ from webhook_app.finance.queries import (
     Filters,
     parse_currency,
     parse_mode,
+    parse_provider,
     summarize,
 )
 from webhook_app.services import services
@@ -80,13 +81,21 @@ def report_rows(period: Period, summaries: list[CurrencySummary]) -> list[dict]:
     show_default=True,
     help="Live-mode or test-mode data.",
 )
+@click.option("--provider", help="Only this billing provider (e.g. chargebee). Default: every provider.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @with_appcontext
-def report_command(since: str | None, until: str | None, currency: str | None, mode: str, fmt: str) -> None:
+def report_command(
+    since: str | None, until: str | None, currency: str | None, mode: str, provider: str | None, fmt: str
+) -> None:
     """Recovered revenue per currency for a period: the numbers of the /finance dashboard."""
     svc = services()
     try:
-        filters = Filters(parse_period(since, until, svc.clock.now()), parse_currency(currency), parse_mode(mode))
+        filters = Filters(
+            parse_period(since, until, svc.clock.now()),
+            parse_currency(currency),
+            parse_mode(mode),
+            parse_provider(provider, svc.providers),
+        )
     except (PeriodError, FilterError) as exc:
         raise click.BadParameter(str(exc)) from None
     with svc.db.session() as s:
@@ -97,6 +106,7 @@ def report_command(since: str | None, until: str | None, currency: str | None, m
                 {
                     "period": filters.period.as_dict(),
                     "currency": filters.currency,
+                    "provider": filters.provider,
                     "currencies": [s.as_dict() for s in summaries],
                 },
                 indent=2,

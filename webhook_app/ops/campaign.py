@@ -343,7 +343,8 @@ class Campaign:
         buckets = [getattr(self.svc.messenger, "bucket", None)]
         for provider in self.providers:
             pacer = getattr(getattr(provider.billing, "api", None), "pacer", None)
-            buckets.append(getattr(pacer, "bucket", None))
+            # Stripe's limiter sits in its SDK wrapper's pacer; Chargebee's billing port exposes its bucket.
+            buckets.append(getattr(pacer, "bucket", None) or getattr(provider.billing, "bucket", None))
         return sum(getattr(bucket, "pauses", 0) for bucket in buckets)
 
     def _progress(self, label: str, total: int | None, unit: str) -> Progress:

@@ -21,9 +21,10 @@ DashboardLink = Callable[[str, str, str, bool], "str | None"]
 # name -> module; the name is the URL segment (/webhooks/<name>), the `provider` column and --provider.
 REGISTRY: dict[str, str] = {
     "stripe": "webhook_app.providers.stripe",
-    "braintree": "webhook_app.providers.braintree",
+    "chargebee": "webhook_app.providers.chargebee",
     "recurly": "webhook_app.providers.recurly",
     "paddle": "webhook_app.providers.paddle",
+    "braintree": "webhook_app.providers.braintree",
 }
 
 

@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
 
 from webhook_app.adapters import http
 from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
-from webhook_app.errors import BadPayload, ConfigurationNeeded, PermanentError, ResourceMissing
+from webhook_app.errors import BadPayload, ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
 from webhook_app.observability import scrub
 
 PROVIDER = "Chargebee"
@@ -47,10 +48,16 @@ DEFAULT_RATE_PER_SECOND = 150 / 60  # test sites: 150 API calls a minute (live S
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RATE_LIMIT_WAIT = 60.0  # no Retry-After documented; the per-minute window resets in about a minute
 PAGE_LIMIT = 100  # the maximum `limit` of a list call
+RETRY_WAIT_MAX = 120.0  # longest wait `retrying` sleeps in place by default (a listing page asked for again)
+# Sent with the hosted-page POSTs, which Chargebee marks idempotent: a retry with the same key within
+# Chargebee's idempotency window gets the page already made (https://apidocs.chargebee.com/docs/api/idempotency).
+IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
+IDEMPOTENCY_KEY_MAX = 100  # "Idempotency keys can be up to 100 characters in length"
 # Invoices Chargebee has not been paid for: `payment_due` (still being retried) and `not_paid` (every
 # attempt failed, the invoice is still open). `posted` (not yet due), `paid`, `voided` and `pending`
 # (not yet closed) are not recoveries to chase.
 UNPAID_STATUSES = ("payment_due", "not_paid")
+T = TypeVar("T")
 _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 _DETAIL_MAX = 300
 
@@ -81,6 +88,7 @@ class ChargebeeClient:
         rate_per_second: float = DEFAULT_RATE_PER_SECOND,
         session: requests.Session | None = None,
         bucket: TokenBucket | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key:
             raise ConfigurationNeeded("CHARGEBEE_API_KEY is not set, so Chargebee cannot be called")
@@ -98,6 +106,7 @@ class ChargebeeClient:
         self._timeout = timeout
         self._session = session if session is not None else requests.Session()
         self.bucket = bucket if bucket is not None else TokenBucket(rate_per_second)
+        self._sleep = sleep
 
     @property
     def base_url(self) -> str:
@@ -122,13 +131,20 @@ class ChargebeeClient:
         """The Subscription resource (`status`, `customer_id`, `due_invoices_count`, ...)."""
         return self._get_one("subscriptions", subscription_id, "subscription")
 
-    def list_unpaid_invoices(self, customer_id: str | None = None) -> Iterator[dict[str, Any]]:
+    def list_unpaid_invoices(
+        self, customer_id: str | None = None, *, page_size: int = PAGE_LIMIT, page_retries: int = 0
+    ) -> Iterator[dict[str, Any]]:
         """Every invoice still unpaid (status payment_due or not_paid), oldest first, across all pages.
 
         Pages are fetched lazily, each through the bucket; `customer_id` narrows it to one customer.
+        `page_retries`: how often a page that failed transiently (a 429, a 5xx, a timeout) is asked for
+        again before the error is raised, so a long listing (the campaign) survives a throttled page
+        without starting over. The wait is Chargebee's (the bucket is paused on a 429 too) or a backoff.
         """
+        if not 1 <= page_size <= PAGE_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {PAGE_LIMIT}")
         params: dict[str, str | int] = {
-            "limit": PAGE_LIMIT,
+            "limit": page_size,
             # `in` takes a bracketed list. chargebee-python sends `str(list)` (`['a', 'b']`); a JSON
             # array is the unambiguous spelling of the same thing. The stand-in accepts both.
             "status[in]": json.dumps(list(UNPAID_STATUSES), separators=(",", ":")),
@@ -140,7 +156,10 @@ class ChargebeeClient:
             what = self._what(f"unpaid invoice listing for customer {customer_id}")
         seen_offsets: set[str] = set()
         while True:
-            payload = self._request("GET", "/invoices", what=what, kind="invoice", params=params)
+            payload = self.retrying(
+                lambda: self._request("GET", "/invoices", what=what, kind="invoice", params=params),
+                retries=page_retries,
+            )
             entries = payload.get("list")
             if not isinstance(entries, list):
                 raise PermanentError(f"Chargebee answered the {what} without a `list`")
@@ -158,12 +177,18 @@ class ChargebeeClient:
             params["offset"] = next_offset
 
     def collect_now_page(
-        self, customer_id: str, redirect_url: str | None = None, currency_code: str | None = None
+        self,
+        customer_id: str,
+        redirect_url: str | None = None,
+        currency_code: str | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """A fresh "collect now" hosted page: the customer pays their unpaid invoices (and may change card).
 
         Returns the hosted_page (`id`, `type`, `url`, `state`, `expires_at`, ...). Mint it when the
         customer clicks: a hosted page expires, so an emailed one can be dead when opened.
+        `idempotency_key`: a retry with the same key gets the same page instead of a second one.
         """
         form = {"customer[id]": _required(customer_id, "customer id")}
         if redirect_url:
@@ -171,15 +196,17 @@ class ChargebeeClient:
         if currency_code:
             form["currency_code"] = currency_code
         what = self._what(f"collect-now hosted page for customer {customer_id}")
-        return self._hosted_page("/hosted_pages/collect_now", form, what)
+        return self._hosted_page("/hosted_pages/collect_now", form, what, idempotency_key)
 
-    def manage_payment_sources_page(self, customer_id: str, redirect_url: str | None = None) -> dict[str, Any]:
+    def manage_payment_sources_page(
+        self, customer_id: str, redirect_url: str | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """A fresh "manage payment sources" hosted page (add or replace the card); returns the hosted_page."""
         form = {"customer[id]": _required(customer_id, "customer id")}
         if redirect_url:
             form["redirect_url"] = redirect_url
         what = self._what(f"manage-payment-sources hosted page for customer {customer_id}")
-        return self._hosted_page("/hosted_pages/manage_payment_sources", form, what)
+        return self._hosted_page("/hosted_pages/manage_payment_sources", form, what, idempotency_key)
 
     def check_credentials(self) -> str:
         """Verify the key with a cheap authenticated GET (`/configurations`); return a short description."""
@@ -200,10 +227,34 @@ class ChargebeeClient:
         payload = self._request("GET", f"/{collection}/{quote(object_id, safe='')}", what=what, kind=kind)
         return _member(payload, kind, what)
 
-    def _hosted_page(self, path: str, form: dict[str, str], what: str) -> dict[str, Any]:
+    def _hosted_page(self, path: str, form: dict[str, str], what: str, idempotency_key: str | None) -> dict[str, Any]:
+        headers = None
+        if idempotency_key is not None:
+            if not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX or not idempotency_key.isascii():
+                raise ValueError(f"an idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} ASCII characters")
+            headers = {IDEMPOTENCY_HEADER: idempotency_key}
         # The customer is what a hosted page is for: a 404 here means that customer is unknown.
-        payload = self._request("POST", path, what=what, kind="customer", data=form)
+        payload = self._request("POST", path, what=what, kind="customer", data=form, headers=headers)
         return _member(payload, "hosted_page", what)
+
+    def retrying(self, request: Callable[[], T], *, retries: int, max_wait: float = RETRY_WAIT_MAX) -> T:
+        """`request()`, made again up to `retries` times while it fails transiently and the wait is short.
+
+        The wait is Chargebee's (after a 429 the bucket is paused for the same time, so sleeping it
+        here costs nothing extra) or an exponential backoff; a failure asking for more than `max_wait`
+        seconds is raised at once, for the caller's own, longer backoff (the worker's).
+        Safe for reads, and for POSTs that carry an idempotency key or whose repetition is harmless.
+        """
+        attempt = 0
+        while True:
+            try:
+                return request()
+            except TransientError as exc:
+                attempt += 1
+                delay = exc.retry_after if exc.retry_after is not None else 2.0 ** (attempt - 1)
+                if attempt > retries or delay > max_wait:
+                    raise
+                self._sleep(delay)
 
     def _what(self, text: str) -> str:
         # Ids are arbitrary merchant text (a customer id can be an email address): scrub before use.
@@ -218,6 +269,7 @@ class ChargebeeClient:
         kind: str,
         params: dict[str, str | int] | None = None,
         data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         response = http.call(
             self._session,
@@ -228,7 +280,7 @@ class ChargebeeClient:
             what=what,
             timeout=self._timeout,
             auth=(self._api_key, ""),  # HTTP basic auth, the API key as username, empty password
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **(headers or {})},
             params=params,
             data=data,
         )
