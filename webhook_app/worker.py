@@ -70,11 +70,21 @@ class Worker:
         if threads <= 1:
             return self.run_once()
         counts: list[int] = []
-        pool = [threading.Thread(target=lambda: counts.append(self.run_once()), daemon=True) for _ in range(threads)]
+        died: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                counts.append(self.run_once())
+            except BaseException as exc:  # not swallowed: re-raised below, in the caller's thread
+                died.append(exc)
+
+        pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
         for t in pool:
             t.start()
         for t in pool:
             t.join()
+        if died:
+            raise died[0]
         return sum(counts)
 
     def run_forever(self) -> None:

@@ -454,12 +454,21 @@ class Campaign:
         those to finish (at most a lease) so its report says how they ended.
         """
         worker = Worker(self.svc)
-        draining = threading.Thread(
-            target=worker.drain, kwargs={"threads": self.options.concurrency}, name="campaign-drain", daemon=True
-        )
+
+        passes: list[bool] = []  # one entry per drain pass that ran to its end
+
+        def drain() -> None:
+            worker.drain(threads=self.options.concurrency)
+            passes.append(True)
+
+        def start_drain() -> threading.Thread:
+            thread = threading.Thread(target=drain, name="campaign-drain", daemon=True)
+            thread.start()
+            return thread
+
         deadline = time.monotonic() + self.svc.settings.worker.lease_seconds
         with self._progress("campaign", len(targets), "customer") as progress:
-            draining.start()
+            draining = start_drain()
             done = 0
             while True:
                 draining.join(timeout=0.2)
@@ -469,10 +478,15 @@ class Campaign:
                 if finished > done:
                     progress.advance(finished - done)
                     done = finished
-                if not draining.is_alive() and (
-                    not self._sent_elsewhere(targets, worker) or time.monotonic() > deadline
-                ):
+                if draining.is_alive():
+                    continue
+                state = self._unsettled(targets, worker)
+                # A pass that did not end (its threads died with an error the worker does not catch, as
+                # on a crash) leaves its claims to their lease: going again would only repeat it.
+                if state is None or not passes or time.monotonic() > deadline:
                     break
+                if state == "due":  # handed back to the outbox meanwhile (e.g. by another sender): go again
+                    draining = start_drain()
         own = {i for target in targets for i in target.notification_ids}
         self.report.outbox_sent = len(set(worker.sent_ids) - own)
 
@@ -488,20 +502,25 @@ class Campaign:
                     rows[nid] = (status, error or "")
         return rows
 
-    def _sent_elsewhere(self, targets: list[Target], worker: Worker) -> bool:
-        """Whether another process is sending one of this run's messages right now."""
+    def _unsettled(self, targets: list[Target], worker: Worker) -> str | None:
+        """Whether some of this run's messages are still in play: "sending" (another process has them
+        now), "due" (back in the outbox and due now), or None (each is sent, failed, held or waits)."""
         ids = [i for target in targets for i in target.notification_ids]
+        now = self.svc.clock.now()
+        due = False
         with self.svc.db.session() as s:
             for start in range(0, len(ids), 500):
-                tokens = s.scalars(
-                    select(Notification.claim_token).where(
+                rows = s.execute(
+                    select(Notification.status, Notification.claim_token, Notification.run_at).where(
                         Notification.id.in_(ids[start : start + 500]),
-                        Notification.status == NotificationStatus.SENDING,
+                        Notification.status.in_((NotificationStatus.SENDING, NotificationStatus.PENDING)),
                     )
                 )
-                if any(token not in worker.claim_tokens for token in tokens):
-                    return True
-        return False
+                for status, token, run_at in rows:
+                    if status == NotificationStatus.SENDING and token not in worker.claim_tokens:
+                        return "sending"
+                    due = due or (status == NotificationStatus.PENDING and run_at <= now)
+        return "due" if due else None
 
     def _finished(self, targets: list[Target], statuses: dict[int, tuple[str, str]]) -> int:
         """Customers none of whose messages is still waiting to be sent now."""
