@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from webhook_app.money import format_amount
 from webhook_app.states import CaseStatus, LedgerKind
@@ -64,6 +65,22 @@ class InvoiceView:
     @property
     def amount_display(self) -> str:
         return format_amount(self.amount_due, self.currency)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a payment put in the account's balance, in the payout currency (Stripe: a balance transaction).
+
+    `amount` (gross), `fee` and `net` are integers in minor units of `currency`; `exchange_rate` is the
+    provider's rate from the invoice currency to `currency` (None when no conversion happened).
+    """
+
+    reference: str  # the provider's id for it, e.g. txn_...
+    amount: int
+    fee: int
+    net: int
+    currency: str
+    exchange_rate: Decimal | None = None
 
 
 # -- domain events ------------------------------------------------------------------------------------
@@ -147,6 +164,14 @@ class CorrectionVoided:
     at: datetime
 
 
+@dataclass(frozen=True)
+class CustomerDeleted:
+    """The billing system deleted the customer: erase their names and emails now, stop messaging them."""
+
+    customer_id: str
+    at: datetime
+
+
 DomainEvent = (
     PaymentFailed
     | PaymentActionRequired
@@ -156,4 +181,5 @@ DomainEvent = (
     | PaymentMethodUpdated
     | MoneyReturned
     | CorrectionVoided
+    | CustomerDeleted
 )
