@@ -44,7 +44,8 @@ def seconds_between(later: Any, earlier: Any, dialect_name: str) -> ColumnElemen
     """`later - earlier` in seconds, computed by the database."""
     if dialect_name == "postgresql":
         return extract("epoch", later - earlier)
-    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+    # Whole seconds, as the ledger's seconds_to_recover (julianday arithmetic is off by microseconds).
+    return cast(func.strftime("%s", later), Integer) - cast(func.strftime("%s", earlier), Integer)
 
 
 def interpolate(values: Sequence[float], fraction: float) -> float | None:
