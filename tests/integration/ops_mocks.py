@@ -8,13 +8,14 @@ SDK run for real.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import re
 import threading
 from collections import Counter
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fixtures import stripe_objects
 
 STRIPE_BASE = "https://stripe.mock.test"
 LOOPS_BASE = "https://loops.mock.test/api"
@@ -116,24 +117,8 @@ class StripeMock:
             self.objects[obj["id"]] = obj
 
     def expand(self, obj: dict, paths: list[str]) -> dict:
-        """A copy of `obj` with each `expand[]` path's ids replaced by their objects (lists start at `data`)."""
-        result = copy.deepcopy(obj)
-        for path in paths:
-            self._expand(result, path.split("."))
-        return result
-
-    def _expand(self, node, parts: list[str]) -> None:
-        if not parts or not isinstance(node, dict):
-            return
-        head, rest = parts[0], parts[1:]
-        if head == "data" and isinstance(node.get("data"), list):
-            for item in node["data"]:
-                self._expand(item, rest)
-            return
-        value = node.get(head)
-        if isinstance(value, str) and value in self.objects:
-            value = node[head] = copy.deepcopy(self.objects[value])
-        self._expand(value, rest)
+        """A copy of `obj` with each `expand[]` path's ids replaced by their objects."""
+        return stripe_objects.expand(obj, paths, self.objects)
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p, _ in self.requests if m == method and p == path)
