@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -35,6 +35,7 @@ from webhook_app.finance.period import Period, iso
 from webhook_app.finance.stats import percentiles
 from webhook_app.models import DunningCase, LedgerEntry
 from webhook_app.money import format_amount, to_decimal
+from webhook_app.providers.base import Provider
 from webhook_app.states import CASE_LOST, CASE_OPEN, CASE_SETTLED
 from webhook_app.states import Attribution as Cause
 
@@ -383,6 +384,16 @@ ROW_COLUMNS = (
 
 # (provider, "invoice" | "customer", object id, livemode) -> the object's page in the provider's dashboard
 DashboardLink = Callable[[str, str, str, bool], str | None]
+
+
+def dashboard_links(providers: Mapping[str, Provider]) -> DashboardLink:
+    """Links into each provider's own dashboard (none for a provider the app no longer knows)."""
+
+    def link(provider: str, kind: str, object_id: str, livemode: bool) -> str | None:
+        known = providers.get(provider)
+        return known.dashboard_url(kind, object_id, livemode) if known is not None else None
+
+    return link
 
 
 def _settled_decimal(amount: int | None, currency: str | None) -> str | None:

@@ -13,7 +13,7 @@ The dashboard pages its three lists independently: `sort`/`cursor` (ledger), `ri
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,16 +39,15 @@ from webhook_app.finance.lists import at_risk_items, at_risk_page, at_risk_total
 from webhook_app.finance.paging import Page
 from webhook_app.finance.period import PeriodError, default_period, parse_period
 from webhook_app.finance.queries import (
-    DashboardLink,
     FilterError,
     Filters,
+    dashboard_links,
     page,
     parse_currency,
     parse_mode,
     parse_provider,
     row_dict,
 )
-from webhook_app.providers.base import Provider
 from webhook_app.services import services
 
 log = logging.getLogger(__name__)
@@ -106,16 +105,6 @@ def _filters() -> Filters:
         parse_mode(args.get("mode")),
         parse_provider(args.get("provider"), services().providers),
     )
-
-
-def dashboard_links(providers: Mapping[str, Provider]) -> DashboardLink:
-    """Links into each provider's own dashboard (none for a provider the app no longer knows)."""
-
-    def link(provider: str, kind: str, object_id: str, livemode: bool) -> str | None:
-        known = providers.get(provider)
-        return known.dashboard_url(kind, object_id, livemode) if known is not None else None
-
-    return link
 
 
 @dataclass(frozen=True)
