@@ -179,5 +179,12 @@ def test_finance_dashboard_fits_the_viewport_and_shows_who_is_at_risk(served_app
             text = grace.inner_text()
             assert "grace.hopper@example.com" in text and "INV-UO1" in text and "Reminder 2" in text
             page.screenshot(path=str(SCREENSHOT.with_name(f"finance-{width}.png")), full_page=True)
+            # The rate by month, on its own page, fits too.
+            with page.expect_navigation():
+                page.click("#months-link")
+            page.wait_for_load_state()
+            assert page.locator("#months-failure-usd").is_visible()
+            layout = page.evaluate(OVERFLOW_JS)
+            assert layout["scrollWidth"] <= width and layout["wide"] == [], layout
         finally:
             browser.close()

@@ -212,8 +212,14 @@ def test_dashboard_shows_settled_totals_in_the_payout_currency_and_what_is_missi
     assert "1 paid outside the provider; 1 still being looked up" in html
 
 
-def test_dashboard_month_tables_show_both_views_of_the_rate(get):
-    html = get("/finance", **Q2).get_data(as_text=True)
+def test_months_page_shows_both_views_of_the_rate_and_the_dashboard_links_to_it(get):
+    dashboard = get("/finance", currency="jpy", **Q2).get_data(as_text=True)
+    link = re.search(r'<a href="([^"]+)" id="months-link">', dashboard).group(1).replace("&amp;", "&")
+    assert link.startswith("/finance/months?") and "currency=jpy" in link and "since=2025-04-01" in link
+    response = get("/finance/months", **Q2)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "2025-04-01 – 2025-06-30" in html and 'action="/finance/months"' in html
     failure = table(html, "months-failure-jpy")
     may = re.search(r'<tr data-month="2025-05">.*?</tr>', failure, re.S).group(0)
     assert ">1 <span" in may and "100.0%" in may and "5d" in may  # in_j2, failed in May, paid in June
@@ -221,3 +227,19 @@ def test_dashboard_month_tables_show_both_views_of_the_rate(get):
     assert re.search(r'<tr data-month="2025-05">.*?0\.0%.*?</tr>', recovery, re.S)
     june = re.search(r'<tr data-month="2025-06">.*?</tr>', recovery, re.S).group(0)
     assert "3d" in june and "4d 14h" in june  # median and 90th percentile
+
+
+def test_months_json_has_both_views_per_currency_for_whole_months(get):
+    body = get("/finance/months.json", since="2025-05-20", until="2025-06-03", currency="jpy").get_json()
+    assert body["months"] == {"since": "2025-05-01T00:00:00Z", "until": "2025-07-01T00:00:00Z"}
+    may, june = body["by_first_failure"]["jpy"]
+    assert (may["month"], may["recovered"], may["recovered_amount"], may["still_open"]) == ("2025-05", 1, "12000", 0)
+    assert (june["still_open"], june["open_amount_minor"], june["recovery_rate"]) == (1, 4000, 1.0)
+    assert [m["recoveries"] for m in body["by_recovery"]["jpy"]] == [0, 2]
+    assert body["by_recovery"]["jpy"][1]["p90_seconds_to_recover"] == round(4.6 * 86400)
+    assert get("/finance/months.json", since="never").status_code == 400
+
+
+def test_months_page_with_a_bad_period_explains_and_falls_back(get):
+    response = get("/finance/months", until="2025-02-30")
+    assert response.status_code == 400 and "until must be a date" in response.get_data(as_text=True)

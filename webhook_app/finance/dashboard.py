@@ -1,9 +1,11 @@
 """Everything the dashboard template shows, gathered in one read transaction.
 
 `views.dashboard` parses the request; this module runs the queries and shapes their results for
-`templates/finance.html`: per-currency figures and charts, at risk now, the two month views, lost cases,
-settled money in the payout currency, and a page of the ledger. Links keep the filters and every list's
-sort, and carry only the cursor of the list they page, with an anchor back to that list.
+`templates/finance.html`: per-currency figures and charts, at risk now, lost cases, settled money in the
+payout currency, and a page of the ledger (one scan of the period's ledger serves both the figures and
+the settled totals). The month views are analytics over whole months, on their own page
+(`/finance/months`). Links keep the filters and every list's sort, and carry only the cursor of the
+list they page, with an anchor back to that list.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from webhook_app.finance.cursor import (
 )
 from webhook_app.finance.display import duration, percent
 from webhook_app.finance.lists import at_risk_items, at_risk_page, at_risk_totals, lost_items, lost_page
-from webhook_app.finance.months import by_failure_month, by_recovery_month
 from webhook_app.finance.paging import Page
 from webhook_app.finance.period import Period, presets
 from webhook_app.finance.queries import (
@@ -38,6 +39,7 @@ from webhook_app.finance.queries import (
     DashboardLink,
     Filters,
     currencies_in,
+    ledger_groups,
     page,
     row_dict,
     summarize,
@@ -138,6 +140,19 @@ def _same(a: Period, b: Period) -> bool:
     return a.since == b.since and a.until == b.until
 
 
+def preset_links(endpoint: str, f: Filters, now: datetime) -> list[tuple[str, str, bool]]:
+    """(label, URL, active) of the common periods, on page `endpoint`, keeping the other filters."""
+    query = {k: v for k, v in f.query_args().items() if k not in ("since", "until")}
+    return [
+        (
+            label,
+            url_for(endpoint, since=p.since_date.isoformat(), until=p.until_date.isoformat(), **query),
+            _same(p, f.period),
+        )
+        for label, p in presets(now)
+    ]
+
+
 def _ledger_table(result: Page, dashboard: DashboardLink) -> list[dict[str, Any]]:
     table = []
     for row in result.rows:
@@ -169,12 +184,12 @@ def dashboard_context(
 ) -> dict[str, Any]:
     """The template's variables for these filters and list states."""
     links = Links(f, lists)
-    summaries = summarize(session, f)
+    groups = ledger_groups(session, f)
+    summaries = summarize(session, f, groups)
     series = weekly(session, f)
     ledger_page = page(session, f, lists.ledger.sort, lists.ledger.cursor, lists.page_size)
     risk_page = at_risk_page(session, f, lists.at_risk.sort, lists.at_risk.cursor, lists.page_size)
     lost = lost_page(session, f, lists.lost.sort, lists.lost.cursor, lists.page_size)
-    query = {k: v for k, v in f.query_args().items() if k not in ("since", "until")}
     return {
         "filters": f,
         "period": f.period,
@@ -184,14 +199,9 @@ def dashboard_context(
         "attributions": [(a, ATTRIBUTION_LABELS[a]) for a in ATTRIBUTIONS],
         "currencies": currencies_in(summaries, f.currency),
         "providers": [(name, p.label) for name, p in providers.items()],
-        "presets": [
-            (
-                label,
-                url_for("finance.dashboard", since=p.since_date.isoformat(), until=p.until_date.isoformat(), **query),
-                _same(p, f.period),
-            )
-            for label, p in presets(now)
-        ],
+        "presets": preset_links("finance.dashboard", f, now),
+        "form_action": url_for("finance.dashboard"),
+        "months_url": url_for("finance.months", **f.query_args()),
         "risk_totals": at_risk_totals(session, f),
         "risk_rows": at_risk_items(session, risk_page.rows, now, dashboard),
         "risk_sort": {c: links.sort("at_risk", c) for c in ("failed", "amount")},
@@ -199,9 +209,7 @@ def dashboard_context(
         "lost_rows": lost_items(lost.rows, dashboard),
         "lost_sort": {c: links.sort("lost", c) for c in ("closed", "amount")},
         "lost_pager": links.pager("lost", lost, lists.lost),
-        "failure_months": by_failure_month(session, f),
-        "recovery_months": by_recovery_month(session, f),
-        "settled": settled_summary(session, f),
+        "settled": settled_summary(session, f, groups),
         "rows": _ledger_table(ledger_page, dashboard),
         "ledger_sort": {c: links.sort("ledger", c) for c in ("date", "amount")},
         "ledger_pager": links.pager("ledger", ledger_page, lists.ledger),

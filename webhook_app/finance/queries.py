@@ -202,22 +202,62 @@ def case_where(f: Filters) -> list:
     return clauses
 
 
-def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
-    """The period's figures, one `CurrencySummary` per currency with any activity, by currency code."""
+@dataclass(frozen=True)
+class LedgerGroup:
+    """The period's ledger rows sharing a currency, kind, attribution and settlement: counts and sums."""
+
+    currency: str
+    kind: str
+    attribution: str | None
+    settlement_status: str | None
+    settled_currency: str | None
+    count: int
+    amount: int
+    settled_amount: int
+    settled_fee: int
+    settled_net: int
+
+
+def ledger_groups(session: Session, f: Filters) -> list[LedgerGroup]:
+    """One scan of the period's ledger rows, grouped for both the summary and the settled totals."""
+    keys = (
+        LedgerEntry.currency,
+        LedgerEntry.kind,
+        LedgerEntry.attribution,
+        LedgerEntry.settlement_status,
+        LedgerEntry.settled_currency,
+    )
+    rows = session.execute(
+        select(
+            *keys,
+            func.count(),
+            func.sum(LedgerEntry.amount),
+            func.sum(LedgerEntry.settled_amount),
+            func.sum(LedgerEntry.settled_fee),
+            func.sum(LedgerEntry.settled_net),
+        )
+        .where(*ledger_where(f))
+        .group_by(*keys)
+    )
+    return [
+        LedgerGroup(cur, kind, cause, status, payout, count, int(a or 0), int(sa or 0), int(fee or 0), int(net or 0))
+        for cur, kind, cause, status, payout, count, a, sa, fee, net in rows
+    ]
+
+
+def summarize(session: Session, f: Filters, groups: list[LedgerGroup] | None = None) -> list[CurrencySummary]:
+    """The period's figures, one `CurrencySummary` per currency with any activity, by currency code.
+
+    `groups`: the period's `ledger_groups` when the caller has them already (one ledger scan for all).
+    """
     by_currency: dict[str, CurrencySummary] = {}
 
     def get(currency: str) -> CurrencySummary:
         return by_currency.setdefault(currency, CurrencySummary(currency))
 
-    ledger = session.execute(
-        select(
-            LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution, func.count(), func.sum(LedgerEntry.amount)
-        )
-        .where(*ledger_where(f))
-        .group_by(LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution)
-    )
-    for currency, kind, attribution, count, total in ledger:
-        s, amount = get(currency), int(total or 0)
+    for group in ledger_groups(session, f) if groups is None else groups:
+        currency, kind, attribution, count = group.currency, group.kind, group.attribution, group.count
+        s, amount = get(currency), group.amount
         if kind == "recovery":
             s.recoveries += count
             s.recovered_gross += amount

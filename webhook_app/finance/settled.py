@@ -13,11 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from webhook_app.finance.queries import Filters, ledger_where
-from webhook_app.models import LedgerEntry
+from webhook_app.finance.queries import Filters, LedgerGroup, ledger_groups
 from webhook_app.money import format_amount, to_decimal
 from webhook_app.states import LedgerKind, SettlementStatus
 
@@ -72,34 +70,26 @@ class SettledSummary:
         return [f"{n} {WITHOUT_LABELS.get(status, status)}" for status, n in self.without.items()]
 
 
-def settled_summary(session: Session, f: Filters) -> SettledSummary:
-    """The period's recoveries (filters on the invoice currency, mode and provider) by payout currency."""
-    rows = session.execute(
-        select(
-            LedgerEntry.settlement_status,
-            LedgerEntry.settled_currency,
-            LedgerEntry.currency,
-            func.count(),
-            func.sum(LedgerEntry.settled_amount),
-            func.sum(LedgerEntry.settled_fee),
-            func.sum(LedgerEntry.settled_net),
-        )
-        .where(*ledger_where(f), LedgerEntry.kind == LedgerKind.RECOVERY)
-        .group_by(LedgerEntry.settlement_status, LedgerEntry.settled_currency, LedgerEntry.currency)
-    )
+def settled_summary(session: Session, f: Filters, groups: list[LedgerGroup] | None = None) -> SettledSummary:
+    """The period's recoveries (filters on the invoice currency, mode and provider) by payout currency.
+
+    `groups`: the period's `ledger_groups` when the caller has them already (one ledger scan for all).
+    """
     totals: dict[str, PayoutTotal] = {}
     without: dict[str, int] = defaultdict(int)
-    for status, payout, currency, count, amount, fee, net in rows:
-        if status != SettlementStatus.SETTLED or payout is None:
-            without[status or UNTRACKED] += count
+    for group in ledger_groups(session, f) if groups is None else groups:
+        if group.kind != LedgerKind.RECOVERY:
             continue
-        total = totals.setdefault(payout, PayoutTotal(payout))
-        total.recoveries += count
-        total.amount += int(amount or 0)
-        total.fee += int(fee or 0)
-        total.net += int(net or 0)
-        if currency not in total.invoice_currencies:
-            total.invoice_currencies.append(currency)
+        if group.settlement_status != SettlementStatus.SETTLED or group.settled_currency is None:
+            without[group.settlement_status or UNTRACKED] += group.count
+            continue
+        total = totals.setdefault(group.settled_currency, PayoutTotal(group.settled_currency))
+        total.recoveries += group.count
+        total.amount += group.settled_amount
+        total.fee += group.settled_fee
+        total.net += group.settled_net
+        if group.currency not in total.invoice_currencies:
+            total.invoice_currencies.append(group.currency)
     for total in totals.values():
         total.invoice_currencies.sort()
     return SettledSummary([totals[c] for c in sorted(totals)], dict(sorted(without.items())))

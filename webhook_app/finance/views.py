@@ -1,5 +1,6 @@
-"""`/finance` (dashboard) and its exports: `/finance/recoveries.csv`, `/finance/recoveries.json`,
-`/finance/at-risk.json` and `/finance/lost.json`.
+"""`/finance` (dashboard), `/finance/months` (the rate by month), and the exports:
+`/finance/recoveries.csv`, `/finance/recoveries.json`, `/finance/at-risk.json`, `/finance/lost.json`
+and `/finance/months.json`.
 
 Every route sits behind HTTP basic auth (`finance.auth`); with FINANCE_USERNAME / FINANCE_PASSWORD unset
 the pages are off and say so (404). Filters shared by all: `since`, `until` (UTC dates, inclusive, or
@@ -33,9 +34,11 @@ from webhook_app.finance.cursor import (
     check_sort,
     require_one_currency,
 )
-from webhook_app.finance.dashboard import DashboardLists, ListState, dashboard_context
+from webhook_app.finance.dashboard import DashboardLists, ListState, dashboard_context, preset_links
+from webhook_app.finance.display import duration, percent
 from webhook_app.finance.export import iter_csv
 from webhook_app.finance.lists import at_risk_items, at_risk_page, at_risk_totals, lost_items, lost_page
+from webhook_app.finance.months import by_failure_month, by_recovery_month, month_span
 from webhook_app.finance.paging import Page
 from webhook_app.finance.period import PeriodError, default_period, parse_period
 from webhook_app.finance.queries import (
@@ -48,6 +51,7 @@ from webhook_app.finance.queries import (
     parse_provider,
     row_dict,
 )
+from webhook_app.money import format_amount
 from webhook_app.services import services
 
 log = logging.getLogger(__name__)
@@ -56,7 +60,8 @@ bp = Blueprint("finance", __name__, url_prefix="/finance")
 HTML_PAGE_SIZE = 50
 JSON_PAGE_SIZE = 100
 JSON_MAX_PAGE_SIZE = 500
-JSON_ENDPOINTS = ("finance.recoveries_json", "finance.at_risk_json", "finance.lost_json")
+JSON_ENDPOINTS = ("finance.recoveries_json", "finance.at_risk_json", "finance.lost_json", "finance.months_json")
+HTML_ENDPOINTS = ("finance.dashboard", "finance.months")
 
 
 def _wants_json() -> bool:
@@ -77,7 +82,7 @@ def _guard() -> Response | None:
     svc = services()
     if not auth.finance_enabled(svc.settings):
         message = "The finance pages are off: set FINANCE_USERNAME and FINANCE_PASSWORD to turn them on."
-        if request.endpoint == "finance.dashboard":
+        if request.endpoint in HTML_ENDPOINTS:
             html = render_template("finance_off.html", company=svc.settings.links.company_name, message=message)
             return Response(html, status=404, mimetype="text/html")
         return _error(404, "finance_disabled", message)
@@ -139,12 +144,8 @@ def dashboard() -> Response:
     """The finance dashboard: at risk now, figures per currency, rates by month, lost, settled, ledger."""
     svc = services()
     now = svc.clock.now()
-    errors = []
-    try:
-        f = _filters()
-    except (PeriodError, FilterError) as exc:
-        errors.append(f"{exc} Showing the last 90 days instead.")
-        f = Filters(default_period(now))
+    errors: list[str] = []
+    f = _filters_or_default(errors)
     states = {}
     for name, params in (("ledger", LEDGER), ("at_risk", AT_RISK), ("lost", LOST)):
         try:
@@ -166,6 +167,63 @@ def dashboard() -> Response:
         **context,
     )
     return Response(html, status=400 if errors else 200, mimetype="text/html")
+
+
+def _filters_or_default(errors: list[str]) -> Filters:
+    try:
+        return _filters()
+    except (PeriodError, FilterError) as exc:
+        errors.append(f"{exc} Showing the last 90 days instead.")
+        return Filters(default_period(services().clock.now()))
+
+
+@bp.get("/months")
+def months() -> Response:
+    """The two views of the recovery rate by calendar month, with time to recover (median, 90th percentile)."""
+    svc = services()
+    errors: list[str] = []
+    f = _filters_or_default(errors)
+    with svc.db.session() as s:
+        failure, recovery = by_failure_month(s, f), by_recovery_month(s, f)
+    html = render_template(
+        "finance_months.html",
+        company=svc.settings.links.company_name,
+        errors=errors,
+        filters=f,
+        period=f.period,
+        span=month_span(f.period)[0],
+        failure_months=failure,
+        recovery_months=recovery,
+        currencies=sorted({*failure, *recovery, *([f.currency] if f.currency else [])}),
+        providers=[(name, p.label) for name, p in svc.providers.items()],
+        presets=preset_links("finance.months", f, svc.clock.now()),
+        form_action=url_for("finance.months"),
+        dashboard_url=url_for("finance.dashboard", **f.query_args()),
+        json_url=url_for("finance.months_json", **f.query_args()),
+        money=format_amount,
+        duration=duration,
+        percent=percent,
+    )
+    return Response(html, status=400 if errors else 200, mimetype="text/html")
+
+
+@bp.get("/months.json")
+def months_json() -> Response:
+    """The same two views as JSON: per currency, one entry per whole month the period touches."""
+    svc = services()
+    try:
+        f = _filters()
+    except (PeriodError, FilterError) as exc:
+        return _error(400, "invalid_parameter", str(exc))
+    with svc.db.session() as s:
+        failure, recovery = by_failure_month(s, f), by_recovery_month(s, f)
+    return jsonify(
+        {
+            "months": month_span(f.period)[0].as_dict(),
+            "by_first_failure": {c: [m.as_dict() for m in cells] for c, cells in failure.items()},
+            "by_recovery": {c: [m.as_dict() for m in cells] for c, cells in recovery.items()},
+        }
+    )
 
 
 @bp.get("/recoveries.csv")
