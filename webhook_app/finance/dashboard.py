@@ -93,8 +93,8 @@ class Links:
         self.currency = f.currency
         self.sorts = {name: getattr(lists, name).sort for name in LISTS}
 
-    def _base(self) -> dict[str, str]:
-        args = dict(self.args)
+    def _base(self) -> dict[str, Any]:
+        args: dict[str, Any] = dict(self.args)
         for name, (param, _cursor, _sorts, default, _anchor) in LISTS.items():
             if self.sorts[name] != default:
                 args[param] = self.sorts[name]
@@ -160,7 +160,7 @@ def _ledger_table(result: Page, dashboard: DashboardLink) -> list[dict[str, Any]
         item.update(
             amount_display=format_amount(row.amount, row.currency),
             time_to_recover=duration(row.seconds_to_recover),
-            attribution_label=ATTRIBUTION_LABELS.get(row.attribution or "", "—"),
+            attribution_label=ATTRIBUTION_LABELS.get(row.attribution, "—"),
             date=row.recovered_at.strftime("%Y-%m-%d %H:%M"),
             settled_display=None,
         )

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 
 from webhook_app.finance.cursor import Cursor, Sorts
@@ -30,7 +30,7 @@ def after(column: Any, id_column: Any, key: Any, row_id: int, *, before: bool) -
 
 def keyset(
     session: Session,
-    query: Select[Any],
+    query: Any,  # a Select of the list's columns, including `id`
     *,
     sorts: Sorts,
     sort: str,

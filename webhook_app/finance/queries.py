@@ -178,7 +178,7 @@ class CurrencySummary:
         return out
 
 
-def ledger_where(f: Filters) -> list:
+def ledger_where(f: Filters) -> list[Any]:
     """Ledger rows dated in the period, in the filters' currency, mode and provider."""
     clauses = [LedgerEntry.recovered_at >= f.period.since, LedgerEntry.recovered_at < f.period.until]
     if f.currency:
@@ -190,7 +190,7 @@ def ledger_where(f: Filters) -> list:
     return clauses
 
 
-def case_where(f: Filters) -> list:
+def case_where(f: Filters) -> list[Any]:
     """Cases of the filters' currency, mode and provider (any time)."""
     clauses = []
     if f.currency:

@@ -73,9 +73,9 @@ def percentiles(
     labels = [g.label(f"g{i}") for i, g in enumerate(groups)]
     if dialect(session) == "postgresql":
         columns = [func.percentile_cont(p).within_group(value) for p in fractions]
-        rows = session.execute(select(*labels, *columns).where(*where).group_by(*labels))
+        found = session.execute(select(*labels, *columns).where(*where).group_by(*labels))
         n = len(groups)
-        return {tuple(row[:n]): tuple(None if v is None else float(v) for v in row[n:]) for row in rows}
+        return {tuple(row[:n]): tuple(None if v is None else float(v) for v in row[n:]) for row in found}
     ranked = (
         select(
             *labels,
@@ -88,8 +88,8 @@ def percentiles(
     )
     wanted = []
     for p in fractions:
-        below = cast(p * (ranked.c.n - 1), Integer) + 1  # 1-based rank at or just below the percentile
-        wanted.append(ranked.c.rn.in_((below, below + 1)))
+        rank = cast(p * (ranked.c.n - 1), Integer) + 1  # 1-based rank at or just below the percentile
+        wanted.append(ranked.c.rn.in_((rank, rank + 1)))
     rows = session.execute(select(ranked).where(or_(*wanted))).all()
     near: dict[tuple[Any, ...], dict[int, float]] = defaultdict(dict)
     counts: dict[tuple[Any, ...], int] = {}
@@ -97,9 +97,9 @@ def percentiles(
         key = tuple(getattr(row, f"g{i}") for i in range(len(groups)))
         near[key][row.rn] = float(row.v)
         counts[key] = row.n
-    out = {}
+    out: dict[tuple[Any, ...], tuple[float | None, ...]] = {}
     for key, ranks in near.items():
-        results = []
+        results: list[float | None] = []
         for p in fractions:
             position = p * (counts[key] - 1)
             low = math.floor(position) + 1
