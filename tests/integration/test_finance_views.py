@@ -39,7 +39,15 @@ def basic(user: str, password: str) -> dict:
 
 
 AUTH = basic(FINANCE_USER, FINANCE_PASSWORD)
-PAGES = ("/finance", "/finance/recoveries.csv", "/finance/recoveries.json")
+PAGES = (
+    "/finance",
+    "/finance/months",
+    "/finance/recoveries.csv",
+    "/finance/recoveries.json",
+    "/finance/at-risk.json",
+    "/finance/lost.json",
+    "/finance/months.json",
+)
 
 
 @pytest.fixture
