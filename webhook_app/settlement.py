@@ -56,8 +56,10 @@ def settle_pending(svc: Services, limit: int = BATCH_SIZE) -> SettlementPass:
             _close(svc, row.id, SettlementStatus.UNAVAILABLE, outcome)
             continue
         source = provider.settlements
-        if source is None:
-            outcome.waiting += 1  # credentials not set yet: the row waits for them
+        if source is None:  # credentials not set yet: the row waits for them, behind the others
+            with svc.db.session() as s:
+                ledger.settlement_checked(s, row.id, now)
+            outcome.waiting += 1
             continue
         try:
             settled = source.settlement(row.invoice_id)
