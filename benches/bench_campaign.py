@@ -234,9 +234,9 @@ def _summary_errors(output: str) -> int | None:
 
 def _contact_counts(database_url: str, run: str) -> dict:
     from sqlalchemy import create_engine, func, select
+    from webhook_app.ops.models import CampaignContact
 
     from webhook_app.config import normalize_database_url
-    from webhook_app.ops.models import CampaignContact
 
     engine = create_engine(normalize_database_url(database_url))
     try:

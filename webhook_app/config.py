@@ -173,6 +173,8 @@ class WorkerSettings:
     retry_base_seconds: float = 10.0
     retry_max_seconds: float = 3600.0
     max_attempts: int = 12
+    # How often a worker process runs its upkeep: settled figures of recoveries, the retention sweep.
+    upkeep_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,13 @@ class FinanceSettings:
 
 
 @dataclass(frozen=True)
+class PrivacySettings:
+    """How long personal data (customer names and emails) is kept once a case is closed."""
+
+    pii_retention_days: int = 365
+
+
+@dataclass(frozen=True)
 class SentrySettings:
     dsn: str | None = None
     environment: str | None = None
@@ -256,6 +265,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     links: LinkSettings = field(default_factory=LinkSettings)
     finance: FinanceSettings = field(default_factory=FinanceSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     sentry: SentrySettings = field(default_factory=SentrySettings)
     problems: tuple[str, ...] = field(default=())
 
@@ -533,6 +543,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             retry_base_seconds=r.number("WORKER_RETRY_BASE_SECONDS", 10.0),
             retry_max_seconds=r.number("WORKER_RETRY_MAX_SECONDS", 3600.0),
             max_attempts=int(r.number("WORKER_MAX_ATTEMPTS", 12, int, minimum=1)),
+            upkeep_seconds=r.number("WORKER_UPKEEP_SECONDS", 60.0, minimum=0.01),
         ),
         dunning=DunningSettings(
             cadence_days=r.days("DUNNING_CADENCE_DAYS", (0.0, 3.0, 7.0)),
@@ -554,6 +565,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             return_url=r.url("PORTAL_RETURN_URL"),
         ),
         finance=FinanceSettings(username=finance_user, password=finance_password),
+        privacy=PrivacySettings(pii_retention_days=int(r.number("PII_RETENTION_DAYS", 365, int, minimum=1))),
         sentry=SentrySettings(
             dsn=r.text("SENTRY_DSN"),
             environment=r.text("SENTRY_ENVIRONMENT", env),

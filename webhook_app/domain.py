@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from webhook_app.declines import Decline
 from webhook_app.money import format_amount
@@ -77,6 +78,22 @@ class InvoiceView:
     @property
     def amount_display(self) -> str:
         return format_amount(self.amount_due, self.currency)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a payment put in the account's balance, in the payout currency (Stripe: a balance transaction).
+
+    `amount` (gross), `fee` and `net` are integers in minor units of `currency`; `exchange_rate` is the
+    provider's rate from the invoice currency to `currency` (None when no conversion happened).
+    """
+
+    reference: str  # the provider's id for it, e.g. txn_...
+    amount: int
+    fee: int
+    net: int
+    currency: str
+    exchange_rate: Decimal | None = None
 
 
 # -- domain events ------------------------------------------------------------------------------------
@@ -164,6 +181,14 @@ class CorrectionVoided:
     at: datetime
 
 
+@dataclass(frozen=True)
+class CustomerDeleted:
+    """The billing system deleted the customer: erase their names and emails now, stop messaging them."""
+
+    customer_id: str
+    at: datetime
+
+
 DomainEvent = (
     PaymentFailed
     | PaymentActionRequired
@@ -173,4 +198,5 @@ DomainEvent = (
     | PaymentMethodUpdated
     | MoneyReturned
     | CorrectionVoided
+    | CustomerDeleted
 )

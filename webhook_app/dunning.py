@@ -243,6 +243,10 @@ def record_failure(
     if not case.is_open:
         log.info("failure for a closed case ignored", extra={"case_id": case.id, "invoice_id": inv.id})
         return case
+    if case.pii_erased_at is not None:
+        # The customer was deleted (their data erased): never message them again.
+        log.info("failure for an erased customer ignored", extra={"case_id": case.id, "invoice_id": inv.id})
+        return case
     _refresh(case, inv, now)
     case.first_failed_at = min(filter(None, (case.first_failed_at, failed_at)))
     case.last_failed_at = max(filter(None, (case.last_failed_at, failed_at)))
@@ -299,10 +303,11 @@ def _refresh(case: DunningCase, inv: InvoiceView, now: datetime) -> None:
     case.attempt_count = max(case.attempt_count, inv.attempt_count)
     case.failure_reason = inv.failure_reason or case.failure_reason
     case.next_payment_attempt = inv.next_payment_attempt
-    case.customer_email = inv.customer_email or case.customer_email
-    case.customer_name = inv.customer_name or case.customer_name
+    if case.pii_erased_at is None:  # erased names and emails are never written back
+        case.customer_email = inv.customer_email or case.customer_email
+        case.customer_name = inv.customer_name or case.customer_name
+        case.hosted_invoice_url = inv.hosted_invoice_url or case.hosted_invoice_url
     case.customer_country = inv.customer_country or case.customer_country
-    case.hosted_invoice_url = inv.hosted_invoice_url or case.hosted_invoice_url
     case.invoice_number = inv.number or case.invoice_number
     case.updated_at = now
 

@@ -18,6 +18,10 @@ class TransientError(RecoveryError):
         self.retry_after = retry_after
 
 
+class SettlementNotReady(TransientError):
+    """The invoice is paid but what it put in the balance is not known yet (no balance transaction yet)."""
+
+
 class PermanentError(RecoveryError):
     """Retrying will not help (bad request, missing resource): stop and record why."""
 

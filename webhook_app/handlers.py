@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from webhook_app import dunning, ledger
+from webhook_app import dunning, ledger, privacy
 from webhook_app.config import Settings
 from webhook_app.domain import (
     CorrectionVoided,
+    CustomerDeleted,
     DomainEvent,
     InvoiceClosed,
     InvoicePaid,
@@ -96,6 +97,11 @@ def correction_voided(session: Session, event: CorrectionVoided, ctx: Context) -
     ledger.correction_voided(session, ctx.provider, event, ctx.now)
 
 
+def customer_deleted(session: Session, event: CustomerDeleted, ctx: Context) -> None:
+    """The customer is gone: erase their names and emails now and stop messaging them."""
+    privacy.erase_customer(session, ctx.provider, event.customer_id, ctx.now)
+
+
 HANDLERS: dict[type, Callable[[Session, Any, Context], None]] = {
     PaymentFailed: payment_failed,
     PaymentActionRequired: payment_action_required,
@@ -105,6 +111,7 @@ HANDLERS: dict[type, Callable[[Session, Any, Context], None]] = {
     PaymentMethodUpdated: payment_method_updated,
     MoneyReturned: money_returned,
     CorrectionVoided: correction_voided,
+    CustomerDeleted: customer_deleted,
 }
 
 

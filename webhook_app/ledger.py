@@ -1,27 +1,34 @@
-"""Every write to the recovery ledger: recoveries, and the corrections that offset them.
+"""Every write to the recovery ledger: recoveries, the corrections that offset them, settled figures.
 
-The ledger is append-only. A recovery is one row keyed `recovery:<invoice>`; money given back after a
+The ledger is append-only for amounts. A recovery is one row keyed `recovery:<invoice>`; money given back after a
 recovery is a new, negative row dated when it was given back, with its own key, so a closed month's
 totals never change and every figure can be audited row by row. Keys are unique per provider: replays
 and duplicate deliveries add nothing twice. Whatever the sources, corrections never take an invoice
 below zero (a guard against double counting, e.g. across a Stripe API-version upgrade).
 `webhook_app.finance` only reads what is written here.
+
+Rows carry the invoice number and the customer's name and email (copied from the case, so finance reads
+them without a join). Two updates are sanctioned, neither touching an amount: a recovery's settled
+figures (the provider's balance transaction, in the payout currency) are filled in once, from `pending`;
+and names and emails are erased when their retention ends (`webhook_app.privacy`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from webhook_app.domain import CorrectionVoided, MoneyReturned
+from webhook_app.domain import CorrectionVoided, MoneyReturned, Settlement
 from webhook_app.errors import TransientError
 from webhook_app.models import DunningCase, LedgerEntry
 from webhook_app.sql import insert_if_absent
-from webhook_app.states import CASE_OPEN, LedgerKind
+from webhook_app.states import CASE_OPEN, LedgerKind, SettlementStatus
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,10 @@ def record_recovery(
         first_click_at=first_click,
         seconds_message_to_click=_seconds(first_click, case.first_message_at),
         seconds_click_to_payment=_seconds(paid_at, first_click),
+        invoice_number=case.invoice_number,
+        customer_name=case.customer_name,
+        customer_email=case.customer_email,
+        settlement_status=SettlementStatus.PENDING,
         created_at=now,
     )
     return insert_if_absent(session, LedgerEntry.__table__, row, ["provider", "entry_key"])
@@ -132,6 +143,10 @@ def _insert(
         first_click_at=None,
         seconds_message_to_click=None,
         seconds_click_to_payment=None,
+        invoice_number=recovery.invoice_number,
+        customer_name=recovery.customer_name,
+        customer_email=recovery.customer_email,
+        settlement_status=None,
         created_at=now,
     )
     inserted = insert_if_absent(session, LedgerEntry.__table__, row, ["provider", "entry_key"])
@@ -195,3 +210,79 @@ def correction_voided(session: Session, provider: str, event: CorrectionVoided, 
     return _insert(
         session, recovery, key=event.reversal_key, kind=original.kind, amount=-original.amount, at=event.at, now=now
     )
+
+
+# -- settled figures ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingSettlement:
+    """A recovery whose settled figures are still to be looked up."""
+
+    id: int
+    provider: str
+    invoice_id: str
+    created_at: datetime
+
+
+def pending_settlements(session: Session, limit: int) -> list[PendingSettlement]:
+    """Pending recoveries, the least recently looked up first (so rows not settled yet never starve others)."""
+    rows = session.execute(
+        select(LedgerEntry.id, LedgerEntry.provider, LedgerEntry.invoice_id, LedgerEntry.created_at)
+        .where(LedgerEntry.settlement_status == SettlementStatus.PENDING)
+        .order_by(func.coalesce(LedgerEntry.settlement_checked_at, LedgerEntry.created_at), LedgerEntry.id)
+        .limit(limit)
+    ).all()
+    return [PendingSettlement(row.id, row.provider, row.invoice_id, row.created_at) for row in rows]
+
+
+def settlement_checked(session: Session, entry_id: int, now: datetime) -> None:
+    """Looked up, not settled yet: stays pending, behind the rows not looked up as recently."""
+    session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.id == entry_id, LedgerEntry.settlement_status == SettlementStatus.PENDING)
+        .values(settlement_checked_at=now)
+    )
+
+
+def record_settlement(session: Session, entry_id: int, settlement: Settlement, now: datetime) -> bool:
+    """Fill a pending recovery's settled figures (once: a row no longer pending is left alone)."""
+    result = session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.id == entry_id, LedgerEntry.settlement_status == SettlementStatus.PENDING)
+        .values(
+            settlement_status=SettlementStatus.SETTLED,
+            settlement_id=settlement.reference,
+            settled_amount=settlement.amount,
+            settled_fee=settlement.fee,
+            settled_net=settlement.net,
+            settled_currency=settlement.currency,
+            settled_exchange_rate=None if settlement.exchange_rate is None else str(settlement.exchange_rate),
+            settlement_checked_at=now,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def close_settlement(session: Session, entry_id: int, status: SettlementStatus, now: datetime) -> bool:
+    """A pending recovery has no settled figures to record (`none` or `unavailable`); once, like above."""
+    result = session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.id == entry_id, LedgerEntry.settlement_status == SettlementStatus.PENDING)
+        .values(settlement_status=status, settlement_checked_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- personal data ------------------------------------------------------------------------------------
+def erase_personal_data(session: Session, case_ids: Sequence[int]) -> int:
+    """Erase names and emails on the ledger rows of these cases (amounts and ids stay); returns rows changed."""
+    if not case_ids:
+        return 0
+    result = session.execute(
+        update(LedgerEntry)
+        .where(
+            LedgerEntry.case_id.in_(case_ids),
+            (LedgerEntry.customer_name.is_not(None)) | (LedgerEntry.customer_email.is_not(None)),
+        )
+        .values(customer_name=None, customer_email=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -98,6 +98,9 @@ class DunningCase(Base):
     first_message_at: Mapped[datetime | None] = mapped_column(DateTime)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Names, emails and the hosted invoice link were erased (PII_RETENTION_DAYS, or customer.deleted):
+    # later events must not write them back.
+    pii_erased_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -106,6 +109,14 @@ class DunningCase(Base):
         Index("ix_dunning_cases_customer", "provider", "customer_id"),
         Index("ix_dunning_cases_status", "status", "currency"),
         Index("ix_dunning_cases_closed", "status", "closed_at"),  # finance: lost and open-at-period-end
+        Index("ix_dunning_cases_first_failed", "first_failed_at"),  # finance: rates by month of first failure
+        # The retention sweep: only cases still holding personal data, so erased history costs nothing.
+        Index(
+            "ix_dunning_cases_pii_expiry",
+            "closed_at",
+            postgresql_where=text("pii_erased_at IS NULL"),
+            sqlite_where=text("pii_erased_at IS NULL"),
+        ),
     )
 
     @property
@@ -186,7 +197,9 @@ class Click(Base):
 class LedgerEntry(Base):
     """The recovery ledger, append-only: a recovery, or a correction that offsets one (refund).
 
-    Written only by `webhook_app.ledger`; `webhook_app.finance` reads it.
+    Amounts are never updated. Two sanctioned updates only: the settled figures of a recovery are filled
+    in once (`settlement_status` pending -> settled | none | unavailable), and names and emails are
+    erased when their retention ends. Written only by `webhook_app.ledger`; `webhook_app.finance` reads it.
     """
 
     __tablename__ = "recovery_ledger"
@@ -212,12 +225,27 @@ class LedgerEntry(Base):
     first_click_at: Mapped[datetime | None] = mapped_column(DateTime)
     seconds_message_to_click: Mapped[int | None] = mapped_column(Integer)
     seconds_click_to_payment: Mapped[int | None] = mapped_column(Integer)
+    # Copied from the case when the row is written, so finance reads names without a join.
+    invoice_number: Mapped[str | None] = mapped_column(String(255))
+    customer_name: Mapped[str | None] = mapped_column(String(255))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    # What reached the account's balance (Stripe's balance transaction), in the payout currency.
+    settlement_status: Mapped[str | None] = mapped_column(String(20))  # webhook_app.states.SettlementStatus
+    settlement_id: Mapped[str | None] = mapped_column(String(255))  # e.g. txn_...
+    settled_amount: Mapped[int | None] = mapped_column(BigInteger)  # minor units of settled_currency
+    settled_fee: Mapped[int | None] = mapped_column(BigInteger)
+    settled_net: Mapped[int | None] = mapped_column(BigInteger)
+    settled_currency: Mapped[str | None] = mapped_column(String(3))
+    settled_exchange_rate: Mapped[str | None] = mapped_column(String(40))  # decimal text, exactly as Stripe gave it
+    settlement_checked_at: Mapped[datetime | None] = mapped_column(DateTime)  # last looked up, or recorded
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (
         UniqueConstraint("provider", "entry_key", name="uq_recovery_ledger_provider_entry_key"),
         Index("ix_recovery_ledger_period", "recovered_at", "currency"),
         Index("ix_recovery_ledger_currency_period", "currency", "recovered_at"),
+        Index("ix_recovery_ledger_case", "case_id"),  # erasing a case's names; a case's rows
+        Index("ix_recovery_ledger_settlement", "settlement_status"),  # the worker's pending look-ups
     )
 
 

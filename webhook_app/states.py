@@ -74,6 +74,18 @@ class PageChargeStatus(StrEnum):
     FAILED = "failed"  # never charged: the provider was unreachable, or the submission was abandoned
 
 
+class SettlementStatus(StrEnum):
+    """Where a recovery row's settled figures (the provider's balance transaction) stand.
+
+    Corrections and rows recorded before settlement tracking have none (NULL).
+    """
+
+    PENDING = "pending"  # to be looked up by the worker, outside any handler's transaction
+    SETTLED = "settled"  # amount, fee, net and exchange rate in the payout currency are on the row
+    NONE = "none"  # no charge through the provider paid the invoice (out of band, credit balance)
+    UNAVAILABLE = "unavailable"  # the provider cannot say (no such report, refused, or never settled)
+
+
 class Attribution(StrEnum):
     """Why the money came back."""
 

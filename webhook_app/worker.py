@@ -6,18 +6,22 @@ Notifications: sent by `sending.send_notification` (external calls, idempotency 
 Transient errors retry with exponential backoff and jitter; permanent ones stop with the reason kept;
 unknown errors are bugs: reported to Sentry and stopped as failed (replay them once fixed).
 Several threads per process make sending concurrent (each send waits on Stripe and the email tool).
+Upkeep, on one thread at a time every WORKER_UPKEEP_SECONDS: the settled figures of new recoveries
+(`settlement.py`, API reads outside any transaction) and the personal-data retention sweep (`privacy.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from webhook_app import alert_outbox, handlers, inbox, sending
+from webhook_app import alert_outbox, handlers, inbox, privacy, sending, settlement
 from webhook_app.claims import Claim, backoff_seconds, claim, finish
 from webhook_app.dunning import Cadence
 from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
@@ -47,10 +51,13 @@ class Worker:
         self._digest_checked: datetime | None = None
         self._lock = threading.Lock()
         self.cadence = Cadence.from_settings(svc.settings.dunning)
+        self._upkeep_lock = threading.Lock()
+        self._next_upkeep = 0.0  # time.monotonic() of the next upkeep: the first pass runs at once
 
     # -- one pass -------------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Process everything due now (events first, then notifications); returns items handled."""
+        """Process everything due now (events first, then notifications, upkeep when due); returns items handled."""
+        self.upkeep()
         total = 0
         while True:
             # One notification per claim: sending gathers the customer's other due invoices into it.
@@ -104,6 +111,7 @@ class Worker:
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
+            self.upkeep()
             try:
                 handled = self.pass_once()
             except SQLAlchemyError as exc:  # connection lost, pool exhausted, server restarting
@@ -118,6 +126,37 @@ class Worker:
             if handled == 0:
                 self.svc.wake.wait(self.settings.worker.poll_seconds)
                 self.svc.wake.clear()
+
+    # -- upkeep ---------------------------------------------------------------------------------------
+    def upkeep(self, force: bool = False) -> bool:
+        """Run the periodic tasks if due (or `force`) and no other thread of this worker is; returns whether it ran.
+
+        Each task is idempotent, so twin worker processes doing the same pass change nothing twice.
+        """
+        if not force and time.monotonic() < self._next_upkeep:
+            return False
+        if not self._upkeep_lock.acquire(blocking=False):
+            return False
+        try:
+            self._next_upkeep = time.monotonic() + self.settings.worker.upkeep_seconds
+            tasks: tuple[tuple[str, Callable[[], object]], ...] = (
+                ("retention sweep", self._erase_expired),
+                ("settlement look-ups", lambda: settlement.settle_pending(self.svc)),
+            )
+            for name, task in tasks:
+                try:
+                    task()
+                except SQLAlchemyError as exc:
+                    log.warning("%s skipped, the database is unavailable: %s", name, _reason(exc))
+                except Exception as exc:  # a bug: reported, and the other tasks still run
+                    log.error("%s crashed (a bug): %s", name, _reason(exc), exc_info=exc)
+                    report_exception(exc)
+            return True
+        finally:
+            self._upkeep_lock.release()
+
+    def _erase_expired(self) -> int:
+        return privacy.erase_expired(self.svc.db, self.svc.clock.now(), self.settings.privacy.pii_retention_days)
 
     # -- events ---------------------------------------------------------------------------------
     def process_events(self) -> int:

@@ -1,8 +1,9 @@
 """The finance dashboard in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 The app is served on a real socket with a seeded SQLite database. The browser signs in with basic auth,
-sees the totals and the SVG chart, changes the period with the form, and downloads the CSV.
-`make browser` installs Chromium (`.ci/run` calls it); elsewhere this test skips and says why.
+sees the totals and the SVG chart, changes the period with the form, and downloads the CSV. At phone,
+tablet, laptop and desktop widths nothing is wider than the viewport and the at-risk list shows its
+open cases. `make browser` installs Chromium (`.ci/run` calls it); elsewhere these tests skip and say why.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def test_finance_dashboard_in_chromium_totals_chart_period_change_and_csv_downlo
 
             response = page.goto(f"{served_app}/finance")
             assert response.status == 200
+            # Dates are typed and shown as ISO dates, like the headings (a date input would use the locale).
+            assert page.get_attribute("#since", "type") == "text"
+            assert page.input_value("#since") == "2025-04-02" and page.input_value("#until") == "2025-06-30"
             # Default period: the last 90 days, with each currency's totals.
             assert page.text_content("#period-label").startswith("2025-04-02 – 2025-06-30")
             usd = page.locator("#currency-usd")
@@ -132,5 +136,55 @@ def test_finance_dashboard_in_chromium_totals_chart_period_change_and_csv_downlo
             page.click("text=Last 30 days")
             assert page.text_content("#period-label").startswith("2025-06-01 – 2025-06-30")
             assert csp_violations == []  # nothing inline was refused by the strict policy
+        finally:
+            browser.close()
+
+
+WIDTHS = (390, 768, 1024, 1440)
+# Every element's right edge (rounded) beyond the viewport, and whether the page itself scrolls sideways.
+OVERFLOW_JS = """() => {
+  const width = document.documentElement.clientWidth;
+  const wide = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;
+    if (Math.round(box.right) > width || Math.round(box.left) < 0) {
+      const name = `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}.${el.className || ''}`;
+      wide.push(`${name} ${Math.round(box.left)}..${Math.round(box.right)}`);
+    }
+  }
+  return {width, scrollWidth: document.documentElement.scrollWidth, wide: wide.slice(0, 30)};
+}"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_finance_dashboard_fits_the_viewport_and_shows_who_is_at_risk(served_app, width):
+    sync_playwright = _playwright()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(
+                http_credentials={"username": FINANCE_USER, "password": FINANCE_PASSWORD},
+                viewport={"width": width, "height": 900},
+            )
+            page = context.new_page()
+            assert page.goto(f"{served_app}/finance?since=2025-04-01&until=2025-06-30").status == 200
+            layout = page.evaluate(OVERFLOW_JS)
+            assert layout["width"] == width
+            assert layout["scrollWidth"] <= width, layout
+            assert layout["wide"] == [], layout
+            # The at-risk list shows the seeded open case: who, the invoice number, what happens next.
+            grace = page.locator('#at-risk tr[data-invoice="in_uo1"]')
+            assert grace.is_visible()
+            text = grace.inner_text()
+            assert "grace.hopper@example.com" in text and "INV-UO1" in text and "Reminder 2" in text
+            page.screenshot(path=str(SCREENSHOT.with_name(f"finance-{width}.png")), full_page=True)
+            # The rate by month, on its own page, fits too.
+            with page.expect_navigation():
+                page.click("#months-link")
+            page.wait_for_load_state()
+            assert page.locator("#months-failure-usd").is_visible()
+            layout = page.evaluate(OVERFLOW_JS)
+            assert layout["scrollWidth"] <= width and layout["wide"] == [], layout
         finally:
             browser.close()

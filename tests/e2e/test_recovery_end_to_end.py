@@ -47,6 +47,7 @@ def test_failed_payment_to_loops_email_to_link_click_to_recovery(live_app, datab
         LOOPS_API_KEY=loops_standin.api_key,
         LOOPS_API_BASE=f"{loops_standin.url}/api",
         LOOPS_TRANSACTIONAL_ID="tx_recovery",
+        WORKER_UPKEEP_SECONDS="0.3",
     )
     inv = so.invoice(amount_due=4900, currency="usd", attempt_count=1)
     stripe_standin.invoices[inv["id"]] = inv
@@ -76,11 +77,24 @@ def test_failed_payment_to_loops_email_to_link_click_to_recovery(live_app, datab
 
     paid = dict(inv, status="paid", attempt_count=3, amount_paid=4900, status_transitions={"paid_at": int(time.time())})
     stripe_standin.invoices[inv["id"]] = paid
+    txn = stripe_standin.settle(inv["id"], amount=4900, fee=172)  # the charge that paid it, in the balance
     assert post(app, so.event("invoice.paid", paid)).status_code == 200
     [entry] = wait_for(lambda: ledger(database_url), what="the ledger entry")
     assert (entry.amount, entry.currency, entry.attribution) == (4900, "usd", "link_click")
     assert 3600 <= entry.seconds_to_recover <= 3700
+    assert (entry.invoice_number, entry.customer_email) == ("INV-0001", "ada@example.com")
     assert len(loops_standin.messages) == 1
+    # After the handler's transaction, the worker reads the balance transaction and fills it in once.
+    [settled] = wait_for(
+        lambda: [e for e in ledger(database_url) if e.settlement_status == "settled"], what="the settled figures"
+    )
+    assert (settled.settlement_id, settled.settled_amount, settled.settled_fee, settled.settled_net) == (
+        txn["id"],
+        4900,
+        172,
+        4728,
+    )
+    assert ("GET", "/v1/invoice_payments") in stripe_standin.requests
 
 
 def test_failed_payment_reaches_intercom_as_an_event_on_a_created_contact(

@@ -15,6 +15,8 @@ import threading
 from collections import Counter
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fixtures import stripe_objects
+
 STRIPE_BASE = "https://stripe.mock.test"
 LOOPS_BASE = "https://loops.mock.test/api"
 LOOPS_KEY = "loops_test_key_0123456789"
@@ -65,11 +67,15 @@ class StripeMock:
         self.sessions: list[dict] = []
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, params)
         self.throttle: Counter = Counter()  # path -> how many 429s to answer before serving
+        self.outage: Counter = Counter()  # path -> how many 500s to answer before serving
         self.missing_customers: set[str] = set()
         self.portal_configured = True  # False: portal sessions fail as on an account never set up
-        self.invoice_payments: dict[str, list[dict]] = {}  # invoice id -> its payments (basil and later)
         self.payment_intents: dict[str, dict] = {}
         self.settled_at_send: set[str] = set()  # customers whose invoices are paid when re-read
+        # Settlement: invoice id -> its InvoicePayments (basil and later), and the objects they point at
+        # (payment intents, charges, balance transactions) by id, expanded on request like Stripe.
+        self.invoice_payments: dict[str, list[dict]] = {}
+        self.objects: dict[str, dict] = {}
         self._ids = itertools.count(1)
         self._idempotent: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -106,6 +112,15 @@ class StripeMock:
         self.webhook_endpoints[endpoint["id"]] = endpoint
         return endpoint
 
+    def add_objects(self, *objects: dict) -> None:
+        """Payment intents, charges and balance transactions that `expand[]` and retrieves can reach."""
+        for obj in objects:
+            self.objects[obj["id"]] = obj
+
+    def expand(self, obj: dict, paths: list[str]) -> dict:
+        """A copy of `obj` with each `expand[]` path's ids replaced by their objects."""
+        return stripe_objects.expand(obj, paths, self.objects)
+
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p, _ in self.requests if m == method and p == path)
 
@@ -116,6 +131,8 @@ class StripeMock:
             ("GET", r"/v1/invoices/(?P<id>[^/?]+)", self._get_invoice),
             ("GET", r"/v1/invoice_payments", self._list_invoice_payments),
             ("GET", r"/v1/payment_intents/(?P<id>[^/?]+)", self._get_payment_intent),
+            ("GET", r"/v1/balance_transactions/(?P<id>[^/?]+)", self._get_object),
+            ("GET", r"/v1/charges/(?P<id>[^/?]+)", self._get_object),
             ("POST", r"/v1/billing_portal/sessions", self._create_session),
             ("GET", r"/v1/events", self._list_events),
             ("GET", r"/v1/balance", self._balance),
@@ -144,6 +161,9 @@ class StripeMock:
                 if self.throttle[path] > 0:
                     self.throttle[path] -= 1
                     return _error(context, 429, "Request rate limit exceeded.", "rate_limit", "rate_limit_error")
+                if self.outage[path] > 0:
+                    self.outage[path] -= 1
+                    return _error(context, 500, "Something went wrong on Stripe's end.", type_="api_error")
             key = request.headers.get("Idempotency-Key")
             if method == "POST" and key:
                 with self._lock:
@@ -179,10 +199,6 @@ class StripeMock:
             items = []
         return self._page(items, params, "/v1/invoices")
 
-    def _list_invoice_payments(self, params, context):
-        items = self.invoice_payments.get(params.get("invoice"), [])
-        return self._page(items, params, "/v1/invoice_payments")
-
     def _get_payment_intent(self, params, context, id):
         if id not in self.payment_intents:
             return _error(context, 404, f"No such payment_intent: '{id}'", "resource_missing")
@@ -194,7 +210,21 @@ class StripeMock:
             return _error(context, 404, f"No such invoice: '{id}'", "resource_missing")
         if invoice["customer"] in self.settled_at_send:
             return {**invoice, "status": "paid", "amount_remaining": 0}
-        return invoice
+        return self.expand(invoice, _as_list(params.get("expand")))
+
+    def _list_invoice_payments(self, params, context):
+        if "invoice" not in params:
+            return _error(context, 400, "Missing required param: invoice.")
+        known = params["invoice"] in self.invoice_payments or any(i["id"] == params["invoice"] for i in self.invoices)
+        if not known:
+            return _error(context, 404, f"No such invoice: '{params['invoice']}'", "resource_missing")
+        page = self._page(self.invoice_payments.get(params["invoice"], []), params, "/v1/invoice_payments")
+        return self.expand(page, _as_list(params.get("expand")))
+
+    def _get_object(self, params, context, id):
+        if id not in self.objects:
+            return _error(context, 404, f"No such object: '{id}'", "resource_missing")
+        return self.expand(self.objects[id], _as_list(params.get("expand")))
 
     def _create_session(self, params, context):
         customer = params.get("customer")
@@ -294,6 +324,10 @@ class StripeMock:
                 endpoint[key] = params[key]
         endpoint["metadata"] = {**endpoint.get("metadata", {}), **params.get("metadata", {})}
         return endpoint
+
+
+def _as_list(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def _typed(value):

@@ -8,7 +8,15 @@ import json
 
 import pytest
 
-from tests.integration.test_finance_dataset import EXPECTED_Q2, NOW, seed
+from tests.integration.test_finance_dataset import (
+    DAY,
+    EXPECTED_AT_RISK,
+    EXPECTED_LOST_Q2,
+    EXPECTED_Q2,
+    EXPECTED_SETTLED_MISSING_Q2,
+    NOW,
+    seed,
+)
 from webhook_app.clock import FrozenClock
 
 
@@ -109,3 +117,54 @@ def test_report_filters_by_billing_provider_and_names_the_known_ones(report):
     assert json.loads(chargebee.output)["currencies"] == []
     unknown = report("--provider", "paypal")
     assert unknown.exit_code != 0 and "provider must be one of" in unknown.output and "chargebee" in unknown.output
+
+
+def test_summary_report_gives_the_90th_percentile_and_settled_money_in_the_payout_currency(report):
+    result = report("--since", "2025-04-01", "--until", "2025-06-30")
+    lines = result.output.splitlines()
+    row = {line[:26].strip(): line[26:].split() for line in lines[3:16]}
+    assert row["90th percentile"] == ["2h", "4d", "14h", "3d", "14h"]  # JPY 1d, 3d, 5d; USD 1d, 2d, 4d -> 3.6d
+    settled = lines[lines.index("Settled in the payout currency (balance transactions of the period's recoveries)") :]
+    assert settled[3].split() == ["USD", "$278.20", "$9.56", "$268.64", "5", "EUR,", "JPY,", "USD"]
+    assert settled[4] == "Recoveries not included: 1 paid outside the provider; 1 still being looked up."
+    body = json.loads(report("--since", "2025-04-01", "--until", "2025-06-30", "--format", "json").output)
+    [usd] = body["settled"]["totals"]
+    assert (usd["payout_currency"], usd["settled_net_minor"], usd["settled_net"]) == ("usd", 26864, "268.64")
+    assert body["settled"]["recoveries_without_settlement"] == EXPECTED_SETTLED_MISSING_Q2
+    assert {c["currency"]: c["p90_seconds_to_recover"] for c in body["currencies"]}["usd"] == round(3.6 * DAY)
+
+
+def test_at_risk_view_lists_open_cases_with_emails_and_invoice_numbers(report):
+    rows = list(csv.DictReader(io.StringIO(report("--view", "at-risk", "--format", "csv").output)))
+    got = [(r["invoice_id"], r["invoice_number"], r["customer_email"], r["next_step"]) for r in rows]
+    assert got == [(e[0], e[1], e[2], e[8]) for e in EXPECTED_AT_RISK]
+    assert rows[1]["invoice_url"] == "https://dashboard.stripe.com/test/invoices/in_uo1"
+    table = report("--view", "at-risk", "--currency", "usd").output.splitlines()
+    assert table[1].split()[:3] == ["Customer", "Email", "Invoice"]
+    assert "grace.hopper@example.com" in table[4] and "INV-UO1" in table[4] and "Reminder 2" in table[4]
+
+
+def test_lost_and_month_views_carry_the_reason_and_both_rates(report):
+    lost = json.loads(
+        report("--view", "lost", "--since", "2025-04-01", "--until", "2025-06-30", "--format", "json").output
+    )
+    assert [(r["invoice_id"], r["reason"]) for r in lost["data"]] == [(e[0], e[1]) for e in EXPECTED_LOST_Q2]
+    months = json.loads(
+        report(
+            "--view",
+            "by-failure-month",
+            "--currency",
+            "jpy",
+            "--since",
+            "2025-04-01",
+            "--until",
+            "2025-06-30",
+            "--format",
+            "json",
+        ).output
+    )
+    may = next(m for m in months["data"] if m["month"] == "2025-05")
+    assert (may["failed"], may["recovered"], may["still_open"], may["recovery_rate"]) == (1, 1, 0, 1.0)
+    table = report("--view", "by-recovery-month", "--currency", "jpy", "--since", "2025-04-01", "--until", "2025-06-30")
+    june = next(line for line in table.output.splitlines() if line.startswith("2025-06"))
+    assert june.split() == ["2025-06", "JPY", "2", "¥12,800", "0", "¥0", "100.0%", "3d", "4d", "14h"]

@@ -39,7 +39,15 @@ def basic(user: str, password: str) -> dict:
 
 
 AUTH = basic(FINANCE_USER, FINANCE_PASSWORD)
-PAGES = ("/finance", "/finance/recoveries.csv", "/finance/recoveries.json")
+PAGES = (
+    "/finance",
+    "/finance/months",
+    "/finance/recoveries.csv",
+    "/finance/recoveries.json",
+    "/finance/at-risk.json",
+    "/finance/lost.json",
+    "/finance/months.json",
+)
 
 
 @pytest.fixture
@@ -138,8 +146,8 @@ def test_dashboard_table_links_to_the_stripe_dashboard_with_test_paths_for_test_
 
 
 def ledger_amounts(html: str) -> list[str]:
-    table = re.search(r'<table class="ledger-table".*?</table>', html, re.S).group(0)
-    return re.findall(r'<td class="num amount[^"]*">([^<]+)</td>', table)
+    table = re.search(r'<table class="rtable ledger-table".*?</table>', html, re.S).group(0)
+    return re.findall(r'<td data-label="Amount" class="num amount[^"]*">([^<]+)</td>', table)
 
 
 def test_dashboard_table_sorts_by_date_and_amount_on_the_server(get):
@@ -148,9 +156,23 @@ def test_dashboard_table_sorts_by_date_and_amount_on_the_server(get):
     assert newest_first[:3] == ["$20.00", "¥800", "-¥2,000"]  # 06-20, 06-10, 06-05
     oldest_first = ledger_amounts(get("/finance", sort="date", **Q2).get_data(as_text=True))
     assert oldest_first == list(reversed(newest_first))
-    by_amount = ledger_amounts(get("/finance", sort="-amount", **Q2).get_data(as_text=True))
-    assert by_amount[:2] == ["¥12,000", "$99.00"]  # minor units: 12000 > 9900 (not a cross-currency claim)
-    assert by_amount[-1] == "-$100.00"
+    by_amount = ledger_amounts(get("/finance", sort="-amount", currency="usd", **Q2).get_data(as_text=True))
+    assert by_amount == ["$99.00", "$49.00", "$20.00", "-$25.00", "-$100.00"]
+
+
+def test_dashboard_sorts_by_amount_only_within_one_currency(get):
+    """¥12,000 is not more than $99.00: across currencies the amount header is no link; asking anyway says why."""
+    html = get("/finance", **Q2).get_data(as_text=True)
+    assert 'id="sort-amount" title="Choose one currency to sort by amount"' in html
+    response = get("/finance", sort="-amount", **Q2)
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert "sorting by amount needs one currency" in text
+    assert ledger_amounts(text)[:3] == ["$20.00", "¥800", "-¥2,000"]  # the filters stay; newest first instead
+    assert 'id="sort-amount" href=' not in text
+    with_currency = get("/finance", currency="jpy", **Q2).get_data(as_text=True)
+    assert re.search(r'<a href="[^"]*lost_sort=-amount[^"]*" id="lost-sort-amount">', with_currency)
+    assert re.search(r'<a href="[^"]*sort=-amount[^"]*" id="sort-amount">', with_currency)
 
 
 def test_dashboard_table_paginates_with_next_and_previous_links(get, finance_app, monkeypatch):
@@ -320,6 +342,7 @@ def test_json_pages_through_every_row_with_an_opaque_cursor(get):
         "until": "2025-07-01T00:00:00Z",
         "currency": None,
         "mode": None,
+        "provider": None,
     }
     first = seen[0]
     assert first["entry_key"] == "recovery:in_u3" and first["amount_minor"] == 2000 and first["amount"] == "20.00"
@@ -339,7 +362,7 @@ def test_json_sorted_by_amount_pages_ties_without_losing_or_repeating_rows(get, 
     bulk_rows(finance_app.extensions["webhook_app"].db, 25, datetime(2024, 3, 1), amount=1000)
     seen, cursor = [], None
     while True:
-        params = dict(since="2024-03-01", until="2024-03-01", sort="amount", limit=7)
+        params = dict(since="2024-03-01", until="2024-03-01", currency="usd", sort="amount", limit=7)
         body = get("/finance/recoveries.json", **params, **({"cursor": cursor} if cursor else {})).get_json()
         seen += [r["entry_key"] for r in body["data"]]
         cursor = body["next_cursor"]

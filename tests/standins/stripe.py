@@ -1,4 +1,5 @@
-"""A stand-in for the Stripe API: invoices, Billing Portal sessions, and idempotency keys."""
+"""A stand-in for the Stripe API: invoices, Billing Portal sessions, idempotency keys, and what paid
+invoices put in the balance (invoice payments, charges, balance transactions, with `expand[]`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 
 from flask import Flask, jsonify, request
 
+from tests.fixtures import stripe_objects
 from tests.standins import Faults
 
 
@@ -16,7 +18,6 @@ class StripeStandIn:
     def __init__(self, faults: Faults | None = None):
         self.faults = faults or Faults()
         self.invoices: dict[str, dict] = {}
-        self.invoice_payments: dict[str, list[dict]] = {}  # invoice id -> its payments (basil and later)
         self.payment_intents: dict[str, dict] = {}
         self.portal_sessions: list[dict] = []
         self.requests: list[tuple[str, str]] = []
@@ -26,7 +27,21 @@ class StripeStandIn:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.base_url = ""  # set by the test once served, for session URLs
+        self.invoice_payments: dict[str, list[dict]] = {}  # invoice id -> its InvoicePayments
+        self.objects: dict[str, dict] = {}  # payment intents, charges, balance transactions by id
         self.app = self._build()
+
+    def settle(self, invoice_id: str, *, amount: int, fee: int, currency: str = "usd", **txn) -> dict:
+        """Record that a PaymentIntent paid `invoice_id` and its charge settled: returns the balance transaction."""
+        balance = stripe_objects.balance_transaction(amount=amount, fee=fee, currency=currency, **txn)
+        charge = stripe_objects.charge(balance_transaction=balance["id"])
+        intent = stripe_objects.payment_intent(latest_charge=charge["id"])
+        with self._lock:
+            for obj in (balance, charge, intent):
+                self.objects[obj["id"]] = obj
+            payment = stripe_objects.invoice_payment(invoice_id, amount=charge["amount"], payment_intent=intent["id"])
+            self.invoice_payments.setdefault(invoice_id, []).append(payment)
+        return balance
 
     def _error(self, status: int, type_: str, message: str, code: str | None = None):
         body = {"error": {"type": type_, "message": message}}
@@ -61,8 +76,23 @@ class StripeStandIn:
 
         @app.get("/v1/invoice_payments")
         def list_invoice_payments():
-            data = self.invoice_payments.get(request.args.get("invoice", ""), [])
-            return jsonify({"object": "list", "url": "/v1/invoice_payments", "data": data, "has_more": False})
+            invoice_id = request.args.get("invoice")
+            if not invoice_id:
+                return self._error(400, "invalid_request_error", "Missing required param: invoice.")
+            listing = {
+                "object": "list",
+                "url": "/v1/invoice_payments",
+                "has_more": False,
+                "data": self.invoice_payments.get(invoice_id, []),
+            }
+            return jsonify(stripe_objects.expand(listing, _expand_params(), self.objects))
+
+        @app.get("/v1/balance_transactions/<object_id>")
+        @app.get("/v1/charges/<object_id>")
+        def get_object(object_id):
+            if object_id not in self.objects:
+                return self._error(404, "invalid_request_error", f"No such object: '{object_id}'", "resource_missing")
+            return jsonify(stripe_objects.expand(self.objects[object_id], _expand_params(), self.objects))
 
         @app.get("/v1/payment_intents/<intent_id>")
         def get_payment_intent(intent_id):
@@ -113,3 +143,8 @@ class StripeStandIn:
             return f"<html><body><h1>Stripe portal {session_id}</h1></body></html>"
 
         return app
+
+
+def _expand_params() -> list[str]:
+    """`expand[]` values as the SDK sends them (`expand[0]=...`, or `expand[]=...`)."""
+    return [value for key, value in request.args.items(multi=True) if key.startswith("expand[")]

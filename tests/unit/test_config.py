@@ -54,3 +54,11 @@ def test_malformed_setting_is_one_problem_naming_the_variable_not_its_value(name
 def test_production_refuses_to_start_with_problems():
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         load_settings({"APP_ENV": "production"})
+
+
+def test_personal_data_retention_defaults_to_a_year_and_is_validated():
+    assert load_settings({}).privacy.pii_retention_days == 365
+    assert load_settings({"PII_RETENTION_DAYS": "90"}).privacy.pii_retention_days == 90
+    bad = load_settings({"PII_RETENTION_DAYS": "0"})
+    assert bad.privacy.pii_retention_days == 365 and bad.problems == ("PII_RETENTION_DAYS must be at least 1",)
+    assert load_settings({"WORKER_UPKEEP_SECONDS": "5"}).worker.upkeep_seconds == 5.0

@@ -7,9 +7,11 @@ from decimal import Decimal
 import pytest
 
 from tests.fixtures import stripe_objects as so
+from webhook_app.domain import CustomerDeleted
 from webhook_app.errors import BadPayload
 from webhook_app.money import format_amount, to_decimal
-from webhook_app.providers.stripe.translate import invoice_view
+from webhook_app.providers.stripe.endpoints import handled_event_types
+from webhook_app.providers.stripe.translate import invoice_view, translate
 
 
 @pytest.mark.parametrize(
@@ -85,3 +87,12 @@ def test_overlong_display_text_is_shortened_to_what_the_database_holds():
 def test_an_email_longer_than_any_address_is_bad_payload():
     with pytest.raises(BadPayload, match="customer_email"):
         invoice_view(so.invoice(email="a" * 330 + "@example.com"))
+
+
+def test_customer_deleted_asks_for_the_customers_data_to_be_erased_and_is_subscribed_to():
+    customer = {"id": "cus_gone", "object": "customer", "email": "gone@example.com", "name": "Gone"}
+    [event] = translate(so.event("customer.deleted", customer, created=1735689600))
+    assert isinstance(event, CustomerDeleted) and event.customer_id == "cus_gone"
+    assert "customer.deleted" in handled_event_types()  # `stripe register-endpoint` subscribes to it
+    with pytest.raises(BadPayload):
+        translate(so.event("customer.deleted", {"id": "sub_1", "object": "subscription"}))

@@ -39,6 +39,20 @@ CSV_COLUMNS = (
     "invoice_url",
     "customer_url",
     "provider",
+    # Added with the finance review; appended so that existing column positions never move.
+    "invoice_number",
+    "customer_name",
+    "customer_email",
+    "settlement_status",
+    "settled_currency",
+    "settled_amount_minor",
+    "settled_amount",
+    "settled_fee_minor",
+    "settled_fee",
+    "settled_net_minor",
+    "settled_net",
+    "exchange_rate",
+    "balance_transaction",
 )
 
 
@@ -74,8 +88,17 @@ def iter_rows(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterato
         )
 
 
+def _blank(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _settled(amount: int | None, currency: str | None) -> Any:
+    return "" if amount is None or currency is None else to_decimal(amount, currency)
+
+
 def csv_values(row: Any, dashboard: DashboardLink) -> tuple[Any, ...]:
     """One ledger row as CSV fields, in CSV_COLUMNS order (the same values as `row_dict`)."""
+    settled = row.settled_currency
     return (
         iso(row.recovered_at),
         row.kind,
@@ -92,6 +115,19 @@ def csv_values(row: Any, dashboard: DashboardLink) -> tuple[Any, ...]:
         dashboard(row.provider, "invoice", row.invoice_id, row.livemode) or "",
         dashboard(row.provider, "customer", row.customer_id, row.livemode) or "",
         row.provider,
+        _blank(row.invoice_number),
+        _blank(row.customer_name),
+        _blank(row.customer_email),
+        _blank(row.settlement_status),
+        _blank(settled),
+        _blank(row.settled_amount),
+        _settled(row.settled_amount, settled),
+        _blank(row.settled_fee),
+        _settled(row.settled_fee, settled),
+        _blank(row.settled_net),
+        _settled(row.settled_net, settled),
+        _blank(row.settled_exchange_rate),
+        _blank(row.settlement_id),
     )
 
 

@@ -9,9 +9,12 @@ Definitions (shown on the dashboard too), for a period `[since, until)` in UTC:
 - lost: cases closed as void / uncollectible / canceled in the period, at their amount due;
 - open at period end / at risk: cases that had failed and were not yet settled at `until`;
 - recovery rate: recoveries / (recoveries + lost cases) settled in the period (and the same by amount);
-- median time to recover: from the first failed payment to the payment, over the period's recoveries;
+- time to recover: from the first failed payment to the payment, over the period's recoveries, as the
+  median and the 90th percentile;
 - attribution: the period's recoveries by link click / Stripe retry / out of band.
 The ledger is read through the (recovered_at, currency) and (currency, recovered_at) indexes.
+Lists of cases (at risk now, lost) are in `lists`, the two month views in `months`, settled money in
+the payout currency in `settled`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from webhook_app.finance.cursor import SORTS, Cursor
+from webhook_app.finance.paging import Page, after, keyset
 from webhook_app.finance.period import Period, iso
+from webhook_app.finance.stats import percentiles
 from webhook_app.models import DunningCase, LedgerEntry
 from webhook_app.money import format_amount, to_decimal
 from webhook_app.providers import DashboardLink
@@ -126,6 +131,7 @@ class CurrencySummary:
     open_cases: int = 0
     at_risk: int = 0
     median_seconds: float | None = None
+    p90_seconds: float | None = None
     attribution: dict[str, Attribution] = field(default_factory=lambda: {a: Attribution() for a in ATTRIBUTIONS})
 
     @property
@@ -165,13 +171,15 @@ class CurrencySummary:
         out["recovery_rate"] = None if self.recovery_rate is None else round(self.recovery_rate, 4)
         out["amount_recovery_rate"] = None if self.amount_recovery_rate is None else round(self.amount_recovery_rate, 4)
         out["median_seconds_to_recover"] = None if self.median_seconds is None else round(self.median_seconds)
+        out["p90_seconds_to_recover"] = None if self.p90_seconds is None else round(self.p90_seconds)
         for name in ATTRIBUTIONS:
             out[f"{name}_count"] = self.attribution[name].count
             out.update(pair(f"{name}_amount", self.attribution[name].amount))
         return out
 
 
-def _ledger_where(f: Filters) -> list:
+def ledger_where(f: Filters) -> list[Any]:
+    """Ledger rows dated in the period, in the filters' currency, mode and provider."""
     clauses = [LedgerEntry.recovered_at >= f.period.since, LedgerEntry.recovered_at < f.period.until]
     if f.currency:
         clauses.append(LedgerEntry.currency == f.currency)
@@ -182,7 +190,8 @@ def _ledger_where(f: Filters) -> list:
     return clauses
 
 
-def _case_where(f: Filters) -> list:
+def case_where(f: Filters) -> list[Any]:
+    """Cases of the filters' currency, mode and provider (any time)."""
     clauses = []
     if f.currency:
         clauses.append(DunningCase.currency == f.currency)
@@ -193,22 +202,62 @@ def _case_where(f: Filters) -> list:
     return clauses
 
 
-def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
-    """The period's figures, one `CurrencySummary` per currency with any activity, by currency code."""
+@dataclass(frozen=True)
+class LedgerGroup:
+    """The period's ledger rows sharing a currency, kind, attribution and settlement: counts and sums."""
+
+    currency: str
+    kind: str
+    attribution: str | None
+    settlement_status: str | None
+    settled_currency: str | None
+    count: int
+    amount: int
+    settled_amount: int
+    settled_fee: int
+    settled_net: int
+
+
+def ledger_groups(session: Session, f: Filters) -> list[LedgerGroup]:
+    """One scan of the period's ledger rows, grouped for both the summary and the settled totals."""
+    keys = (
+        LedgerEntry.currency,
+        LedgerEntry.kind,
+        LedgerEntry.attribution,
+        LedgerEntry.settlement_status,
+        LedgerEntry.settled_currency,
+    )
+    rows = session.execute(
+        select(
+            *keys,
+            func.count(),
+            func.sum(LedgerEntry.amount),
+            func.sum(LedgerEntry.settled_amount),
+            func.sum(LedgerEntry.settled_fee),
+            func.sum(LedgerEntry.settled_net),
+        )
+        .where(*ledger_where(f))
+        .group_by(*keys)
+    )
+    return [
+        LedgerGroup(cur, kind, cause, status, payout, count, int(a or 0), int(sa or 0), int(fee or 0), int(net or 0))
+        for cur, kind, cause, status, payout, count, a, sa, fee, net in rows
+    ]
+
+
+def summarize(session: Session, f: Filters, groups: list[LedgerGroup] | None = None) -> list[CurrencySummary]:
+    """The period's figures, one `CurrencySummary` per currency with any activity, by currency code.
+
+    `groups`: the period's `ledger_groups` when the caller has them already (one ledger scan for all).
+    """
     by_currency: dict[str, CurrencySummary] = {}
 
     def get(currency: str) -> CurrencySummary:
         return by_currency.setdefault(currency, CurrencySummary(currency))
 
-    ledger = session.execute(
-        select(
-            LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution, func.count(), func.sum(LedgerEntry.amount)
-        )
-        .where(*_ledger_where(f))
-        .group_by(LedgerEntry.currency, LedgerEntry.kind, LedgerEntry.attribution)
-    )
-    for currency, kind, attribution, count, total in ledger:
-        s, amount = get(currency), int(total or 0)
+    for group in ledger_groups(session, f) if groups is None else groups:
+        currency, kind, attribution, count = group.currency, group.kind, group.attribution, group.count
+        s, amount = get(currency), group.amount
         if kind == "recovery":
             s.recoveries += count
             s.recovered_gross += amount
@@ -225,7 +274,7 @@ def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
             DunningCase.status.in_(LOST_STATUSES),
             DunningCase.closed_at >= f.period.since,
             DunningCase.closed_at < f.period.until,
-            *_case_where(f),
+            *case_where(f),
         )
         .group_by(DunningCase.currency, DunningCase.status)
     )
@@ -244,7 +293,7 @@ def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
                 DunningCase.status.in_(OPEN_STATUSES),
                 and_(DunningCase.status.in_(SETTLED_STATUSES), DunningCase.closed_at >= end),
             ),
-            *_case_where(f),
+            *case_where(f),
         )
         .group_by(DunningCase.currency)
     )
@@ -252,31 +301,16 @@ def summarize(session: Session, f: Filters) -> list[CurrencySummary]:
         s = get(currency)
         s.open_cases, s.at_risk = count, int(amount or 0)
 
-    for currency, median in medians(session, f).items():
-        get(currency).median_seconds = median
+    for currency, (median, p90) in recovery_times(session, f).items():
+        get(currency).median_seconds, get(currency).p90_seconds = median, p90
     return [by_currency[c] for c in sorted(by_currency)]
 
 
-def medians(session: Session, f: Filters) -> dict[str, float]:
-    """Median seconds from first failure to payment, per currency, over the period's recoveries."""
-    where = [*_ledger_where(f), LedgerEntry.kind == "recovery", LedgerEntry.seconds_to_recover.is_not(None)]
-    if session.get_bind().dialect.name == "postgresql":
-        median = func.percentile_cont(0.5).within_group(LedgerEntry.seconds_to_recover)
-        rows = session.execute(select(LedgerEntry.currency, median).where(*where).group_by(LedgerEntry.currency))
-        return {currency: float(value) for currency, value in rows if value is not None}
-    # SQLite has no percentile function: count, then read the middle one or two values in order.
-    counts = session.execute(select(LedgerEntry.currency, func.count()).where(*where).group_by(LedgerEntry.currency))
-    out = {}
-    for currency, n in counts.all():
-        middle = session.scalars(
-            select(LedgerEntry.seconds_to_recover)
-            .where(*where, LedgerEntry.currency == currency)
-            .order_by(LedgerEntry.seconds_to_recover)
-            .offset((n - 1) // 2)
-            .limit(2 - n % 2)
-        ).all()
-        out[currency] = sum(middle) / len(middle)
-    return out
+def recovery_times(session: Session, f: Filters) -> dict[str, tuple[float | None, float | None]]:
+    """(median, 90th percentile) seconds from first failure to payment, per currency, over the period's recoveries."""
+    where = [*ledger_where(f), LedgerEntry.kind == "recovery", LedgerEntry.seconds_to_recover.is_not(None)]
+    found = percentiles(session, LedgerEntry.seconds_to_recover, where, [LedgerEntry.currency])
+    return {key[0]: (values[0], values[1]) for key, values in found.items()}
 
 
 # -- weekly series -----------------------------------------------------------------------------------
@@ -327,7 +361,7 @@ def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
             func.sum(case((is_recovery, LedgerEntry.amount), else_=0)),
             func.sum(case((is_recovery, 0), else_=LedgerEntry.amount)),
         )
-        .where(*_ledger_where(f))
+        .where(*ledger_where(f))
         .group_by(LedgerEntry.currency, week_col)
     )
     for currency, start, recovered, corrections in ledger:
@@ -342,7 +376,7 @@ def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
             DunningCase.status.in_(LOST_STATUSES),
             DunningCase.closed_at >= f.period.since,
             DunningCase.closed_at < f.period.until,
-            *_case_where(f),
+            *case_where(f),
         )
         .group_by(DunningCase.currency, lost_week)
     )
@@ -375,17 +409,39 @@ ROW_COLUMNS = (
     LedgerEntry.first_failed_at,
     LedgerEntry.seconds_to_recover,
     LedgerEntry.attribution,
+    LedgerEntry.invoice_number,
+    LedgerEntry.customer_name,
+    LedgerEntry.customer_email,
+    LedgerEntry.settlement_status,
+    LedgerEntry.settlement_id,
+    LedgerEntry.settled_amount,
+    LedgerEntry.settled_fee,
+    LedgerEntry.settled_net,
+    LedgerEntry.settled_currency,
+    LedgerEntry.settled_exchange_rate,
 )
 
 
+def _settled_decimal(amount: int | None, currency: str | None) -> str | None:
+    return None if amount is None or currency is None else str(to_decimal(amount, currency))
+
+
 def row_dict(row: Any, dashboard: DashboardLink) -> dict[str, Any]:
-    """One ledger row for JSON and CSV: minor units plus a decimal string, ISO 8601 UTC times."""
+    """One ledger row for JSON and CSV: minor units plus a decimal string, ISO 8601 UTC times.
+
+    `settled_*` are the recovery's balance transaction in the payout currency (`settled_currency`),
+    null until looked up and for corrections; `settlement_status` says which (see `SettlementStatus`).
+    """
+    settled = row.settled_currency
     return {
         "provider": row.provider,
         "entry_key": row.entry_key,
         "kind": row.kind,
         "invoice_id": row.invoice_id,
+        "invoice_number": row.invoice_number,
         "customer_id": row.customer_id,
+        "customer_name": row.customer_name,
+        "customer_email": row.customer_email,
         "currency": row.currency,
         "amount_minor": row.amount,
         "amount": str(to_decimal(row.amount, row.currency)),
@@ -394,6 +450,16 @@ def row_dict(row: Any, dashboard: DashboardLink) -> dict[str, Any]:
         "seconds_to_recover": row.seconds_to_recover,
         "attribution": row.attribution,
         "livemode": bool(row.livemode),
+        "settlement_status": row.settlement_status,
+        "settled_currency": settled,
+        "settled_amount_minor": row.settled_amount,
+        "settled_amount": _settled_decimal(row.settled_amount, settled),
+        "settled_fee_minor": row.settled_fee,
+        "settled_fee": _settled_decimal(row.settled_fee, settled),
+        "settled_net_minor": row.settled_net,
+        "settled_net": _settled_decimal(row.settled_net, settled),
+        "exchange_rate": row.settled_exchange_rate,
+        "balance_transaction": row.settlement_id,
         "invoice_url": dashboard(row.provider, "invoice", row.invoice_id, row.livemode),
         "customer_url": dashboard(row.provider, "customer", row.customer_id, row.livemode),
     }
@@ -401,7 +467,7 @@ def row_dict(row: Any, dashboard: DashboardLink) -> dict[str, Any]:
 
 def rows_query(f: Filters) -> Select:
     """The period's ledger rows (no order, no limit)."""
-    return select(*ROW_COLUMNS).where(*_ledger_where(f))
+    return select(*ROW_COLUMNS).where(*ledger_where(f))
 
 
 def narrowed(f: Filters, at: datetime, *, before: bool) -> Filters:
@@ -417,24 +483,9 @@ def narrowed(f: Filters, at: datetime, *, before: bool) -> Filters:
     return replace(f, period=period)
 
 
-def after_key(column, key, row_id: int, *, before: bool):
-    """Rows strictly after (or before) `(key, row_id)` in `(column, id)` order."""
-    if before:
-        return or_(column < key, and_(column == key, LedgerEntry.id < row_id))
-    return or_(column > key, and_(column == key, LedgerEntry.id > row_id))
-
-
-@dataclass
-class Page:
-    """One page of ledger rows with cursors to its neighbours (None at either end)."""
-
-    rows: list
-    next_cursor: str | None
-    prev_cursor: str | None
-
-
-def _sort_column(sort: str):
-    return LedgerEntry.recovered_at if SORTS[sort][0] == "date" else LedgerEntry.amount
+def after_key(column: Any, key: Any, row_id: int, *, before: bool) -> Any:
+    """Ledger rows strictly after (or before) `(key, row_id)` in `(column, id)` order."""
+    return after(column, LedgerEntry.id, key, row_id, before=before)
 
 
 def page(session: Session, f: Filters, sort: str, cursor: Cursor | None = None, limit: int = 50) -> Page:
@@ -442,31 +493,21 @@ def page(session: Session, f: Filters, sort: str, cursor: Cursor | None = None, 
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     if cursor is not None:
         sort = cursor.sort
-    column, descending = _sort_column(sort), SORTS[sort][1]
-    forward = cursor is None or cursor.forward
-    # Reading backwards = reading the reverse order forwards, then flipping the page.
-    reverse = descending == forward
-    if cursor is not None and SORTS[sort][0] == "date":
-        f = narrowed(f, cursor.key, before=reverse)
-    query = rows_query(f)
-    if cursor is not None:
-        query = query.where(after_key(column, cursor.key, cursor.row_id, before=reverse))
-    order = (column.desc(), LedgerEntry.id.desc()) if reverse else (column.asc(), LedgerEntry.id.asc())
-    rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if not forward:
-        rows.reverse()
-
-    def at(row, fwd: bool) -> str:
-        key = row.recovered_at if SORTS[sort][0] == "date" else row.amount
-        return Cursor(sort, key, row.id, fwd).encode()
-
-    if not rows:
-        return Page([], None, None)
-    has_next = more if forward else True
-    has_prev = (cursor is not None) if forward else more
-    return Page(rows, at(rows[-1], True) if has_next else None, at(rows[0], False) if has_prev else None)
+    kind, descending = SORTS[sort]
+    if cursor is not None and kind == "date":
+        forward = cursor.forward
+        f = narrowed(f, cursor.key, before=descending == forward)  # type: ignore[arg-type]
+    return keyset(
+        session,
+        rows_query(f),
+        sorts=SORTS,
+        sort=sort,
+        columns={"date": LedgerEntry.recovered_at, "amount": LedgerEntry.amount},
+        id_column=LedgerEntry.id,
+        key_of=lambda row: row.recovered_at if kind == "date" else row.amount,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 def currencies_in(summaries: Iterable[CurrencySummary], extra: str | None = None) -> list[str]:

@@ -5,7 +5,9 @@ client and its operator commands. The core talks to it through:
 - `Provider`: verify and parse a delivery (intake), translate a stored event into domain events
   (worker), its doctor lines, its dashboard links and its admin commands;
 - `Billing`, the small runtime port: re-read an invoice, mint an update-payment link at click time, list
-  unpaid invoices for the campaign.
+  unpaid invoices for the campaign;
+- optionally `SettlementSource` (a provider that is also a `SettlementProvider`): what a paid invoice
+  put in the account's balance, for finance (Stripe only so far).
 Admin operations (portal configuration, endpoint registration, ...) stay inside the package, behind
 its own commands: the runtime port never grows with them.
 tests/unit/test_conformance.py checks every implementation, fakes included, against these protocols.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from webhook_app.domain import DomainEvent, InvoiceView
+from webhook_app.domain import DomainEvent, InvoiceView, Settlement
 
 if TYPE_CHECKING:
     import click
@@ -91,6 +93,27 @@ class Billing(Protocol):
 
     def list_unpaid_invoices(self, *, customer_id: str | None = None) -> Iterator[InvoiceView]:
         """Every invoice the provider is still trying to collect (all pages), optionally of one customer."""
+        ...
+
+
+@runtime_checkable
+class SettlementSource(Protocol):
+    """Settled figures of paid invoices: looked up by the worker after the fact, never in a handler."""
+
+    def settlement(self, invoice_id: str) -> Settlement | None:
+        """What paying the invoice put in the balance, in the payout currency; None when no payment
+        through the provider paid it (out of band, credit balance). Raises `SettlementNotReady` when it
+        is paid but not settled yet, and the classified errors of webhook_app.errors otherwise."""
+        ...
+
+
+@runtime_checkable
+class SettlementProvider(Protocol):
+    """A provider that can report settlements (others leave recoveries without settled figures)."""
+
+    @property
+    def settlements(self) -> SettlementSource | None:
+        """The settlement port, or None until the API credentials are set."""
         ...
 
 

@@ -2,7 +2,8 @@
 
 `StripeProvider` is what the core sees (`webhook_app.providers.base.Provider`): `webhook.py` verifies
 deliveries, `translate.py` turns payloads into domain events, `client.py` is the runtime port,
-`admin.py` the admin port, `commands.py` the operator commands and `doctor.py` their checks.
+`admin.py` the admin port, `settlement.py` the settled figures of paid invoices (balance transactions),
+`commands.py` the operator commands and `doctor.py` their checks.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from webhook_app.config import Settings
 from webhook_app.domain import DomainEvent, PaymentFailed
 from webhook_app.errors import ConfigurationNeeded, PermanentError, WebhookRejected
 from webhook_app.payload import dig, unix_time
-from webhook_app.providers.base import Billing, IncomingEvent, StoredEvent
+from webhook_app.providers.base import Billing, IncomingEvent, SettlementSource, StoredEvent
 from webhook_app.providers.stripe import translate, webhook
 from webhook_app.providers.stripe.admin import StripeAdmin, StripeAdminPort
 from webhook_app.providers.stripe.client import StripeApi, StripeBilling
+from webhook_app.providers.stripe.settlement import StripeSettlements
 
 if TYPE_CHECKING:
     from webhook_app.ops.doctor import Check
@@ -39,13 +41,22 @@ class StripeProvider:
     label = "Stripe"
     handled_event_types = tuple(sorted(translate.TRANSLATORS))
 
-    def __init__(self, settings: Settings, billing: Billing | None = None, admin: StripeAdminPort | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        billing: Billing | None = None,
+        admin: StripeAdminPort | None = None,
+        settlements: SettlementSource | None = None,
+    ):
         self.settings = settings.stripe
         self.tolerance = settings.webhook_tolerance_seconds
         api = StripeApi(settings.stripe) if settings.stripe.secret_key else None
         self._billing: Billing | None = billing
+        self._settlements: SettlementSource | None = settlements
         if billing is None and api is not None:
             self._billing = StripeBilling(api, return_url=settings.links.return_url)
+            # With a replaced runtime port (tests), no real Stripe reads behind its back either.
+            self._settlements = settlements or StripeSettlements(api)
         self.admin: StripeAdminPort | None = admin or (StripeAdmin(api) if api is not None else None)
 
     @property
@@ -55,6 +66,11 @@ class StripeProvider:
     @property
     def billing(self) -> Billing | None:
         return self._billing
+
+    @property
+    def settlements(self) -> SettlementSource | None:
+        """Balance transactions of paid invoices (`webhook_app.providers.base.SettlementProvider`)."""
+        return self._settlements
 
     def missing_for_intake(self) -> list[str]:
         return [] if self.settings.webhook_secrets else ["STRIPE_WEBHOOK_SECRET"]

@@ -23,6 +23,7 @@ from typing import Any
 from webhook_app import domain, payload
 from webhook_app.domain import (
     CorrectionVoided,
+    CustomerDeleted,
     DomainEvent,
     InvoiceClosed,
     InvoicePaid,
@@ -157,6 +158,12 @@ def _customer_updated(event: Mapping[str, Any]) -> list[DomainEvent]:
     return []
 
 
+def _customer_deleted(event: Mapping[str, Any]) -> list[DomainEvent]:
+    """data.object is the customer as it was when deleted: erase what we hold about them."""
+    customer = _object(event, "customer")
+    return [CustomerDeleted(payload.ident(customer["id"], "customer.id"), at=_created(event))]
+
+
 def _payment_method_attached(event: Mapping[str, Any]) -> list[DomainEvent]:
     customer_id = payload.ref(dig(event, "data", "object", "customer"), "payment_method.customer")
     if customer_id is None:  # a payment method attached to no customer concerns no case
@@ -255,6 +262,7 @@ TRANSLATORS: dict[str, Callable[[Mapping[str, Any]], list[DomainEvent]]] = {
     "invoice.marked_uncollectible": _closed(CaseStatus.UNCOLLECTIBLE, "invoice marked uncollectible"),
     "customer.subscription.deleted": _subscription_deleted,
     "customer.updated": _customer_updated,
+    "customer.deleted": _customer_deleted,
     "payment_method.attached": _payment_method_attached,
     "charge.refunded": _charge_refunded,
     "credit_note.created": _credit_note_created,
