@@ -75,7 +75,7 @@ def axis_label(amount: int, currency: str) -> str:
 def nice_step(maximum: int, ticks: int = 4) -> int:
     """A round step (1, 2, 2.5 or 5 times a power of ten, in minor units) covering `maximum` in `ticks`."""
     raw = max(1.0, maximum / ticks)
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude: float = 10.0 ** math.floor(math.log10(raw))
     for m in (1, 2, 2.5, 5, 10):
         step = m * magnitude
         if step >= raw:

@@ -29,6 +29,7 @@ from webhook_app.finance.cursor import (
     Cursor,
     Sorts,
 )
+from webhook_app.finance.declines import by_decline_class
 from webhook_app.finance.display import duration, percent
 from webhook_app.finance.lists import at_risk_items, at_risk_page, at_risk_totals, lost_items, lost_page
 from webhook_app.finance.paging import Page
@@ -36,7 +37,6 @@ from webhook_app.finance.period import Period, presets
 from webhook_app.finance.queries import (
     ATTRIBUTION_LABELS,
     ATTRIBUTIONS,
-    DashboardLink,
     Filters,
     currencies_in,
     ledger_groups,
@@ -47,6 +47,7 @@ from webhook_app.finance.queries import (
 )
 from webhook_app.finance.settled import settled_summary
 from webhook_app.money import format_amount
+from webhook_app.providers import DashboardLink
 from webhook_app.providers.base import Provider
 
 
@@ -210,6 +211,7 @@ def dashboard_context(
         "lost_sort": {c: links.sort("lost", c) for c in ("closed", "amount")},
         "lost_pager": links.pager("lost", lost, lists.lost),
         "settled": settled_summary(session, f, groups),
+        "by_decline": by_decline_class(session, f),
         "rows": _ledger_table(ledger_page, dashboard),
         "ledger_sort": {c: links.sort("ledger", c) for c in ("date", "amount")},
         "ledger_pager": links.pager("ledger", ledger_page, lists.ledger),

@@ -18,9 +18,10 @@ from sqlalchemy import func, select
 
 from webhook_app.db import Database
 from webhook_app.finance.period import iso
-from webhook_app.finance.queries import DashboardLink, Filters, after_key, narrowed, rows_query
+from webhook_app.finance.queries import Filters, after_key, narrowed, rows_query
 from webhook_app.models import LedgerEntry
 from webhook_app.money import to_decimal
+from webhook_app.providers import DashboardLink
 
 BATCH_SIZE = 2000
 CSV_COLUMNS = (
@@ -56,7 +57,7 @@ CSV_COLUMNS = (
 )
 
 
-def iter_rows(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterator:
+def iter_rows(db: Database, f: Filters, batch_size: int = BATCH_SIZE) -> Iterator[Any]:
     """The period's ledger rows, oldest first, fetched `batch_size` at a time."""
     ordered = rows_query(f).order_by(LedgerEntry.recovered_at, LedgerEntry.id)
     if db.dialect == "postgresql":

@@ -23,9 +23,10 @@ from webhook_app.dunning import ACTION_STEP, FINAL_STEP
 from webhook_app.finance.cursor import AT_RISK_SORTS, LOST_SORTS, Cursor
 from webhook_app.finance.paging import Page, keyset
 from webhook_app.finance.period import iso
-from webhook_app.finance.queries import MAX_PAGE_SIZE, DashboardLink, Filters, case_where
+from webhook_app.finance.queries import MAX_PAGE_SIZE, Filters, case_where
 from webhook_app.models import Click, DunningCase, Notification
 from webhook_app.money import format_amount, to_decimal
+from webhook_app.providers import DashboardLink
 from webhook_app.states import CASE_LOST, CASE_OPEN, NOTIFICATION_DUE, CaseStatus, NotificationKind
 
 LOST_REASONS = {

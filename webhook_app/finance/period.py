@@ -40,7 +40,7 @@ class Period:
         """`2025-04-01 – 2025-06-30`: inclusive days, as finance reads them."""
         return f"{self.since_date.isoformat()} – {self.until_date.isoformat()}"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | None]:
         """ISO 8601 UTC bounds for JSON (`until` is exclusive)."""
         return {"since": iso(self.since), "until": iso(self.until)}
 
@@ -86,6 +86,7 @@ def parse_period(since: str | None, until: str | None, now: datetime) -> Period:
     if start is None and stop is None:
         return default
     if stop is None:
+        assert start is not None
         stop = max(default.until, start + timedelta(days=1))
     if start is None:
         start = stop - timedelta(days=DEFAULT_DAYS)
@@ -102,7 +103,10 @@ def presets(now: datetime) -> list[tuple[str, Period]]:
     today = now.date()
     month_start = today.replace(day=1)
     last_month_end = month_start - timedelta(days=1)
-    day = lambda d: datetime.combine(d, time())  # noqa: E731 - a local shorthand
+
+    def day(d: date) -> datetime:
+        return datetime.combine(d, time())
+
     tomorrow = day(today + timedelta(days=1))
     return [
         ("Last 30 days", default_period(now, 30)),

@@ -66,7 +66,7 @@ class Filters:
     livemode: bool | None = None
     provider: str | None = None
 
-    def query_args(self) -> dict:
+    def query_args(self) -> dict[str, Any]:
         """The filters as URL query parameters (for links that keep them)."""
         args = {"since": self.period.since_date.isoformat(), "until": self.period.until_date.isoformat()}
         if self.currency:
@@ -155,13 +155,13 @@ class CurrencySummary:
         """An amount of this currency for humans."""
         return format_amount(amount, self.currency)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON / CSV: minor units plus decimal strings, rates as fractions."""
 
-        def pair(name: str, amount: int) -> dict:
+        def pair(name: str, amount: int) -> dict[str, Any]:
             return {f"{name}_minor": amount, name: str(to_decimal(amount, self.currency))}
 
-        out = {"currency": self.currency}
+        out: dict[str, Any] = {"currency": self.currency}
         out.update(pair("recovered_net", self.recovered_net))
         out.update(pair("recovered_gross", self.recovered_gross))
         out.update(pair("corrections", self.corrections))
@@ -324,13 +324,13 @@ class Week:
     lost: int = 0
 
 
-def _week_start(column, dialect: str):
+def _week_start(column: Any, dialect: str) -> Any:
     if dialect == "postgresql":
         return func.date_trunc("week", column)  # ISO weeks: Monday
     return func.date(column, "weekday 0", "-6 days")  # the Sunday on or after, minus six days
 
 
-def _as_date(value) -> date:
+def _as_date(value: Any) -> date:
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -348,9 +348,9 @@ def weekly(session: Session, f: Filters) -> dict[str, list[Week]]:
     dialect = session.get_bind().dialect.name
     series: dict[str, dict[date, Week]] = defaultdict(dict)
 
-    def week(currency: str, start) -> Week:
-        start = _as_date(start)
-        return series[currency].setdefault(start, Week(start))
+    def week(currency: str, start: Any) -> Week:
+        day = _as_date(start)
+        return series[currency].setdefault(day, Week(day))
 
     week_col = _week_start(LedgerEntry.recovered_at, dialect).label("week")
     is_recovery = LedgerEntry.kind == "recovery"
@@ -465,7 +465,7 @@ def row_dict(row: Any, dashboard: DashboardLink) -> dict[str, Any]:
     }
 
 
-def rows_query(f: Filters) -> Select:
+def rows_query(f: Filters) -> Select[*tuple[Any, ...]]:
     """The period's ledger rows (no order, no limit)."""
     return select(*ROW_COLUMNS).where(*ledger_where(f))
 

@@ -29,7 +29,6 @@ from webhook_app.finance.queries import (
     ATTRIBUTIONS,
     MAX_PAGE_SIZE,
     CurrencySummary,
-    DashboardLink,
     FilterError,
     Filters,
     parse_currency,
@@ -39,7 +38,7 @@ from webhook_app.finance.queries import (
 )
 from webhook_app.finance.settled import SettledSummary, settled_summary
 from webhook_app.money import format_amount
-from webhook_app.providers import dashboard_links
+from webhook_app.providers import DashboardLink, dashboard_links
 from webhook_app.services import services
 
 VIEWS = ("summary", "at-risk", "lost", "by-failure-month", "by-recovery-month")

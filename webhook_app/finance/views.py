@@ -1,6 +1,6 @@
 """`/finance` (dashboard), `/finance/months` (the rate by month), and the exports:
 `/finance/recoveries.csv`, `/finance/recoveries.json`, `/finance/at-risk.json`, `/finance/lost.json`
-and `/finance/months.json`.
+`/finance/months.json` and `/finance/declines.json`.
 
 Every route sits behind HTTP basic auth (`finance.auth`); with FINANCE_USERNAME / FINANCE_PASSWORD unset
 the pages are off and say so (404). Filters shared by all: `since`, `until` (UTC dates, inclusive, or
@@ -35,6 +35,7 @@ from webhook_app.finance.cursor import (
     require_one_currency,
 )
 from webhook_app.finance.dashboard import DashboardLists, ListState, dashboard_context, preset_links
+from webhook_app.finance.declines import by_decline_class
 from webhook_app.finance.display import duration, percent
 from webhook_app.finance.export import iter_csv
 from webhook_app.finance.lists import at_risk_items, at_risk_page, at_risk_totals, lost_items, lost_page
@@ -60,7 +61,13 @@ bp = Blueprint("finance", __name__, url_prefix="/finance")
 HTML_PAGE_SIZE = 50
 JSON_PAGE_SIZE = 100
 JSON_MAX_PAGE_SIZE = 500
-JSON_ENDPOINTS = ("finance.recoveries_json", "finance.at_risk_json", "finance.lost_json", "finance.months_json")
+JSON_ENDPOINTS = (
+    "finance.recoveries_json",
+    "finance.at_risk_json",
+    "finance.lost_json",
+    "finance.months_json",
+    "finance.declines_json",
+)
 HTML_ENDPOINTS = ("finance.dashboard", "finance.months")
 
 
@@ -223,6 +230,21 @@ def months_json() -> Response:
             "by_first_failure": {c: [m.as_dict() for m in cells] for c, cells in failure.items()},
             "by_recovery": {c: [m.as_dict() for m in cells] for c, cells in recovery.items()},
         }
+    )
+
+
+@bp.get("/declines.json")
+def declines_json() -> Response:
+    """Recoveries and losses of the period by decline class, per currency."""
+    svc = services()
+    try:
+        f = _filters()
+    except (PeriodError, FilterError) as exc:
+        return _error(400, "invalid_parameter", str(exc))
+    with svc.db.session() as s:
+        rows = by_decline_class(s, f)
+    return jsonify(
+        {"period": f.period.as_dict(), "by_decline_class": {c: [r.as_dict() for r in v] for c, v in rows.items()}}
     )
 
 
