@@ -1,10 +1,9 @@
-# Two commands for a fresh machine: `make run` and `make test`.
+# Two commands for a fresh machine: `make run` and `make test` (and `make demo` to see the flow).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PORT   ?= 5000
 
-.PHONY: lock lint run test test-reliability bench install install-dev browser clean
+.PHONY: lock lint run demo test test-reliability bench install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +20,15 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## Serve on http://localhost:$(PORT) with SQLite, the embedded worker and console messages.
+## Serve on http://localhost:5000 (PORT) with SQLite, the embedded worker and console messages.
+## Reads .env (both steps), like every webhook-app command.
 run: install
 	$(BIN)/webhook-app db upgrade
-	PORT=$(PORT) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn --config gunicorn.conf.py webhook_app.wsgi:app
+	$(BIN)/gunicorn --config gunicorn.conf.py webhook_app.wsgi:app
+
+## The whole flow with stand-ins for Stripe and Loops (no account needed); refuses APP_ENV=production.
+demo: install
+	$(BIN)/python -m demo
 
 ## The whole suite (PostgreSQL tests run when TEST_DATABASE_URL is set, and skip with a reason otherwise),
 ## after lint, format check and types; fails when line coverage drops below 92% (measured: 93%).

@@ -1,12 +1,22 @@
-"""Gunicorn settings for the web process (Procfile `web`). Every value can be overridden by env."""
+"""Gunicorn settings for the web process (Procfile `web`), from the app's own settings.
 
-import multiprocessing
+`.env` is read first (as the `webhook-app` commands do). WEB_CONCURRENCY processes (default 2,
+Heroku's default on small dynos) with GUNICORN_THREADS threads each; each process holds at most
+DB_POOL_SIZE + DB_MAX_OVERFLOW PostgreSQL connections (see the README's connection budget).
+"""
+
 import os
+import sys
+
+from webhook_app.config import load_dotenv, load_settings
+
+load_dotenv()
+_settings = load_settings()
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # Intake is I/O bound (one small database write per request): a few processes with threads each.
-workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count() * 2)))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+workers = _settings.web.concurrency
+threads = _settings.web.threads
 worker_class = "gthread"
 # Stripe waits up to 10 s for an answer; answer well before that or let the request die.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
@@ -16,3 +26,25 @@ max_requests = 5000
 max_requests_jitter = 500
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") else None
 errorlog = "-"
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]  (gunicorn's hook signature)
+    """Refuse to start in production with an essential missing, naming each, before any worker forks.
+
+    Without this, every worker would fail to boot on its own and gunicorn would print a traceback.
+    """
+    if not _settings.is_production:
+        return  # in development each worker logs what is missing and serves anyway (/readyz says 503)
+    from webhook_app import create_app, readiness
+    from webhook_app.services import services
+
+    app = create_app()
+    with app.app_context():
+        try:
+            readiness.refuse_to_start(services(), "web")
+        except readiness.StartupRefused as exc:
+            readiness.log_problems(services(), exc.problems)
+            server.log.error(str(exc))
+            sys.exit(1)
+        finally:
+            services().db.dispose()

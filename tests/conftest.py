@@ -36,6 +36,9 @@ ROOT_ENV_KEYS = (
     "RECURLY_SUBDOMAIN",
     "RECURLY_API_BASE",
     "RECURLY_COLLECT_ON_UPDATE",
+    "DUNNING_GROUP_WINDOW_SECONDS",
+    "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW",
 )
 NO_PG_REASON = "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 
@@ -109,6 +112,8 @@ def base_config(database_url: str, **overrides) -> dict:
         "WORKER_MODE": "external",
         "WORKER_RETRY_BASE_SECONDS": "0",
         "COMPANY_NAME": "Acme Cloud",
+        # Most tests look at what one failure sends; the group window has its own tests.
+        "DUNNING_GROUP_WINDOW_SECONDS": "0",
     }
     config.update({k: str(v) for k, v in overrides.items()})
     return config

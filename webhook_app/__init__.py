@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from flask import Flask, Response
 
@@ -36,10 +36,12 @@ def create_app(
     billing: Billing | Mapping[str, Billing] | None = None,
     messenger: Messenger | None = None,
     clock: Any = None,
+    log_stream: TextIO | None = None,
 ) -> Flask:
     """Build the Flask app. `config` replaces the environment (tests pass a dict); the keywords
     replace adapters (tests pass fakes of our own protocols): `billing` is Stripe's runtime port, or a
-    mapping of provider name to runtime port."""
+    mapping of provider name to runtime port. `log_stream`: where log lines go (stdout by default;
+    the CLI passes stderr so logs never mix with a command's output)."""
     from webhook_app import cli, finance, health, intake, links
     from webhook_app.clock import SystemClock
     from webhook_app.config import load_settings
@@ -49,10 +51,10 @@ def create_app(
     from webhook_app.services import Services, build_alerters, build_messenger
 
     settings = load_settings(config)
-    configure_logging(settings)
+    configure_logging(settings, log_stream)
     init_sentry(settings)
-    for problem in settings.problems:
-        log.error("configuration problem: %s", problem)
+    # Problems are not logged here: every command builds the app, and `doctor` reports them. The web
+    # and worker processes log them at start (`readiness.refuse_to_start`), and refuse in production.
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -62,7 +64,7 @@ def create_app(
     providers = build_providers(settings, ports)
     app.extensions["webhook_app"] = Services(
         settings=settings,
-        db=Database(settings.database_url),
+        db=Database(settings.database_url, settings.database),
         clock=clock or SystemClock(),
         providers=providers,
         messenger=chosen_messenger,

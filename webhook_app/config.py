@@ -1,15 +1,20 @@
 """The one place that reads the environment.
 
 `load_settings()` turns a mapping (the environment, or a test's dict) into a validated, frozen
-`Settings`. A missing or malformed value never crashes start-up in development: it becomes a
-`problem` naming the variable, so `/healthz` and `/readyz` still answer and the webhook says what is
-missing (503). In production (`APP_ENV=production`) malformed values are fatal at start.
+`Settings`. A missing or malformed value never raises here: it becomes a `problem` naming the
+variable (never its value), so every command, `doctor` first, can still run and say what is wrong.
+Whether a process may start with them is `webhook_app.readiness`'s decision: in production
+(`APP_ENV=production`) the web and worker processes refuse to start until every essential is in place.
+
+`.env` files are read with python-dotenv by `load_dotenv()` (Flask's convention: a variable already in
+the environment wins), called by the `webhook-app` commands and by gunicorn's config.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +30,16 @@ TEMPLATE_KEY = re.compile(r"^(first|reminder|final|action_required)(\.[a-z_]+)?$
 DEFAULT_INTERCOM_BASE = "https://api.intercom.io"
 DEFAULT_LOOPS_BASE = "https://app.loops.so/api"
 DEFAULT_STRIPE_BASE = "https://api.stripe.com"
-
-
-class ConfigError(ValueError):
-    """A setting is malformed; the message names the variable and never its value."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Connection budget: the smallest Heroku Postgres plan allows 20 connections. Two web processes
+# (WEB_CONCURRENCY, Heroku's own default on its small dynos) plus one worker process, each with a
+# pool of 4 + 1 overflow, use 15, leaving 5 for the release phase and one-off commands.
+DEFAULT_WEB_CONCURRENCY = 2
+DEFAULT_WEB_THREADS = 4
+DEFAULT_DB_POOL_SIZE = 4
+DEFAULT_DB_MAX_OVERFLOW = 1
+SMALLEST_PLAN_CONNECTIONS = 20
+DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,9 @@ class DunningSettings:
     final_notice_days: float | None = 13.0
     retry_attempts: int | None = None  # the billing system's retry count (STRIPE_RETRY_ATTEMPTS)
     quiet_hours: tuple[int, int] | None = None
+    # The first message of a failure episode waits this long, so invoices of one customer that fail
+    # together go out in one message (DUNNING_GROUP_WINDOW_SECONDS).
+    group_window_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -244,11 +258,34 @@ class SentrySettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    """The PostgreSQL connection pool of each process (SQLite ignores it)."""
+
+    pool_size: int = DEFAULT_DB_POOL_SIZE
+    max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
+
+    @property
+    def per_process(self) -> int:
+        """The most connections one process opens."""
+        return self.pool_size + self.max_overflow
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The gunicorn web processes (gunicorn.conf.py reads these)."""
+
+    concurrency: int = DEFAULT_WEB_CONCURRENCY  # WEB_CONCURRENCY: processes
+    threads: int = DEFAULT_WEB_THREADS  # GUNICORN_THREADS: threads per process
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration, one group per concern. Build it with `load_settings`."""
 
     env: str = "development"
     database_url: str = ""
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     log_level: str = "INFO"
     max_body_bytes: int = 512 * 1024
     webhook_tolerance_seconds: int = 300
@@ -300,9 +337,36 @@ class Settings:
         return []
 
 
-def _default_database_url() -> str:
-    instance = Path(os.getcwd()) / "instance"
-    return f"sqlite:///{instance / 'webhook_app.sqlite3'}"
+def instance_dir() -> Path:
+    """Where the default SQLite database lives, whatever the current directory.
+
+    A source checkout (`make run`, an editable install): `instance/` next to the package, at the top
+    of the checkout. An installed package: `<venv>/var/webhook_app-instance`, Flask's own convention
+    for an app's instance folder.
+    """
+    package = Path(__file__).resolve().parent
+    if {"site-packages", "dist-packages"} & set(package.parts):
+        return Path(sys.prefix) / "var" / "webhook_app-instance"
+    return package.parent / "instance"
+
+
+def default_database_url() -> str:
+    """The SQLite database used when DATABASE_URL is not set."""
+    return f"sqlite:///{instance_dir() / 'webhook_app.sqlite3'}"
+
+
+def load_dotenv() -> bool:
+    """Read `.env` (and `.flaskenv`) into the environment, as Flask's CLI does; True if any was read.
+
+    python-dotenv looks in the current directory and its parents; variables already set win, and
+    `FLASK_SKIP_DOTENV=1` turns it off (tests set it so a developer's .env cannot leak in).
+    """
+    from flask.cli import load_dotenv as flask_load_dotenv
+    from flask.helpers import get_load_dotenv
+
+    if not get_load_dotenv():
+        return False
+    return flask_load_dotenv()
 
 
 def normalize_database_url(url: str) -> str:
@@ -438,11 +502,46 @@ class _Reader:
             return default
         return value.rstrip("/") if value else value
 
+    def database_url(self) -> str:
+        """DATABASE_URL, normalized; empty (with a problem) when it names no database we can use.
+
+        Never falls back to the default SQLite file on a typo: that would quietly run on an empty
+        database while the real one waits.
+        """
+        raw = self.text("DATABASE_URL")
+        if raw is None:
+            return default_database_url()
+        url = normalize_database_url(raw)
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme not in DATABASE_SCHEMES:
+            self.problems.append(
+                "DATABASE_URL must be a postgres:// or postgresql:// URL, or sqlite:///<absolute path>"
+            )
+            return ""
+        return url
+
+    def sentry_dsn(self) -> str | None:
+        """SENTRY_DSN: https://<key>@<host>/<project>, as Sentry shows it."""
+        value = self.text("SENTRY_DSN")
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.username
+            or not parts.hostname
+            or not parts.path.strip("/")
+        ):
+            self.problems.append("SENTRY_DSN must look like https://<key>@<host>/<project id>")
+            return None
+        return value
+
 
 def load_settings(source: Mapping[str, object] | None = None) -> Settings:
     """Build Settings from `source` (default: the process environment).
 
-    Problems are collected in `Settings.problems`; in production they raise `ConfigError`.
+    Problems are collected in `Settings.problems`, each naming its variable; nothing raises here
+    (see `webhook_app.readiness` for what may not start with them).
     """
     r = _Reader(os.environ if source is None else source)
     env = (r.text("APP_ENV") or r.text("FLASK_ENV") or "development").lower()
@@ -460,8 +559,6 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
         r.problems.append("STRIPE_PORTAL_CONFIGURATION must start with bpc_")
         portal_config = None
     secret_key = r.text("SECRET_KEY")
-    if not secret_key and env == "production":
-        r.problems.append("SECRET_KEY is required outside development")
     http_timeout = r.number("HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
     finance_user, finance_password = r.text("FINANCE_USERNAME"), r.text("FINANCE_PASSWORD")
     if bool(finance_user) != bool(finance_password):
@@ -475,8 +572,16 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
 
     settings = Settings(
         env=env,
-        database_url=normalize_database_url(r.text("DATABASE_URL") or _default_database_url()),
-        log_level=(r.text("LOG_LEVEL", "INFO") or "INFO").upper(),
+        database_url=r.database_url(),
+        database=DatabaseSettings(
+            pool_size=int(r.number("DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, int, minimum=1)),
+            max_overflow=int(r.number("DB_MAX_OVERFLOW", DEFAULT_DB_MAX_OVERFLOW, int, minimum=0)),
+        ),
+        web=WebSettings(
+            concurrency=int(r.number("WEB_CONCURRENCY", DEFAULT_WEB_CONCURRENCY, int, minimum=1)),
+            threads=int(r.number("GUNICORN_THREADS", DEFAULT_WEB_THREADS, int, minimum=1)),
+        ),
+        log_level=r.choice("LOG_LEVEL", "INFO", tuple(level.lower() for level in LOG_LEVELS)).upper(),
         max_body_bytes=int(r.number("WEBHOOK_MAX_BODY_BYTES", 512 * 1024, int, minimum=1024)),
         webhook_tolerance_seconds=int(r.number("WEBHOOK_TOLERANCE_SECONDS", 300, int, minimum=1)),
         messaging_provider=r.choice("MESSAGING_PROVIDER", "console", MESSAGING_PROVIDERS),
@@ -550,6 +655,7 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
             final_notice_days=(r.number("DUNNING_FINAL_NOTICE_DAYS", 13.0) or None),
             retry_attempts=(int(r.number("STRIPE_RETRY_ATTEMPTS", 0, int)) or None),
             quiet_hours=r.hours("QUIET_HOURS"),
+            group_window_seconds=r.number("DUNNING_GROUP_WINDOW_SECONDS", 300.0),
         ),
         alerts=AlertSettings(
             slack_webhook_url=r.url("ALERT_SLACK_WEBHOOK_URL"),
@@ -567,12 +673,10 @@ def load_settings(source: Mapping[str, object] | None = None) -> Settings:
         finance=FinanceSettings(username=finance_user, password=finance_password),
         privacy=PrivacySettings(pii_retention_days=int(r.number("PII_RETENTION_DAYS", 365, int, minimum=1))),
         sentry=SentrySettings(
-            dsn=r.text("SENTRY_DSN"),
+            dsn=r.sentry_dsn(),
             environment=r.text("SENTRY_ENVIRONMENT", env),
             traces_sample_rate=r.number("SENTRY_TRACES_SAMPLE_RATE", 0.0),
         ),
         problems=tuple(r.problems),
     )
-    if settings.problems and settings.is_production:
-        raise ConfigError("; ".join(settings.problems))
     return settings

@@ -3,46 +3,99 @@
 SQLite runs in WAL mode with a busy timeout, and every transaction starts with BEGIN IMMEDIATE:
 SQLite allows one writer, and taking the write lock up front makes a second writer wait
 (busy_timeout) instead of failing half-way with SQLITE_BUSY on a read-to-write upgrade.
+
+Only `webhook-app db upgrade` creates a SQLite file (`Database.allow_create`): any other command, or
+the web process, pointed at a path with no database says so instead of silently starting an empty
+one next to the real one. PostgreSQL pools are sized by DB_POOL_SIZE / DB_MAX_OVERFLOW (see the
+README's connection budget).
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from webhook_app.config import DatabaseSettings
+from webhook_app.observability import scrub
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+POOL_TIMEOUT_SECONDS = 5  # a thread waits this long for a pooled connection, then the request fails (503)
+MISSING_SQLITE = "no database file"  # the start of the error a missing SQLite file raises
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for `url` with the per-dialect settings this app relies on."""
+class DatabaseNotConfigured(SQLAlchemyError):
+    """DATABASE_URL names no database this app can open (the settings problem says why)."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL points at (absolute), or None for other databases and in-memory ones."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).resolve()
+
+
+def where(url: str) -> str:
+    """A description of the database for messages: the SQLite file, or host/name (never the password)."""
+    if not url:
+        return "DATABASE_URL (malformed)"
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
     if url.startswith("sqlite"):
-        _ensure_sqlite_dir(url)
+        return "an in-memory SQLite database"
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path or ''}"
+
+
+def make_engine(url: str, pool: DatabaseSettings | None = None, *, allow_create: Any = None) -> Engine:
+    """Create an engine for `url` with the per-dialect settings this app relies on.
+
+    `allow_create()` says whether a missing SQLite file may be created now (None: never).
+    """
+    if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sqlite_path(url), allow_create)
         return engine
+    pool = pool or DatabaseSettings()
     return create_engine(
         url,
         pool_pre_ping=True,  # survive a database restart: stale pooled connections are replaced
-        pool_size=5,
-        max_overflow=10,
-        pool_timeout=5,
+        pool_size=pool.pool_size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={"connect_timeout": 5},
     )
 
 
-def _ensure_sqlite_dir(url: str) -> None:
-    path = url.split("///", 1)[-1] if "///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+def _configure_sqlite(engine: Engine, path: Path | None, allow_create: Any) -> None:
+    @event.listens_for(engine, "do_connect")
+    def _refuse_missing_file(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        # sqlite3 creates a missing file on connect: an empty database that looks "not migrated"
+        # while the real one sits elsewhere. Only `db upgrade` may create it.
+        if path is None or path.exists():
+            return
+        if allow_create is not None and allow_create():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return
+        # A DBAPI error, so SQLAlchemy wraps it like any connection failure (OperationalError).
+        raise sqlite3.OperationalError(f"{MISSING_SQLITE} at {path}")
 
-
-def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's "begin" event below.
@@ -60,16 +113,50 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus a session factory; `session()` is a unit of work that commits or rolls back."""
+    """An engine plus a session factory; `session()` is a unit of work that commits or rolls back.
 
-    def __init__(self, url: str):
+    The engine is made on first use, so a malformed DATABASE_URL never stops the app from being built
+    (`doctor` and `/readyz` still answer and say what is wrong).
+    """
+
+    def __init__(self, url: str, pool: DatabaseSettings | None = None):
         self.url = url
-        self.engine = make_engine(url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.pool = pool or DatabaseSettings()
+        self.create_allowed = False
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    if not self.url:
+                        raise DatabaseNotConfigured("DATABASE_URL is malformed")
+                    self._engine = make_engine(self.url, self.pool, allow_create=lambda: self.create_allowed)
+        return self._engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        if not self.url:
+            return "unknown"
+        return "sqlite" if self.url.startswith("sqlite") else "postgresql"
+
+    @property
+    def where(self) -> str:
+        """The SQLite file, or host/name (for messages; never the password)."""
+        return where(self.url)
+
+    def allow_create(self) -> None:
+        """Let the next connection create a missing SQLite file (what `db upgrade` does)."""
+        self.create_allowed = True
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -90,4 +177,30 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def describe_error(db: Database, exc: BaseException) -> tuple[str, str]:
+    """(what is wrong, the fix) for a database failure, in one line each, without secrets or SQL."""
+    if isinstance(exc, DatabaseNotConfigured) or not db.url:
+        return (
+            "DATABASE_URL is malformed",
+            "set DATABASE_URL to postgres://user:password@host:5432/name or sqlite:///<absolute path>",
+        )
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = (str(orig).strip().splitlines() or [orig.__class__.__name__])[0]
+    if first.startswith(MISSING_SQLITE):
+        return (
+            f"no database at {db.where}",
+            "run `webhook-app db upgrade` to create it, or point DATABASE_URL at the existing database",
+        )
+    if db.dialect == "sqlite":
+        return (
+            f"cannot open the SQLite database at {db.where}: {scrub(first)}",
+            "check DATABASE_URL's path and that the directory exists and is writable",
+        )
+    return (
+        f"the database at {db.where} is unreachable: {scrub(first)}"[:400],
+        "check DATABASE_URL and that the database server is up and accepts connections",
+    )

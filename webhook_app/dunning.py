@@ -45,16 +45,24 @@ class Cadence:
 
     Reminders stop before the final notice; `retry_attempts` (the billing system's retry count, e.g.
     Stripe's Smart Retries setting) lets the final notice move to 24 h before the last retry once
-    that retry is scheduled.
+    that retry is scheduled. `group_window`: the episode's first message waits this long, so a
+    customer's invoices failing together (a renewal of several subscriptions) go out in one message;
+    the outbox sends a customer's messages due within the window together (`webhook_app.outbox`).
     """
 
     days: tuple[float, ...] = (0.0, 3.0, 7.0)
     final_notice_days: float | None = 13.0
     retry_attempts: int | None = None
+    group_window: timedelta = timedelta(0)
 
     @classmethod
     def from_settings(cls, settings: DunningSettings) -> Cadence:
-        return cls(settings.cadence_days, settings.final_notice_days, settings.retry_attempts)
+        return cls(
+            settings.cadence_days,
+            settings.final_notice_days,
+            settings.retry_attempts,
+            timedelta(seconds=settings.group_window_seconds),
+        )
 
     def steps(self) -> list[tuple[int, timedelta]]:
         """(step, offset) pairs: numbered reminders, then the final notice as FINAL_STEP."""
@@ -119,8 +127,19 @@ def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = C
     return case
 
 
-def schedule(session: Session, case: DunningCase, steps: list[tuple[int, datetime]], kind: str, now: datetime) -> int:
-    """Put messages for the case's current episode in the outbox; returns how many were new."""
+def schedule(
+    session: Session,
+    case: DunningCase,
+    steps: list[tuple[int, datetime]],
+    kind: str,
+    now: datetime,
+    *,
+    source_event_id: int | None = None,
+) -> int:
+    """Put messages for the case's current episode in the outbox; returns how many were new.
+
+    `source_event_id`: the inbox row being processed, so `events list` can tell when its message failed.
+    """
     created = 0
     for step, run_at in steps:
         row = dict(
@@ -133,6 +152,7 @@ def schedule(session: Session, case: DunningCase, steps: list[tuple[int, datetim
             run_at=run_at,
             attempts=0,
             created_at=now,
+            source_event_id=source_event_id,
         )
         created += insert_if_absent(session, Notification.__table__, row, ["case_id", "episode", "step"])
     return created
@@ -146,6 +166,7 @@ def schedule_episode(
     kind: str = NotificationKind.PAYMENT_FAILED,
     cadence: Cadence = DEFAULT_CADENCE,
     first_at: datetime | None = None,
+    source_event_id: int | None = None,
 ) -> int:
     """Put the episode's messages in the outbox; returns how many were new (0 on a replay).
 
@@ -157,12 +178,14 @@ def schedule_episode(
         offsets = cadence.steps()
         if _final_notice_sent(session, case):
             offsets = [(step, offset) for step, offset in offsets if step != FINAL_STEP]  # a final notice is final
-    steps = [(step, now if not offset else max(now, start + offset)) for step, offset in offsets]
+    # The first message waits out the group window (3-D Secure's does not: the customer is at checkout).
+    first = now + cadence.group_window if kind == NotificationKind.PAYMENT_FAILED else now
+    steps = [(step, first if not offset else max(first, start + offset)) for step, offset in offsets]
     if first_at is not None and steps and first_at > steps[0][1]:
         # The whole sequence moves with its first message: a reminder never goes out before it.
         delay = first_at - steps[0][1]
         steps = [(step, run_at + delay) for step, run_at in steps]
-    return schedule(session, case, steps, kind, now)
+    return schedule(session, case, steps, kind, now, source_event_id=source_event_id)
 
 
 def _final_notice_sent(session: Session, case: DunningCase) -> bool:
@@ -179,7 +202,7 @@ def _final_notice_sent(session: Session, case: DunningCase) -> bool:
 def move_final_notice(session: Session, case: DunningCase, inv: InvoiceView, now: datetime, cadence: Cadence) -> None:
     """Send the final notice before the provider's last retry, or now if it will not retry again."""
     if inv.retries_over:
-        when = now  # no retry to come: this was the last attempt
+        when = now + cadence.group_window  # no retry to come: this was the last attempt
     elif inv.next_payment_attempt is None:
         return  # retries go on, but the provider does not say when (Recurly): keep the cadence
     elif cadence.retry_attempts and inv.attempt_count + 1 >= cadence.retry_attempts:
@@ -219,6 +242,7 @@ def record_failure(
     cadence: Cadence = DEFAULT_CADENCE,
     decline: Decline | None = None,
     alerts: AlertSettings | None = None,
+    source_event_id: int | None = None,
 ) -> DunningCase:
     """A payment attempt failed: open or update the invoice's case and schedule its episode.
 
@@ -271,7 +295,9 @@ def record_failure(
         cancel_pending(session, case, f"not contacted: the decline says {case.decline_code or decline_class}")
         return case
     start = failed_at if case.episode == 1 else now
-    schedule_episode(session, case, start, now, kind=kind, cadence=cadence, first_at=first_at)
+    schedule_episode(
+        session, case, start, now, kind=kind, cadence=cadence, first_at=first_at, source_event_id=source_event_id
+    )
     if kind == NotificationKind.PAYMENT_FAILED and cadence.final_notice_days is not None:
         move_final_notice(session, case, inv, now, cadence)
     return case

@@ -40,6 +40,11 @@ class ResourceMissing(PermanentError):
         if kind:
             self.kind = kind
 
+    @property
+    def name(self) -> str:
+        """The error's name as stored and logged: what is missing, e.g. "SubscriptionMissing"."""
+        return "".join(part.capitalize() for part in self.kind.replace("-", "_").split("_")) + "Missing"
+
 
 class CustomerMissing(ResourceMissing):
     """The billing system no longer knows the customer."""
@@ -63,6 +68,10 @@ class ConfigurationNeeded(RecoveryError):
     def __init__(self, message: str, hold_seconds: float = 3600):
         super().__init__(message)
         self.hold_seconds = hold_seconds
+
+
+class ConfigurationMissing(ConfigurationNeeded):
+    """A setting names something the provider does not have (e.g. a deleted portal configuration)."""
 
 
 class BadPayload(PermanentError):

@@ -40,6 +40,7 @@ class Context:
     settings: Settings
     now: datetime
     cadence: dunning.Cadence = dunning.DEFAULT_CADENCE
+    event_row_id: int | None = None  # the inbox row being processed (messages it schedules name it)
 
 
 def payment_failed(session: Session, event: PaymentFailed, ctx: Context) -> None:
@@ -52,6 +53,7 @@ def payment_failed(session: Session, event: PaymentFailed, ctx: Context) -> None
         cadence=ctx.cadence,
         decline=event.decline,
         alerts=ctx.settings.alerts,
+        source_event_id=ctx.event_row_id,
     )
 
 
@@ -64,6 +66,7 @@ def payment_action_required(session: Session, event: PaymentActionRequired, ctx:
         now=ctx.now,
         kind=NotificationKind.ACTION_REQUIRED,
         cadence=ctx.cadence,
+        source_event_id=ctx.event_row_id,
     )
 
 

@@ -39,8 +39,23 @@ def receive(name: str) -> tuple[Response, int]:
         log.error("%s webhook received but not configured: missing %s", provider.label, ", ".join(missing))
         return _error(503, "not_configured", f"set {', '.join(missing)} to accept webhooks", missing=missing)
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        log.warning(
+            "%s webhook refused (413): body of %d bytes exceeds WEBHOOK_MAX_BODY_BYTES (%d)",
+            provider.label,
+            request.content_length,
+            settings.max_body_bytes,
+        )
         return _error(413, "payload_too_large", f"body exceeds {settings.max_body_bytes} bytes")
-    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH for chunked bodies
+    body = request.get_data(cache=False)
+    if request.content_length is None and len(body) >= settings.max_body_bytes:
+        # A chunked body has no Content-Length: Werkzeug stops reading at MAX_CONTENT_LENGTH and hands
+        # over the truncated part without an error, which would then fail its signature check (400).
+        log.warning(
+            "%s webhook refused (413): a chunked body reached WEBHOOK_MAX_BODY_BYTES (%d)",
+            provider.label,
+            settings.max_body_bytes,
+        )
+        return _error(413, "payload_too_large", f"body exceeds {settings.max_body_bytes} bytes")
     try:
         # Header names are case-insensitive (RFC 9110): providers look them up in any case.
         event = provider.receive(CaseInsensitiveDict(request.headers), body)
@@ -71,5 +86,7 @@ def receive(name: str) -> tuple[Response, int]:
 
 @bp.errorhandler(413)
 def too_large(_exc: Exception) -> tuple[Response, int]:
+    """A body past MAX_CONTENT_LENGTH without a Content-Length (chunked): refused, and said so in the log."""
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    log.warning("webhook refused (413) on %s: a chunked body exceeds WEBHOOK_MAX_BODY_BYTES (%s)", request.path, limit)
     return _error(413, "payload_too_large", f"body exceeds {limit} bytes")

@@ -146,6 +146,9 @@ class Notification(Base):
     update_link_id: Mapped[str | None] = mapped_column(String(255))  # portal session / hosted page minted
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # The inbox row whose processing scheduled this message (None: the campaign), so `events list` can
+    # say when an event's message later failed. No foreign key: inbox rows may be pruned.
+    source_event_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
     __table_args__ = (
         UniqueConstraint("case_id", "episode", "step", name="uq_notifications_case_episode_step"),
@@ -291,3 +294,17 @@ class PageCharge(Base):
             postgresql_where=text(PAGE_CHARGE_LIVE_SQL),
         ),
     )
+
+
+class Deployment(Base):
+    """This deployment's identity: one row, made once (insert-or-nothing) by the first process that asks.
+
+    Its id goes into every idempotency key sent to an email tool, so two deployments sharing one
+    Loops team (staging and production) never collide on a key (Loops refuses a reused key for 24 h).
+    """
+
+    __tablename__ = "deployment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
+    deployment_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime)

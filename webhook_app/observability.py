@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from webhook_app.config import Settings
 
@@ -16,15 +16,80 @@ from webhook_app.config import Settings
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _SECRET = re.compile(r"\b(?:sk|rk|whsec|pk)_(?:live|test)?_?[A-Za-z0-9]{6,}\b|\bBearer\s+[A-Za-z0-9._\-]+")
 _CONTEXT_FIELDS = ("event_id", "event_type", "case_id", "notification_id", "invoice_id", "provider")
+# A provider's own role addresses in its error texts ("contact support@stripe.com") are instructions for
+# the operator, never a customer's: they are kept. Any other address at those domains is masked.
+_PROVIDER_DOMAINS = (
+    "stripe.com",
+    "loops.so",
+    "intercom.io",
+    "intercom.com",
+    "chargebee.com",
+    "recurly.com",
+    "paddle.com",
+    "braintreepayments.com",
+    "paypal.com",
+)
+_ROLE_MAILBOXES = ("support", "help", "billing", "security", "privacy", "sales", "compliance")
+# Only real HTML tags: "sqlite:///<absolute path>" in our own texts is not markup.
+_TAG = re.compile(
+    r"</?(?:html|head|body|title|h[1-6]|p|div|span|center|hr|br|pre|code|a|b|i|u|em|strong|small|table|tr|td|th|"
+    r"thead|tbody|ul|ol|li|meta|link|script|style|noscript|img|form|input|button|label|footer|header|nav|main|"
+    r"section|article)\b[^<>]{0,500}/?>",
+    re.IGNORECASE,
+)
+_PAGE = re.compile(r"<(?:!doctype|html)\b.*?(?:</html>|$)", re.IGNORECASE | re.DOTALL)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_SPACE = re.compile(r"\s+")
+
+
+def _mask_email(match: re.Match[str]) -> str:
+    local, _, domain = match.group(0).rpartition("@")
+    domain = domain.lower()
+    provider = any(domain == d or domain.endswith("." + d) for d in _PROVIDER_DOMAINS)
+    return match.group(0) if provider and local.lower() in _ROLE_MAILBOXES else "[email]"
 
 
 def scrub(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
-    """Mask emails, Stripe-style keys and any configured secret inside `text`."""
+    """Mask emails (not a provider's support address), Stripe-style keys and any configured secret."""
     for secret in extra_secrets:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "[secret]")
     text = _SECRET.sub("[secret]", text)
-    return _EMAIL.sub("[email]", text)
+    return _EMAIL.sub(_mask_email, text)
+
+
+def mask_email(email: str) -> str:
+    """`jane.doe@example.com` as `ja***@example.com`: a developer can tell whose it is; a log is not a
+    mailing list. The scrubber leaves this form alone (`*` is not part of an address)."""
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return "***"
+    return f"{local[:2]}***@{domain}"
+
+
+def plain_text(text: str, limit: int = 500) -> str:
+    """`text` without HTML markup (an error page from a proxy or load balancer), on one line.
+
+    Keeps a provider's message readable when it answered with a page instead of JSON.
+    """
+    page = _PAGE.search(text)
+    if page:
+        title = _TITLE.search(page.group(0))
+        named = f" ({_SPACE.sub(' ', title.group(1)).strip()})" if title else ""
+        text = text[: page.start()] + f"an HTML page{named}" + text[page.end() :]
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+        for entity, char in (
+            ("&nbsp;", " "),
+            ("&amp;", "&"),
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&quot;", '"'),
+            ("&#39;", "'"),
+        ):
+            text = text.replace(entity, char)
+    text = _SPACE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,16 +115,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(settings: Settings) -> None:
-    """Send the app's logs to stdout as JSON lines (Heroku's log router reads stdout)."""
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Send the app's logs to `stream` as JSON lines: stdout by default (Heroku's log router reads it);
+    the CLI passes stderr. Without `stream`, a handler already in place keeps its stream."""
     root = logging.getLogger("webhook_app")
     root.setLevel(settings.log_level)
     formatter = JsonFormatter(settings.secrets())
     for handler in root.handlers:
         if getattr(handler, "_webhook_app", False):
             handler.setFormatter(formatter)
+            if stream is not None and isinstance(handler, logging.StreamHandler):
+                handler.setStream(stream)
             return
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler._webhook_app = True  # type: ignore[attr-defined]
     handler.setFormatter(formatter)
     root.addHandler(handler)

@@ -1,9 +1,11 @@
 """Claiming from the notifications outbox: one customer's due messages at a time, never split.
 
 A customer with several unpaid invoices gets one message listing them all, so a claim takes the
-oldest due notification *and* that customer's other due notifications of the same kind, under one
-token. Claims of one customer are serialized by locking the customer's case rows first (PostgreSQL:
-FOR UPDATE; SQLite: BEGIN IMMEDIATE already serializes writers): a second worker that picked another
+oldest due notification *and* that customer's other notifications of the same kind due now or within
+the group window (DUNNING_GROUP_WINDOW_SECONDS), under one token: an invoice that failed two seconds
+after another waits a little less, and the customer gets one message instead of two. Claims of one
+customer are serialized by locking the customer's case rows first (PostgreSQL: FOR UPDATE; SQLite:
+BEGIN IMMEDIATE already serializes writers): a second worker that picked another
 of the same customer's notifications waits for the first claim to commit, then finds nothing left
 due and moves on. Without that lock two workers could each take one invoice and send two messages.
 """
@@ -38,8 +40,11 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def claim_batch(session: Session, *, now: datetime, lease_seconds: float) -> Batch | None:
-    """Claim the oldest due notification and its customer's other due ones; None when nothing is due.
+def claim_batch(
+    session: Session, *, now: datetime, lease_seconds: float, group_window: timedelta = timedelta(0)
+) -> Batch | None:
+    """Claim the oldest due notification and its customer's other ones due within `group_window`;
+    None when nothing is due.
 
     Commits nothing: the caller's transaction does.
     """
@@ -83,7 +88,7 @@ def claim_batch(session: Session, *, now: datetime, lease_seconds: float) -> Bat
             Notification.case_id.in_(open_cases),
             Notification.kind == candidate.kind,
             or_(
-                and_(Notification.status == NotificationStatus.PENDING, Notification.run_at <= now),
+                and_(Notification.status == NotificationStatus.PENDING, Notification.run_at <= now + group_window),
                 # sent along with a primary by a worker that died: they go out together again
                 and_(Notification.status == NotificationStatus.SENDING, Notification.locked_until < now),
             ),

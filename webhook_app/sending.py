@@ -58,9 +58,13 @@ class _Item:
     invoice: InvoiceView | None = None
 
 
-def idempotency_key(notification_id: int) -> str:
-    """The key the email tool sees for this notification, identical on every attempt."""
-    return f"webhook-app-notification-{notification_id}"
+def idempotency_key(deployment_id: str, notification_id: int) -> str:
+    """The key the email tool (and the billing system, for the update page) sees for this notification.
+
+    Identical on every attempt, and unique per deployment: notification ids restart at 1 in every
+    database, and two deployments may share one Loops team (which refuses a key for 24 hours).
+    """
+    return f"webhook-app-{deployment_id}-notification-{notification_id}"
 
 
 def _line(item: _Item) -> InvoiceLine:
@@ -74,6 +78,18 @@ def _line(item: _Item) -> InvoiceLine:
         attempt_count=max(case.attempt_count, inv.attempt_count if inv else 0),
         next_payment_attempt=inv.next_payment_attempt if inv else case.next_payment_attempt,
     )
+
+
+def _other_invoices(primary: _Item, others: list[_Item]) -> tuple[InvoiceLine, ...]:
+    """The other invoices the message lists: each once, never the primary's own (a final notice due
+    with the first message of the same invoice is sent with it, not listed twice)."""
+    seen = {primary.case.id}
+    lines = []
+    for item in others:
+        if item.case.id not in seen:
+            seen.add(item.case.id)
+            lines.append(_line(item))
+    return tuple(lines)
 
 
 def link_target(case: DunningCase, notification_id: int | None = None) -> LinkTarget:
@@ -190,7 +206,7 @@ def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str) -> 
         # made, so the message is identical and the email tool can recognise the retry.
         link = svc.billing(case.provider).update_link(
             link_target(case, notification.id),
-            idempotency_key=f"{idempotency_key(notification.id)}-portal",
+            idempotency_key=f"{idempotency_key(svc.deployment_id(), notification.id)}-portal",
             for_email=True,
         )
         if link is not None:
@@ -214,10 +230,10 @@ def _deliver(svc: Services, primary: _Item, others: list[_Item], email: str) -> 
         step=notification.step,
         is_final_notice=template == "final",
         template=template,
-        other_invoices=tuple(_line(item) for item in others),
+        other_invoices=_other_invoices(primary, others),
         decline=case_decline(case),
     )
-    return _send_message(svc, message, idempotency_key(notification.id)), link_id
+    return _send_message(svc, message, idempotency_key(svc.deployment_id(), notification.id)), link_id
 
 
 def _send_message(svc: Services, message: Message, key: str) -> SendResult:

@@ -27,6 +27,15 @@ class Services:
     messenger: Messenger
     alerters: dict[str, Alerter] = field(default_factory=dict)  # team alert channels: slack, email
     wake: threading.Event = field(default_factory=threading.Event)
+    _deployment_id: str | None = field(default=None, repr=False)
+
+    def deployment_id(self) -> str:
+        """This deployment's id (made once per database, read once per process): see `webhook_app.deployment`."""
+        if self._deployment_id is None:
+            from webhook_app.deployment import deployment_id
+
+            self._deployment_id = deployment_id(self.db, self.clock.now())
+        return self._deployment_id
 
     def wake_worker(self) -> None:
         """Tell an embedded worker there is new work (it polls anyway)."""

@@ -188,7 +188,11 @@ class Worker:
                     status, note = EventStatus.IGNORED, f"no handler for {stored.type}"
                 else:
                     ctx = handlers.Context(
-                        provider=stored.provider, settings=self.settings, now=now, cadence=self.cadence
+                        provider=stored.provider,
+                        settings=self.settings,
+                        now=now,
+                        cadence=self.cadence,
+                        event_row_id=c.id,
                     )
                     for event in events:
                         handlers.apply(s, event, ctx)
@@ -243,7 +247,12 @@ class Worker:
         sent = 0
         for _ in range(limit):
             with self.svc.db.session() as s:
-                batch = claim_batch(s, now=self.svc.clock.now(), lease_seconds=self.settings.worker.lease_seconds)
+                batch = claim_batch(
+                    s,
+                    now=self.svc.clock.now(),
+                    lease_seconds=self.settings.worker.lease_seconds,
+                    group_window=self.cadence.group_window,
+                )
             if batch is None:
                 break
             with self._lock:
@@ -329,7 +338,9 @@ def _reason(exc: Exception) -> str:
         text = str(exc.orig).splitlines()[0] if str(exc.orig) else ""
         name = exc.orig.__class__.__name__
     else:
-        text, name = str(exc), exc.__class__.__name__
+        text = str(exc)
+        # A missing object is named by what is missing ("InvoiceMissing", "SubscriptionMissing").
+        name = exc.name if isinstance(exc, ResourceMissing) else exc.__class__.__name__
     return scrub(f"{name}: {text}" if text else name)[:2000]
 
 

@@ -58,7 +58,8 @@ class LiveApp:
     def __init__(self, env: dict, tmp_path: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PORT": str(self.port), "PUBLIC_URL": self.url, **env}
+        # FLASK_SKIP_DOTENV: a developer's .env in the checkout must not reach the app under test.
+        self.env = {**os.environ, "PORT": str(self.port), "PUBLIC_URL": self.url, "FLASK_SKIP_DOTENV": "1", **env}
         self.log = open(tmp_path / f"gunicorn-{self.port}.log", "w+")
         self.proc: subprocess.Popen | None = None
 
@@ -129,6 +130,7 @@ def live_app(tmp_path, stripe_standin):
             "WORKER_RETRY_BASE_SECONDS": "0.2",
             "WEB_CONCURRENCY": "2",
             "COMPANY_NAME": "Acme Cloud",
+            "DUNNING_GROUP_WINDOW_SECONDS": "0",
         }
         app = LiveApp({**base, **env}, tmp_path)
         apps.append(app)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import threading
 import time
 
@@ -110,16 +112,37 @@ def test_bad_deliveries_get_400_with_a_reason_and_store_nothing(app, svc, case):
     assert count_events(svc) == 0
 
 
-def test_oversized_body_gets_413_and_stores_nothing(make_app):
+def test_oversized_body_gets_413_and_stores_nothing(make_app, caplog):
     app = make_app(WEBHOOK_MAX_BODY_BYTES=2048)
     event = so.event("invoice.payment_failed", so.invoice(description="x" * 5000))
     body, headers = so.signed(event, WEBHOOK_SECRET)
-    response = app.test_client().post("/webhooks/stripe", data=body, headers=headers)
+    with caplog.at_level(logging.WARNING, logger="webhook_app.intake"):
+        response = app.test_client().post("/webhooks/stripe", data=body, headers=headers)
     assert response.status_code == 413 and response.json["error"] == "payload_too_large"
+    [refusal] = [r.getMessage() for r in caplog.records if "413" in r.getMessage()]
+    assert refusal == f"Stripe webhook refused (413): body of {len(body)} bytes exceeds WEBHOOK_MAX_BODY_BYTES (2048)"
     with app.app_context():
         from webhook_app.services import services
 
         assert count_events(services()) == 0
+
+
+def test_a_chunked_oversized_body_is_refused_and_logged(make_app, caplog):
+    app = make_app(WEBHOOK_MAX_BODY_BYTES=2048)
+    body, headers = so.signed(so.event("invoice.payment_failed", so.invoice(description="x" * 5000)), WEBHOOK_SECRET)
+
+    # No Content-Length: only MAX_CONTENT_LENGTH, while reading, can stop it. gunicorn marks a chunked
+    # body's stream as terminated (wsgi.input_terminated), as here.
+    chunked = {**headers, "Transfer-Encoding": "chunked"}
+    with caplog.at_level(logging.WARNING, logger="webhook_app.intake"):
+        response = app.test_client().post(
+            "/webhooks/stripe",
+            input_stream=io.BytesIO(body),
+            headers=chunked,
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+    assert response.status_code == 413
+    assert any("webhook refused (413)" in r.getMessage() for r in caplog.records)
 
 
 def test_livemode_mismatch_is_stored_as_ignored_and_answered_200(svc, deliver):
@@ -156,4 +179,5 @@ def test_readyz_needs_a_migrated_database(make_app, svc, app):
     with svc.db.engine.begin() as conn:
         conn.execute(text("DELETE FROM alembic_version"))
     response = app.test_client().get("/readyz")
-    assert response.status_code == 503 and response.json["database"] == "not migrated"
+    assert response.status_code == 503 and "is not migrated" in response.json["database"]
+    assert "run `webhook-app db upgrade`" in response.json["fixes"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
@@ -229,6 +231,8 @@ def test_a_rejected_intercom_token_is_a_cross_with_its_fix(sqlite_url, clock):
 
 
 def test_an_unmigrated_database_is_a_cross_with_the_upgrade_command(database_url, clock):
+    if database_url.startswith("sqlite"):
+        sqlite3.connect(database_url.split("///", 1)[1]).close()  # there, but empty
     result = doctor(database_url, clock, migrate_db=False)
 
     assert result.exit_code == 1
@@ -262,3 +266,66 @@ def test_checks_that_need_a_working_key_say_they_were_not_checked(sqlite_url, cl
         text, _ = line(result.output, name)
         assert text.startswith("!") and "not checked: Stripe rejected the key" in text
     assert "1 problem(s) to fix" in result.output
+
+
+def test_a_malformed_key_is_reported_once_by_the_line_that_says_what_is_wrong(sqlite_url, clock):
+    result = doctor(sqlite_url, clock, STRIPE_SECRET_KEY="pk_test_publishable_by_mistake")
+
+    problems = [" ".join(ln.split()) for ln in result.output.splitlines() if ln[:1] in "✗!" and "not checked" not in ln]
+    assert [ln for ln in problems if "STRIPE_SECRET_KEY" in ln] == [
+        "✗ environment STRIPE_SECRET_KEY must start with sk_ or rk_"
+    ]
+    for name in ("webhook endpoint", "billing portal"):
+        assert line(result.output, name)[0].startswith("!") and "not checked" in line(result.output, name)[0]
+    assert "pk_test_publishable_by_mistake" not in result.output
+
+
+def test_production_escalates_what_would_stop_start_up(sqlite_url, clock):
+    result = doctor(sqlite_url, clock, APP_ENV="production", PUBLIC_URL="", SECRET_KEY="")
+
+    assert " ".join(line(result.output, "recovery links")[0].split()).startswith(
+        "✗ recovery links PUBLIC_URL is not set"
+    )
+    assert " ".join(line(result.output, "link signing")[0].split()) == "✗ link signing SECRET_KEY is not set"
+    assert sum("SECRET_KEY" in ln for ln in result.output.splitlines() if ln[:1] == "✗") == 1
+    assert "APP_ENV=production: the web and worker processes will not start until the ✗ lines are fixed" in (
+        result.output
+    )
+
+
+def test_a_stripe_html_error_page_is_shown_as_text(sqlite_url, clock):
+    env, close = open_ops_env(sqlite_url, clock, STRIPE_PORTAL_CONFIGURATION=PORTAL_ID)
+    try:
+        healthy(env.stripe)
+        env.mocker.get(
+            "https://stripe.mock.test/v1/balance",
+            status_code=502,
+            text="<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+        result = env.cli("doctor")
+    finally:
+        close()
+    text, _ = line(result.output, "stripe key")
+    assert text.startswith("✗ stripe key") and "could not reach Stripe" in text
+    assert "an HTML page (502 Bad Gateway)" in text and "<" not in text
+    for name in ("webhook endpoint", "billing portal"):
+        assert "not checked: Stripe could not be reached" in line(result.output, name)[0]
+
+
+@pytest.mark.postgres
+def test_the_connection_budget_is_compared_with_the_servers_limit(postgres_url, clock):
+    fits = doctor(postgres_url, clock)
+    text, _ = line(fits.output, "connections")
+    assert text.startswith("✓ connections")
+    assert "up to 15: 5 per process (DB_POOL_SIZE 4 + DB_MAX_OVERFLOW 1) x (2 web (WEB_CONCURRENCY) + 1 worker)" in text
+    assert "this server's max_connections" in text
+
+    too_many = doctor(postgres_url, clock, DB_POOL_SIZE="200", DB_MAX_OVERFLOW="0", WEB_CONCURRENCY="8")
+    text, fix = line(too_many.output, "connections")
+    assert text.startswith("✗ connections") and "up to 1800" in text and "more than the" in text
+    assert fix and "DB_POOL_SIZE" in fix
+
+
+def test_sqlite_has_no_pool_to_size(sqlite_url, clock):
+    text, _ = line(doctor(sqlite_url, clock).output, "connections")
+    assert text.startswith("✓ connections") and "sqlite" in text

@@ -129,3 +129,39 @@ def test_operator_commands_need_a_stripe_key(sqlite_url, clock):
             assert "STRIPE_SECRET_KEY is not set" in result.output
     finally:
         close()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["portal", "setup", "--headline", "x" * 61], "--headline is 61 characters; Stripe allows at most 60"),
+        (["portal", "setup", "--return-url", "app.example.test/billing"], "must be an absolute http(s) URL"),
+        (
+            ["stripe", "register-endpoint", "--url", URL, "--api-version", "latest"],
+            "'latest' is not a Stripe API version",
+        ),
+    ],
+    ids=["headline over 60", "relative return url", "api version"],
+)
+def test_values_stripe_would_refuse_are_refused_before_any_request(env, args, message):
+    result = env.cli(*args)
+
+    assert result.exit_code == 2, result.output  # a usage error, named
+    assert message in result.output
+    assert env.stripe.requests == []  # nothing reached Stripe
+
+
+def test_a_headline_of_exactly_60_characters_is_sent(env):
+    result = env.cli("portal", "setup", "--headline", "y" * 60)
+
+    assert result.exit_code == 0, result.output
+    [sent] = posts(env, "/v1/billing_portal/configurations")
+    assert sent["business_profile"] == {"headline": "y" * 60}
+
+
+def test_a_dated_api_version_is_accepted(env):
+    result = env.cli("stripe", "register-endpoint", "--url", URL, "--api-version", "2025-03-31.basil")
+
+    assert result.exit_code == 0, result.output
+    [sent] = posts(env, "/v1/webhook_endpoints")
+    assert sent["api_version"] == "2025-03-31.basil"

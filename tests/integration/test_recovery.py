@@ -54,7 +54,11 @@ def test_failed_invoice_sends_one_message_with_a_recovery_link_and_the_amount(
     assert case.subscription_id == "sub_A"
     assert billing.sessions == [
         # Minted for the message: an emailed portal URL falls back to Stripe's login once it expires.
-        {"customer": "cus_A", "idempotency_key": "webhook-app-notification-1-portal", "for_email": True}
+        {
+            "customer": "cus_A",
+            "idempotency_key": f"webhook-app-{svc.deployment_id()}-notification-1-portal",
+            "for_email": True,
+        }
     ]
 
 

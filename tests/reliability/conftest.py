@@ -101,6 +101,7 @@ class Stack:
             "WEB_CONCURRENCY": "2",
             "COMPANY_NAME": "Acme Cloud",
             "LOG_LEVEL": "INFO",
+            "DUNNING_GROUP_WINDOW_SECONDS": "0",
         }
         env.update({k: str(v) for k, v in overrides.items()})
         return env

@@ -38,6 +38,7 @@ from webhook_app.finance.queries import (
 )
 from webhook_app.finance.settled import SettledSummary, settled_summary
 from webhook_app.money import format_amount
+from webhook_app.ops.output import needs_database
 from webhook_app.providers import DashboardLink, dashboard_links
 from webhook_app.services import services
 
@@ -257,6 +258,7 @@ def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @with_appcontext
+@needs_database
 def report_command(
     since: str | None, until: str | None, currency: str | None, provider: str | None, mode: str, view: str, fmt: str
 ) -> None:

@@ -53,11 +53,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_COOLDOWN = timedelta(days=3)
 CSV_COLUMNS = ("customer_id", "invoice_id", "update_url", "amount_due", "currency")
-# Error kinds of the summary, from the class name the worker stored with a failed notification.
+# Error kinds of the summary, from the name the worker stored with a failed notification (any
+# "<Kind>Missing" is resource_missing).
 ERROR_KINDS = {
-    "CustomerMissing": "resource_missing",
-    "InvoiceMissing": "resource_missing",
-    "ResourceMissing": "resource_missing",
     "MessengerRejected": "messenger rejected",
     "BadPayload": "rejected",
     "PermanentError": "rejected",
@@ -544,7 +542,9 @@ class Campaign:
                     self.report.already_sent += 1
             elif NotificationStatus.FAILED in kinds:
                 error = errors[NotificationStatus.FAILED]
-                self.report.error(ERROR_KINDS.get(error.split(":", 1)[0], "error"), target.customer_id, error)
+                name = error.split(":", 1)[0]
+                kind = "resource_missing" if name.endswith("Missing") else ERROR_KINDS.get(name, "error")
+                self.report.error(kind, target.customer_id, error)
             elif NotificationStatus.HELD in kinds:
                 self.report.held += 1
                 self.report.stopped = self.report.stopped or errors[NotificationStatus.HELD]

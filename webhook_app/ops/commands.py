@@ -7,26 +7,49 @@ provider's package.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import click
 from flask.cli import with_appcontext
 
 from webhook_app.errors import RecoveryError
-from webhook_app.ops.output import fail, scrubbed
+from webhook_app.ops.output import fail, needs_database, scrubbed
 from webhook_app.services import services
+
+
+@contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """The app's log lines stay out of the doctor's table: every problem they would tell is a line in it."""
+    logger = logging.getLogger("webhook_app")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @click.command("doctor")
 @with_appcontext
 def doctor_command() -> None:
-    """Check every setting and external system; print ✓/✗ with the fix for each ✗ (exit 1 if any)."""
+    """Check every setting and external system; print ✓/✗ with the fix for each ✗ (exit 1 if any).
+
+    Always runs and reports, whatever is broken (the database, the configuration, production included).
+    """
+    from webhook_app import readiness
     from webhook_app.ops.doctor import FAIL, render, run_checks
 
-    checks = run_checks(services())
+    svc = services()
+    with _quiet_logs():
+        checks = run_checks(svc)
     click.echo(render(checks))
     failed = sum(c.status == FAIL for c in checks)
+    if svc.settings.is_production and readiness.configuration_problems(svc.settings, svc.providers.values()):
+        click.echo("\nAPP_ENV=production: the web and worker processes will not start until the ✗ lines are fixed")
     if failed:
         click.echo(f"\n{failed} problem(s) to fix", err=True)
         sys.exit(1)
@@ -64,6 +87,7 @@ def doctor_command() -> None:
     help="Email tool requests per second [default: LOOPS_RATE_PER_SECOND, 10].",
 )
 @with_appcontext
+@needs_database
 def campaign_command(
     provider: str | None,
     dry_run: bool,

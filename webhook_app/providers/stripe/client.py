@@ -13,6 +13,7 @@ live, under Stripe's 25 / 100; a 429 holds every caller for Stripe's wait).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from webhook_app.config import StripeSettings
 from webhook_app.declines import Decline
 from webhook_app.domain import InvoiceView
 from webhook_app.errors import (
+    ConfigurationMissing,
     ConfigurationNeeded,
     CustomerMissing,
     InvoiceMissing,
@@ -31,6 +33,7 @@ from webhook_app.errors import (
     ResourceMissing,
     TransientError,
 )
+from webhook_app.observability import plain_text
 from webhook_app.providers.base import LinkTarget, UpdateLink
 from webhook_app.providers.stripe.declines import (
     decline_from_charge,
@@ -62,17 +65,33 @@ def default_rate(settings: StripeSettings) -> float:
     return settings.rate_per_second or (RATE_LIVE if settings.livemode else RATE_TEST)
 
 
-def _missing(message: str, param: str | None) -> ResourceMissing:
-    if param in ("customer",) or "No such customer" in message:
+_NO_SUCH = re.compile(r"No such ([a-z_ ]+?):")
+
+
+def _missing(message: str, param: str | None) -> Exception:
+    """What is missing, named from Stripe's "No such <kind>: '<id>'" text, else from `param`."""
+    named = _NO_SUCH.search(message)
+    kind = (named.group(1).strip().replace(" ", "_") if named else None) or (param if param != "id" else None)
+    if kind == "customer":
         return CustomerMissing(f"Stripe resource_missing: {message}")
-    if param in ("invoice", "id") and "invoice" in message.lower():
+    if kind == "invoice":
         return InvoiceMissing(f"Stripe resource_missing: {message}")
-    return ResourceMissing(f"Stripe resource_missing: {message}", kind=param or None)
+    if kind == "configuration" or param == "configuration":
+        # A Billing Portal configuration that does not exist (deleted, or the other mode's): a setting
+        # to fix, not a reason to stop chasing the customer. Messages are held until it is fixed.
+        return ConfigurationMissing(
+            f"the Billing Portal configuration does not exist in this mode: run `webhook-app portal setup` "
+            f"and set STRIPE_PORTAL_CONFIGURATION to the id it prints (Stripe said: {message})"
+        )
+    return ResourceMissing(f"Stripe resource_missing: {message}", kind=kind)
 
 
 def translate_error(exc: stripe.StripeError) -> Exception:
     """Map an SDK error onto our classified errors; messages carry Stripe's text, never the key."""
-    message = getattr(exc, "user_message", None) or str(getattr(exc, "_message", "") or exc.__class__.__name__)
+    # An HTML error page (a proxy in front of STRIPE_API_BASE) is reduced to its title.
+    message = plain_text(
+        getattr(exc, "user_message", None) or str(getattr(exc, "_message", "") or exc.__class__.__name__)
+    )
     code = getattr(exc, "code", None)
     status = getattr(exc, "http_status", None)
     if isinstance(exc, stripe.RateLimitError) or status == 429:

@@ -14,7 +14,7 @@ import click
 from flask.cli import with_appcontext
 
 from webhook_app.errors import RecoveryError
-from webhook_app.ops.output import fail
+from webhook_app.ops.output import fail, needs_database
 from webhook_app.providers.stripe.admin import StripeAdminPort
 from webhook_app.services import Services, services
 
@@ -79,10 +79,9 @@ def portal_setup(
     payment_method_update: bool, invoice_history: bool, subscription_cancel: bool, headline: str, return_url: str | None
 ) -> None:
     """Create, or update on later runs, the Billing Portal configuration for recovery links."""
-    from webhook_app.providers.stripe.portal import PortalOptions, setup_portal
+    from webhook_app.providers.stripe.portal import PortalOptions, setup_portal, validate
 
     svc = services()
-    admin = _admin(svc)
     options = PortalOptions(
         payment_method_update=payment_method_update,
         invoice_history=invoice_history,
@@ -90,6 +89,11 @@ def portal_setup(
         headline=headline,
         return_url=return_url or svc.settings.links.return_url,
     )
+    try:
+        validate(options)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    admin = _admin(svc)
     try:
         result = setup_portal(admin, options)
     except RecoveryError as exc:
@@ -118,15 +122,19 @@ def portal_setup(
 @with_appcontext
 def register_endpoint_command(url: str, api_version: str | None) -> None:
     """Create (or update) the webhook endpoint for exactly the event types the app handles."""
-    from webhook_app.providers.stripe.endpoints import register_endpoint, validate_url
+    from webhook_app.providers.stripe.endpoints import register_endpoint, validate_api_version, validate_url
 
     svc = services()
-    admin = _admin(svc)
     try:
         for warning in validate_url(url):
             click.echo(f"warning: {warning}", err=True)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--url") from None
+    try:
+        validate_api_version(api_version)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--api-version") from None
+    admin = _admin(svc)
     try:
         result = register_endpoint(admin, url, api_version)
     except RecoveryError as exc:
@@ -161,6 +169,7 @@ def register_endpoint_command(url: str, api_version: str | None) -> None:
     help="Also fetch every handled event created since this UTC date (Stripe keeps 30 days).",
 )
 @with_appcontext
+@needs_database
 def events_sync(since: datetime | None) -> None:
     """Insert events Stripe failed to deliver (and, with --since, all handled ones) missing from the inbox."""
     from webhook_app.providers.stripe.sync import RETENTION, sync_events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from webhook_app.errors import ConfigurationNeeded, RecoveryError, ResourceMissing
+from webhook_app.errors import ConfigurationMissing, ConfigurationNeeded, RecoveryError, ResourceMissing
 from webhook_app.ops.doctor import FAIL, OK, WARN, Check
 from webhook_app.providers.stripe.admin import StripeAdminPort
 from webhook_app.providers.stripe.endpoints import WEBHOOK_PATH, handled_event_types
@@ -71,7 +71,7 @@ def checks(svc: Services, provider: StripeProvider) -> list[Check]:
                 "check the network and STRIPE_API_BASE, then run doctor again",
             )
         )
-        return checks
+        return checks + _not_checked("Stripe could not be reached")
     checks.append(_webhook_endpoint(svc, admin))
     checks.append(_portal(svc, admin))
     return checks
@@ -138,7 +138,7 @@ def _portal(svc: Services, admin: StripeAdminPort) -> Check:
                 )
             configuration = defaults[0]
             source = "the account default"
-    except ResourceMissing:
+    except (ResourceMissing, ConfigurationMissing):
         return Check("billing portal", FAIL, f"{configured} does not exist in this mode", fix)
     except RecoveryError as exc:
         return Check("billing portal", FAIL, f"could not read the portal configuration: {exc}", fix)

@@ -8,6 +8,7 @@ https://docs.stripe.com/api/webhook_endpoints/create
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -19,6 +20,9 @@ from webhook_app.providers.stripe.translate import TRANSLATORS
 
 DESCRIPTION = "webhook-app payment recovery"
 WEBHOOK_PATH = "/webhooks/stripe"
+# POST /v1/webhook_endpoints takes `api_version` from a list of dated versions ("2024-06-20",
+# "2025-03-31.basil"; Stripe's OpenAPI spec); `description` is at most 5000 characters (ours is fixed).
+API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 
 
 def handled_event_types() -> list[str]:
@@ -50,6 +54,15 @@ def validate_url(url: str) -> list[str]:
     if not parsed.path.rstrip("/").endswith(WEBHOOK_PATH):
         warnings.append(f"the app receives webhooks at {WEBHOOK_PATH}; this URL has a different path")
     return warnings
+
+
+def validate_api_version(api_version: str | None) -> None:
+    """Raise ValueError when `api_version` is not one of Stripe's dated versions (e.g. 2025-03-31.basil)."""
+    if api_version is not None and not API_VERSION.match(api_version):
+        raise ValueError(
+            f"{api_version!r} is not a Stripe API version: they look like 2024-06-20 or 2025-03-31.basil "
+            "(https://docs.stripe.com/upgrades)"
+        )
 
 
 def register_endpoint(admin: StripeAdminPort, url: str, api_version: str | None = None) -> EndpointResult:

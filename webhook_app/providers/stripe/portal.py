@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from webhook_app.providers.stripe.admin import StripeAdminPort
 
@@ -20,6 +21,11 @@ MANAGED_BY = "webhook-app"
 PURPOSE = "payment-recovery"
 DEFAULT_HEADLINE = "Update your payment method"
 NAME = "webhook-app payment recovery"
+# Limits of POST /v1/billing_portal/configurations(/:id), from Stripe's OpenAPI spec
+# (github.com/stripe/openapi): business_profile.headline maxLength 60, name maxLength 256.
+# Refused here, before the request, rather than by Stripe after it.
+HEADLINE_MAX = 60
+NAME_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,19 @@ class PortalResult:
     created: bool
     livemode: bool
     others: tuple[str, ...] = ()
+
+
+def validate(options: PortalOptions) -> None:
+    """Raise ValueError naming the option when Stripe would refuse a value (its documented limits)."""
+    if len(options.headline) > HEADLINE_MAX:
+        raise ValueError(
+            f"--headline is {len(options.headline)} characters; Stripe allows at most {HEADLINE_MAX} "
+            "(business_profile.headline)"
+        )
+    if options.return_url is not None:
+        parts = urlparse(options.return_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("--return-url (or PORTAL_RETURN_URL) must be an absolute http(s) URL")
 
 
 def is_managed(configuration: dict[str, Any]) -> bool:
@@ -67,7 +86,11 @@ def configuration_params(options: PortalOptions) -> dict[str, Any]:
 
 
 def setup_portal(admin: StripeAdminPort, options: PortalOptions) -> PortalResult:
-    """Create the recovery portal configuration, or update the one made by an earlier run."""
+    """Create the recovery portal configuration, or update the one made by an earlier run.
+
+    Raises ValueError (before any request) for a value Stripe would refuse.
+    """
+    validate(options)
     ours = [c for c in admin.list_portal_configurations() if is_managed(c)]
     # Prefer an active one, then the newest: that is the one an earlier run printed last.
     ours.sort(key=lambda c: (bool(c.get("active")), c.get("created") or 0), reverse=True)
