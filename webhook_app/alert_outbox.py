@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from webhook_app.alerts import Alert, AlertKind, CurrencyTotal, at_or_above, render_text
 from webhook_app.claims import Claim, claim, finish
+from webhook_app.claims import any_due as any_due_rows
 from webhook_app.config import AlertSettings
 from webhook_app.declines import DeclineClass
 from webhook_app.models import DunningCase, LedgerEntry, TeamAlert
@@ -158,6 +159,14 @@ def build_alert(session: Session, row: TeamAlert, dashboard: Any = None) -> Aler
     )
 
 
+ALERT_READY = (NotificationStatus.PENDING, NotificationStatus.HELD)
+
+
+def any_due(session: Session, now: datetime) -> bool:
+    """Whether `claim_alert` would find an alert now (a read: no write lock on SQLite)."""
+    return any_due_rows(session, TeamAlert, now, ALERT_READY, NotificationStatus.SENDING)
+
+
 def claim_alert(session: Session, now: datetime, lease_seconds: float) -> Claim | None:
     """Claim one due alert (the generic claim, as for events)."""
     claims = claim(
@@ -166,7 +175,7 @@ def claim_alert(session: Session, now: datetime, lease_seconds: float) -> Claim 
         now=now,
         lease_seconds=lease_seconds,
         limit=1,
-        ready=(NotificationStatus.PENDING, NotificationStatus.HELD),
+        ready=ALERT_READY,
         busy=NotificationStatus.SENDING,
     )
     return claims[0] if claims else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -28,6 +29,21 @@ class Claim:
     attempts: int
 
 
+def due_rows(model: Any, now: datetime, ready: Collection[str], busy: str) -> ColumnElement[bool]:
+    """Rows of `model` a claim may take now: ready and due, or abandoned by a crashed worker."""
+    return or_(
+        and_(model.status.in_(ready), model.run_at <= now),
+        and_(model.status == busy, model.locked_until < now),
+    )
+
+
+def any_due(
+    session: Session, model: Any, now: datetime, ready: Collection[str] = ("pending",), busy: str = "processing"
+) -> bool:
+    """Whether a claim would find a row now: a read, so an idle poll needs no write lock (SQLite)."""
+    return session.execute(select(model.id).where(due_rows(model, now, ready, busy)).limit(1)).first() is not None
+
+
 def claim(
     session: Session,
     model: Any,
@@ -39,10 +55,7 @@ def claim(
     busy: str = "processing",
 ) -> list[Claim]:
     """Claim up to `limit` due rows of `model`; commits nothing (the caller's transaction does)."""
-    due = or_(
-        and_(model.status.in_(ready), model.run_at <= now),
-        and_(model.status == busy, model.locked_until < now),  # abandoned by a crashed worker
-    )
+    due = due_rows(model, now, ready, busy)
     # A materialized CTE, not `IN (subquery)`: PostgreSQL may re-run an IN-subquery with SKIP LOCKED
     # and so take more rows than LIMIT allows.
     candidates = (

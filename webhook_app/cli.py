@@ -91,7 +91,7 @@ def run_command(host: str, port: int) -> None:
     """
     from werkzeug.serving import run_simple
 
-    from webhook_app.worker import start_embedded
+    from webhook_app.embedded import start_embedded
 
     svc = services()
     _warn(readiness.refuse_to_start(svc, "web"))

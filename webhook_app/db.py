@@ -1,8 +1,10 @@
 """Engine and session set-up for SQLite (embedded default) and PostgreSQL.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction starts with BEGIN IMMEDIATE:
-SQLite allows one writer, and taking the write lock up front makes a second writer wait
-(busy_timeout) instead of failing half-way with SQLITE_BUSY on a read-to-write upgrade.
+SQLite runs in WAL mode with a busy timeout, and every transaction that may write starts with BEGIN
+IMMEDIATE: SQLite allows one writer, and taking the write lock up front makes a second writer wait
+(busy_timeout) instead of failing half-way with SQLITE_BUSY on a read-to-write upgrade. Transactions
+that only read (`Database.reading()`: the worker's "anything due?" polls, pages) start with a plain
+deferred BEGIN, so they never hold the write lock that intake needs (WAL readers block nobody).
 
 Only `webhook-app db upgrade` creates a SQLite file (`Database.allow_create`): any other command, or
 the web process, pointed at a path with no database says so instead of silently starting an empty
@@ -31,6 +33,7 @@ from webhook_app.observability import scrub
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 POOL_TIMEOUT_SECONDS = 5  # a thread waits this long for a pooled connection, then the request fails (503)
 MISSING_SQLITE = "no database file"  # the start of the error a missing SQLite file raises
+READ_ONLY = "webhook_app_read_only"  # execution option: this transaction only reads (SQLite: deferred BEGIN)
 
 
 class DatabaseNotConfigured(SQLAlchemyError):
@@ -109,7 +112,8 @@ def _configure_sqlite(engine: Engine, path: Path | None, allow_create: Any) -> N
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -125,6 +129,7 @@ class Database:
         self.create_allowed = False
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._read_sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -142,6 +147,21 @@ class Database:
         if self._sessions is None:
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         return self._sessions
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it starts deferred, so it takes no write lock.
+
+        For polls and pages; it is rolled back at the end, so anything that writes uses `session()`.
+        """
+        if self._read_sessions is None:
+            self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}))
+        session = self._read_sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
 
     @property
     def dialect(self) -> str:

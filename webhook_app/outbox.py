@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from webhook_app.claims import Claim
+from webhook_app.claims import Claim, due_rows
+from webhook_app.claims import any_due as any_due_rows
 from webhook_app.models import DunningCase, Notification
 from webhook_app.states import NOTIFICATION_DUE, CaseStatus, NotificationStatus
 
@@ -33,11 +34,12 @@ class Batch:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    return or_(
-        and_(Notification.status.in_(NOTIFICATION_DUE), Notification.run_at <= now),
-        # abandoned by a crashed worker: its lease has run out
-        and_(Notification.status == NotificationStatus.SENDING, Notification.locked_until < now),
-    )
+    return due_rows(Notification, now, NOTIFICATION_DUE, NotificationStatus.SENDING)
+
+
+def any_due(session: Session, now: datetime) -> bool:
+    """Whether `claim_batch` would find a message now (a read: no write lock on SQLite)."""
+    return any_due_rows(session, Notification, now, NOTIFICATION_DUE, NotificationStatus.SENDING)
 
 
 def claim_batch(

@@ -58,9 +58,11 @@ def erase_expired(db: Database, now: datetime, retention_days: int, batch: int =
     cutoff = now - timedelta(days=retention_days)
     total = 0
     while True:
-        with db.session() as s:
+        with db.reading() as s:  # usually nothing is due: no write lock for that (SQLite)
             ids = expired_cases(s, cutoff, batch)
-            if ids:
+        if ids:
+            with db.session() as s:
+                ids = expired_cases(s, cutoff, batch)  # again under the write lock: the same or fewer
                 _erase_cases(s, ids, now)
         total += len(ids)
         if len(ids) < batch:

@@ -46,7 +46,7 @@ class SettlementPass:
 def settle_pending(svc: Services, limit: int = BATCH_SIZE) -> SettlementPass:
     """Look up the settled figures of up to `limit` pending recoveries and record them."""
     outcome = SettlementPass()
-    with svc.db.session() as s:
+    with svc.db.reading() as s:
         pending = ledger.pending_settlements(s, limit)
     for row in pending:
         now = svc.clock.now()

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from webhook_app import alert_outbox, handlers, inbox, privacy, sending, settlement
-from webhook_app.claims import Claim, backoff_seconds, claim, finish
+from webhook_app import alert_outbox, handlers, inbox, outbox, privacy, sending, settlement
+from webhook_app.claims import Claim, any_due, backoff_seconds, claim, finish
 from webhook_app.dunning import Cadence
 from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
 from webhook_app.models import Event, Notification, TeamAlert
@@ -67,9 +67,27 @@ class Worker:
                 return total
 
     def pass_once(self) -> int:
-        """One round: a batch of events, one customer's due message, one team alert; returns items handled."""
+        """One round: a batch of events, one customer's due message, one team alert; returns items handled.
+
+        A read first says what is due, and only that is claimed: an idle or half-idle worker never
+        takes SQLite's write lock, which intake needs for every delivery.
+        """
+        events, messages, alerts = self._due_now()
+        handled = self.process_events() if events else 0
         # One notification per claim: sending gathers the customer's other due invoices into it.
-        return self.process_events() + self.send_notifications(limit=1) + self.send_alerts(limit=1)
+        handled += self.send_notifications(limit=1) if messages else 0
+        handled += self.send_alerts(limit=1, claim_due=alerts)
+        return handled
+
+    def _due_now(self) -> tuple[bool, bool, bool]:
+        """(events, messages, team alerts) due now, read in one transaction that takes no write lock."""
+        now = self.svc.clock.now()
+        with self.svc.db.reading() as s:
+            return (
+                any_due(s, Event, now),
+                outbox.any_due(s, now),
+                bool(self.svc.alerters) and alert_outbox.any_due(s, now),
+            )
 
     def drain(self, threads: int | None = None) -> int:
         """`run_once` on several threads, so sends overlap; returns items handled."""
@@ -271,15 +289,19 @@ class Worker:
             self._send_failed(batch.claim, exc, context)
 
     # -- team alerts ----------------------------------------------------------------------------------
-    def send_alerts(self, limit: int = 1) -> int:
-        """Queue the daily digest when due, then claim and send up to `limit` due team alerts."""
+    def send_alerts(self, limit: int = 1, claim_due: bool = True) -> int:
+        """Queue the daily digest when due, then claim and send up to `limit` due team alerts
+        (none when `claim_due` is False: the caller has read that none is due)."""
         if not self.svc.alerters:
             return 0
         now = self.svc.clock.now()
         if self._digest_checked is None or now - self._digest_checked >= timedelta(minutes=1):
             self._digest_checked = now
             with self.svc.db.session() as s:
-                alert_outbox.queue_digest(s, self.settings.alerts, now)
+                queued = alert_outbox.queue_digest(s, self.settings.alerts, now)
+            claim_due = claim_due or bool(queued)
+        if not claim_due:
+            return 0
         sent = 0
         for _ in range(limit):
             with self.svc.db.session() as s:
@@ -342,11 +364,3 @@ def _reason(exc: Exception) -> str:
         # A missing object is named by what is missing ("InvoiceMissing", "SubscriptionMissing").
         name = exc.name if isinstance(exc, ResourceMissing) else exc.__class__.__name__
     return scrub(f"{name}: {text}" if text else name)[:2000]
-
-
-def start_embedded(svc: Services) -> Worker:
-    """Run a worker on daemon threads inside the web process (`WORKER_MODE=embedded`)."""
-    worker = Worker(svc)
-    threading.Thread(target=worker.run_forever, name="embedded-worker", daemon=True).start()
-    log.info("embedded worker started")
-    return worker

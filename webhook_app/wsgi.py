@@ -7,8 +7,8 @@ serves anything (gunicorn.conf.py checks the same in the master first, so gunico
 
 from webhook_app import create_app, readiness
 from webhook_app.config import load_dotenv
+from webhook_app.embedded import start_embedded
 from webhook_app.services import services
-from webhook_app.worker import start_embedded
 
 load_dotenv()  # `.env`, as `webhook-app` commands read it (variables already set win)
 app = create_app()
