@@ -53,7 +53,12 @@ def _ack_throughput(ax, f: dict) -> None:
     if not floor or floor.get("value") is None:
         return _missing(ax, title, (floor or {}).get("not_measured") or "no ack figures")
     labels, values, colours = ["floor"], [floor["value"]], [GREY]
-    for name, label in (("sqlite", "app\nSQLite"), ("postgresql", "app\nPostgreSQL")):
+    for name, label in (
+        ("sqlite", "app\nSQLite"),
+        ("sqlite_embedded", "+worker\nSQLite"),
+        ("postgresql", "app\nPostgreSQL"),
+        ("postgresql_embedded", "+worker\nPostgreSQL"),
+    ):
         fig = f.get(f"ack.{name}.throughput_ratio")
         if fig and fig.get("value") is not None:
             runs = fig["detail"]["saturation_rounds"]
@@ -81,7 +86,12 @@ def _ack_latency(ax, f: dict) -> None:
     floor_p99 = _median_run(floor["detail"]["fixed_rounds"], lambda r: r["latency_ms"]["p99"])["latency_ms"]
     labels, p50, p99, colours = ["floor"], [floor_p99["p50"]], [floor_p99["p99"]], [GREY]
     rate = None
-    for name, label in (("sqlite", "app SQLite"), ("postgresql", "app PostgreSQL")):
+    for name, label in (
+        ("sqlite", "SQLite"),
+        ("sqlite_embedded", "SQLite\n+worker"),
+        ("postgresql", "PostgreSQL"),
+        ("postgresql_embedded", "PostgreSQL\n+worker"),
+    ):
         fig = f.get(f"ack.{name}.p99_ratio")
         if fig and fig.get("value") is not None:
             run = _median_run(fig["detail"]["fixed_rounds"], lambda r: r["latency_ms"]["p99"])

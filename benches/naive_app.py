@@ -10,16 +10,19 @@ what the inbox exists to avoid: the answer now waits on three external calls.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
 from flask import Blueprint, jsonify, request
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy import select, update
 
 from webhook_app import create_app, inbox
 from webhook_app.claims import Claim
-from webhook_app.intake import Rejected, parse_event, verify_signature
+from webhook_app.errors import WebhookRejected
 from webhook_app.models import DunningCase, Event, Notification
+from webhook_app.outbox import Batch
 from webhook_app.services import services
 from webhook_app.worker import Worker
 
@@ -48,21 +51,16 @@ def receive_inline():
     svc = services()
     body = request.get_data(cache=False)
     try:
-        verify_signature(
-            body,
-            request.headers.get("Stripe-Signature"),
-            svc.settings.stripe_webhook_secrets,
-            svc.settings.webhook_tolerance_seconds,
-        )
-        event = parse_event(body)
-    except Rejected as exc:
-        return jsonify({"error": "invalid_delivery", "message": str(exc)}), 400
-    inbox.store(svc.db, event, body.decode("utf-8"), svc.clock.now())
+        event = svc.providers["stripe"].receive(CaseInsensitiveDict(request.headers), body)
+    except WebhookRejected as exc:
+        return jsonify({"error": "invalid_delivery", "message": str(exc)}), exc.status
+    inbox.store(svc.db, "stripe", event, svc.clock.now())
     worker = Worker(svc)
     with svc.db.session() as s:
-        event_row_id = s.scalar(select(Event.id).where(Event.event_id == event["id"]))
+        event_row_id = s.scalar(select(Event.id).where(Event.provider == "stripe", Event.event_id == event.event_id))
     worker._process_event(_claim_row(svc, Event, event_row_id, "processing"))
-    invoice_id = event["data"]["object"].get("id")
+    payload = json.loads(event.payload)
+    invoice_id = payload["data"]["object"].get("id")
     with svc.db.session() as s:
         due = s.scalars(
             select(Notification.id)
@@ -74,7 +72,7 @@ def receive_inline():
             )
         ).all()
     for notification_id in due:
-        worker._send(_claim_row(svc, Notification, notification_id, "sending"))
+        worker._send(Batch(claim=_claim_row(svc, Notification, notification_id, "sending")))
     return jsonify({"received": True, "sent": len(due)}), 200
 
 

@@ -101,13 +101,32 @@ def _add_invoice_list(standin, app: Flask) -> None:
         return jsonify({"object": "list", "url": "/v1/invoices", "has_more": len(page) > limit, "data": page[:limit]})
 
 
-def build(kind: str, faults: Faults):
+def _synthesize_invoices(standin, app: Flask) -> None:
+    """Answer for invoices nobody loaded: `in_<run>_<n>` is an open, failed invoice of `cus_<run>_<n>`,
+    as the ack benchmark's deliveries describe them (so a run of 40,000 deliveries needs no loading)."""
+    from tests.fixtures.stripe_objects import invoice
+
+    @app.before_request
+    def _synthesize():
+        parts = request.path.split("/")
+        if len(parts) == 4 and parts[:3] == ["", "v1", "invoices"] and parts[3].startswith("in_"):
+            invoice_id = parts[3]
+            if invoice_id not in standin.invoices:
+                suffix = invoice_id[len("in_") :]
+                standin.invoices[invoice_id] = invoice(
+                    invoice_id=invoice_id, customer=f"cus_{suffix}", email=f"customer-{suffix}@example.com"
+                )
+
+
+def build(kind: str, faults: Faults, *, synthesize: bool = False):
     """The stand-in's WSGI app with `/_bench` mounted beside it."""
     if kind == "stripe":
         from tests.standins.stripe import StripeStandIn
 
         standin = StripeStandIn(faults=faults)
         _add_invoice_list(standin, standin.app)
+        if synthesize:
+            _synthesize_invoices(standin, standin.app)
     else:
         from tests.standins.loops import LoopsStandIn
 
@@ -153,9 +172,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None)
+    parser.add_argument("--synthesize-invoices", action="store_true", help="answer for unknown in_<run>_<n>")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    standin, app = build(args.kind, Faults(latency=args.latency, rate_limit=args.rate_limit))
+    faults = Faults(latency=args.latency, rate_limit=args.rate_limit)
+    standin, app = build(args.kind, faults, synthesize=args.synthesize_invoices)
     standin.base_url = f"http://127.0.0.1:{args.port}"
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     server.serve_forever()

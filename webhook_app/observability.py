@@ -92,16 +92,33 @@ def plain_text(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# One encoder for every line: `json.dumps(..., default=str)` builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the event/case context passed as `extra`."""
+    """One JSON object per line, with the event/case context passed as `extra`.
+
+    Every acknowledged webhook writes a line, so this is on the hot path: the timestamp's seconds are
+    formatted once per second, and the encoder is built once.
+    """
 
     def __init__(self, secrets: tuple[str, ...] = ()):
         super().__init__()
         self.secrets = secrets
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # a benign race between threads: both compute the same text
+            self._second_text = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname,
             "logger": record.name,
             "message": scrub(record.getMessage(), self.secrets),
@@ -112,12 +129,19 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = scrub(self.formatException(record.exc_info), self.secrets)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     """Send the app's logs to `stream` as JSON lines: stdout by default (Heroku's log router reads it);
     the CLI passes stderr. Without `stream`, a handler already in place keeps its stream."""
+    # Our lines carry neither the caller's file and line nor thread or process names: do not collect
+    # them for every record (the "Optimization" section of the logging HOWTO; about half the cost of
+    # a log call on the webhook path).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger("webhook_app")
     root.setLevel(settings.log_level)
     formatter = JsonFormatter(settings.secrets())

@@ -192,7 +192,7 @@ class Worker:
         now = self.svc.clock.now()
         context: dict[str, Any] = {}
         try:
-            with self.svc.db.session() as s:
+            with self.svc.db.reading() as s:
                 row = s.get(Event, c.id)
                 assert row is not None  # claimed rows are never deleted
                 context = {"event_id": row.event_id, "event_type": row.type, "provider": row.provider}

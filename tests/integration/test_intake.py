@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -181,3 +182,18 @@ def test_readyz_needs_a_migrated_database(make_app, svc, app):
     response = app.test_client().get("/readyz")
     assert response.status_code == 503 and "is not migrated" in response.json["database"]
     assert "run `webhook-app db upgrade`" in response.json["fixes"]
+
+
+def test_the_direct_insert_stores_the_row_the_orm_reads_back(svc, deliver, clock):
+    # The inbox writes through the DB-API connection (inbox.store): every column must read back
+    # through the ORM exactly as written, datetimes and booleans included.
+    event = so.event("invoice.payment_failed", so.invoice(livemode=False), event_id="evt_direct_1")
+    event["created"] = 1_700_000_000
+    assert deliver(event).status_code == 200
+    with svc.db.session() as s:
+        row = s.scalars(select(Event)).one()
+    assert (row.provider, row.event_id, row.type, row.livemode) == ("stripe", "evt_direct_1", event["type"], False)
+    assert (row.status, row.attempts, row.last_error, row.claim_token) == ("pending", 0, None, None)
+    assert row.received_at == row.run_at == clock.now().replace(tzinfo=None)
+    assert row.occurred_at.replace(tzinfo=None) == datetime(2023, 11, 14, 22, 13, 20)  # 1_700_000_000 in UTC
+    assert json.loads(row.payload)["id"] == "evt_direct_1"
