@@ -180,14 +180,14 @@ def _load(
 
 # -- servers -----------------------------------------------------------------------------------------
 def _app_env(database_url: str, **extra: str) -> dict:
-    return base_env(
+    settings = dict(
         DATABASE_URL=database_url,
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         STRIPE_SECRET_KEY=STRIPE_KEY,
         SECRET_KEY="bench-secret-key",
         WORKER_MODE="external",
-        **extra,
     )
+    return base_env(**{**settings, **extra})
 
 
 def _stored_events(database_url: str) -> int:

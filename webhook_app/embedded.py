@@ -1,20 +1,32 @@
 """The embedded worker (`WORKER_MODE=embedded`): a worker on daemon threads inside the web process.
 
-gunicorn runs WEB_CONCURRENCY processes and each imports the app, so each would start a worker. On
-PostgreSQL that is fine (claims skip each other's rows). On SQLite it is not: there is one writer, and
-every extra worker polls, claims and competes with intake for the same write lock. So on SQLite the
-processes elect one runner through an advisory file lock beside the database (`<db>.worker.lock`):
-the holder runs the worker; the others stand by and retry, so when the holder exits (a gunicorn
-recycle, a crash) another process takes over within STANDBY_RETRY_SECONDS. The operating system drops
-the lock with the process that held it, whatever way it ended.
+gunicorn runs WEB_CONCURRENCY processes and each imports the app, so each would start a worker. One
+per machine is enough, and more cost the web processes what they need most in a burst: CPU and the
+GIL (on PostgreSQL, a worker in each process halved what the processes acknowledged), and on SQLite
+the single write lock. So the processes elect one runner through an advisory file lock: beside the
+database for SQLite (`<db>.worker.lock`, whoever shares the file shares the lock), in the temporary
+directory for a server database (one per database and machine, so each web dyno runs one). The
+holder runs the worker; the others stand by and retry, so when the holder exits (a gunicorn recycle,
+a crash) another process takes over within STANDBY_RETRY_SECONDS. The operating system drops the
+lock with the process that held it, whatever way it ended. More sending capacity than one process
+gives: `WORKER_MODE=external` and as many worker processes as needed.
+
+A burst of deliveries (a billing cycle) is when the web process is busiest and the worker has most to
+do. Acknowledging comes first: providers time out and retry, while a message that leaves a minute
+later loses nothing. So while this process stores more than BURST_DELIVERIES_PER_SECOND, the embedded
+worker narrows to one thread (still draining, at a fraction of the CPU), and widens again when the
+burst is over. An external worker (`WORKER_MODE=external`) is not narrowed: it has its own process.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 from webhook_app.db import sqlite_path
@@ -24,12 +36,45 @@ from webhook_app.worker import Worker
 log = logging.getLogger(__name__)
 
 STANDBY_RETRY_SECONDS = 2.0
+BURST_DELIVERIES_PER_SECOND = 20.0
+SAMPLE_SECONDS = 0.5  # how often the arrival rate is re-measured
+
+
+class BurstGate:
+    """`Worker.admit` for the embedded worker: thread 0 always works; the others only between bursts."""
+
+    def __init__(self, svc: Services, threshold: float = BURST_DELIVERIES_PER_SECOND):
+        self.svc = svc
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        self._sampled_at = time.monotonic()
+        self._sampled_count = svc.arrivals
+        self._busy = False
+
+    def __call__(self, index: int) -> bool:
+        if index == 0:
+            return True
+        now = time.monotonic()
+        if now - self._sampled_at >= SAMPLE_SECONDS:
+            with self._lock:
+                elapsed = now - self._sampled_at
+                if elapsed >= SAMPLE_SECONDS:
+                    count = self.svc.arrivals
+                    self._busy = (count - self._sampled_count) / elapsed > self.threshold
+                    self._sampled_at, self._sampled_count = now, count
+        return not self._busy
 
 
 def lock_path(database_url: str) -> Path | None:
-    """The lock file electing the one embedded worker of a SQLite deployment (None: no election)."""
+    """The lock file electing this machine's one embedded worker (None: an in-memory database)."""
     path = sqlite_path(database_url)
-    return path.with_name(path.name + ".worker.lock") if path is not None else None
+    if path is not None:
+        return path.with_name(path.name + ".worker.lock")
+    if database_url.startswith("sqlite"):
+        return None  # in memory: each process has its own database anyway
+    # Named by a digest of the URL: never the URL (or its password) in a file name.
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"webhook-app-{digest}.worker.lock"
 
 
 def _try_lock(path: Path) -> int | None:
@@ -44,8 +89,9 @@ def _try_lock(path: Path) -> int | None:
 
 
 def start_embedded(svc: Services) -> Worker:
-    """Start the embedded worker on daemon threads: at once on PostgreSQL, once elected on SQLite."""
+    """Start the embedded worker on daemon threads, in the elected process only (see the module doc)."""
     worker = Worker(svc)
+    worker.admit = BurstGate(svc)
     path = lock_path(svc.db.url)
     if path is None:
         log.info("embedded worker started (pid %d)", os.getpid())
@@ -69,7 +115,7 @@ def _run_when_elected(worker: Worker, path: Path) -> None:
     else:
         return
     try:
-        log.info("embedded worker started in this web process (pid %d; SQLite: the only one)", os.getpid())
+        log.info("embedded worker started in this web process (pid %d; the only one here)", os.getpid())
         worker.run_forever()
     finally:
         os.close(fd)  # releases the lock: a standby process takes over

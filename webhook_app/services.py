@@ -27,6 +27,7 @@ class Services:
     messenger: Messenger
     alerters: dict[str, Alerter] = field(default_factory=dict)  # team alert channels: slack, email
     wake: threading.Event = field(default_factory=threading.Event)
+    arrivals: int = 0  # deliveries stored by this process (see `webhook_app.embedded`)
     _deployment_id: str | None = field(default=None, repr=False)
 
     def deployment_id(self) -> str:
@@ -38,7 +39,8 @@ class Services:
         return self._deployment_id
 
     def wake_worker(self) -> None:
-        """Tell an embedded worker there is new work (it polls anyway)."""
+        """Tell an embedded worker there is new work (it polls anyway), and count the arrival."""
+        self.arrivals += 1  # approximate under threads, which is all the embedded worker's gate needs
         self.wake.set()
 
     def provider(self, name: str) -> Provider:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # Losing a database connection or a unique-constraint race with a twin worker is worth a retry.
 TRANSIENT_DB_ERRORS = (OperationalError, IntegrityError)
+ADMIT_RECHECK_SECONDS = 0.25  # a thread held back by `Worker.admit` asks again after this long
 
 
 class Worker:
@@ -53,6 +54,9 @@ class Worker:
         self.cadence = Cadence.from_settings(svc.settings.dunning)
         self._upkeep_lock = threading.Lock()
         self._next_upkeep = 0.0  # time.monotonic() of the next upkeep: the first pass runs at once
+        # Whether sending thread `index` may take work now (None: always). The embedded worker narrows
+        # itself while its web process acknowledges a burst (`webhook_app.embedded`).
+        self.admit: Callable[[int], bool] | None = None
 
     # -- one pass -------------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -66,14 +70,14 @@ class Worker:
             if handled == 0 or self.stop_event.is_set():
                 return total
 
-    def pass_once(self) -> int:
+    def pass_once(self, index: int = 0) -> int:
         """One round: a batch of events, one customer's due message, one team alert; returns items handled.
 
         A read first says what is due, and only that is claimed: an idle or half-idle worker never
         takes SQLite's write lock, which intake needs for every delivery.
         """
         events, messages, alerts = self._due_now()
-        handled = self.process_events() if events else 0
+        handled = self.process_events(index) if events else 0
         # One notification per claim: sending gathers the customer's other due invoices into it.
         handled += self.send_notifications(limit=1) if messages else 0
         handled += self.send_alerts(limit=1, claim_due=alerts)
@@ -115,7 +119,7 @@ class Worker:
     def run_forever(self) -> None:
         """Poll until `stop()`; finishes the item in hand before returning (SIGTERM on Heroku)."""
         threads = [
-            threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
+            threading.Thread(target=self._loop, args=(i,), name=f"worker-{i}", daemon=True)
             for i in range(self.settings.worker.concurrency)
         ]
         for t in threads:
@@ -127,11 +131,14 @@ class Worker:
         self.stop_event.set()
         self.svc.wake.set()
 
-    def _loop(self) -> None:
+    def _loop(self, index: int = 0) -> None:
         while not self.stop_event.is_set():
+            if self.admit is not None and not self.admit(index):
+                self.stop_event.wait(ADMIT_RECHECK_SECONDS)
+                continue
             self.upkeep()
             try:
-                handled = self.pass_once()
+                handled = self.pass_once(index)
             except SQLAlchemyError as exc:  # connection lost, pool exhausted, server restarting
                 log.warning("database unavailable; the worker will retry: %s", _reason(exc))
                 handled = 0
@@ -177,16 +184,25 @@ class Worker:
         return privacy.erase_expired(self.svc.db, self.svc.clock.now(), self.settings.privacy.pii_retention_days)
 
     # -- events ---------------------------------------------------------------------------------
-    def process_events(self) -> int:
+    def process_events(self, index: int = 0) -> int:
         """Claim and process a batch of due events; returns how many were claimed."""
         now = self.svc.clock.now()
         with self.svc.db.session() as s:
             claims = claim(s, Event, now=now, lease_seconds=self.settings.worker.lease_seconds, limit=self.batch_size)
-        for c in claims:
+        for i, c in enumerate(claims):
             if self.stop_event.is_set():
                 break  # unprocessed claims are retaken when their lease runs out
+            if i and self.admit is not None and not self.admit(index):
+                self._release(claims[i:])  # held back: the rest go to whichever thread may work now
+                break
             self._process_event(c)
         return len(claims)
+
+    def _release(self, claims: list[Claim]) -> None:
+        """Hand claimed, untouched events back at once (as if never claimed), rather than after the lease."""
+        with self.svc.db.session() as s:
+            for c in claims:
+                finish(s, Event, c, status=EventStatus.PENDING, attempts=Event.attempts - 1)
 
     def _process_event(self, c: Claim) -> None:
         now = self.svc.clock.now()

@@ -1,0 +1,42 @@
+"""The embedded worker narrows to one thread while its web process acknowledges a burst, and hands
+back what it had claimed instead of sitting on it."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from tests.fixtures import stripe_objects as so
+from webhook_app.embedded import SAMPLE_SECONDS, BurstGate
+from webhook_app.models import Event
+from webhook_app.worker import Worker
+
+
+def test_the_gate_holds_back_all_but_one_thread_during_a_burst(svc):
+    gate = BurstGate(svc, threshold=20)
+    assert gate(0) and gate(3)  # quiet: every thread works
+    for _ in range(100):  # 100 deliveries in well under a second: a burst
+        svc.wake_worker()
+    time.sleep(SAMPLE_SECONDS + 0.05)
+    assert gate(0) and not gate(1) and not gate(7)
+    time.sleep(SAMPLE_SECONDS + 0.05)  # nothing arrived since: the burst is over
+    assert gate(1) and gate(7)
+
+
+def test_a_held_back_thread_hands_back_the_events_it_claimed(svc, deliver, billing):
+    for n in range(3):
+        inv = so.invoice(invoice_id=f"in_gate_{n}", customer=f"cus_gate_{n}")
+        billing.put(inv)
+        assert deliver(so.event("invoice.payment_failed", inv)).status_code == 200
+    worker = Worker(svc)
+    worker.admit = lambda index: index == 0
+    assert worker.process_events(index=2) == 3  # claimed three, did one, handed two back
+    with svc.db.session() as s:
+        rows = s.scalars(select(Event).order_by(Event.id)).all()
+    assert [(e.status, e.attempts, e.claim_token) for e in rows] == [
+        ("done", 1, None),
+        ("pending", 0, None),
+        ("pending", 0, None),
+    ]
+    assert worker.process_events(index=0) == 2  # thread 0 takes them at once, no lease to wait out
