@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from requests.structures import CaseInsensitiveDict
 from sqlalchemy.exc import SQLAlchemyError
 
-from webhook_app import inbox
+from webhook_app import inbox, providers
 from webhook_app.errors import WebhookRejected
 from webhook_app.services import services
 
@@ -26,7 +26,11 @@ def _error(status: int, code: str, message: str, **extra: object) -> tuple[Respo
     return jsonify({"error": code, "message": message, **extra}), status
 
 
-@bp.post("/webhooks/<name>")
+# The two answers to a stored delivery, encoded once: every acknowledgement sends one of them.
+_STORED = b'{"duplicate":false,"received":true}\n'
+_DUPLICATE = b'{"duplicate":true,"received":true}\n'
+
+
 def receive(name: str) -> tuple[Response, int]:
     """Verify a delivery and store it in the inbox; 200 once stored (or already stored)."""
     svc = services()
@@ -81,7 +85,15 @@ def receive(name: str) -> tuple[Response, int]:
         svc.wake_worker()
     else:
         log.info("duplicate delivery acknowledged", extra=context)
-    return jsonify({"received": True, "duplicate": not stored}), 200
+    return Response(_STORED if stored else _DUPLICATE, mimetype="application/json"), 200
+
+
+# One static rule per known provider (an exact match is a dictionary look-up, where the rule with a
+# variable part is matched by Werkzeug's state machine on every delivery), and the variable rule for
+# names no provider has (404 naming it).
+for _name in providers.names():
+    bp.add_url_rule(f"/webhooks/{_name}", f"receive_{_name}", receive, methods=["POST"], defaults={"name": _name})
+bp.add_url_rule("/webhooks/<name>", "receive", receive, methods=["POST"])
 
 
 @bp.errorhandler(413)

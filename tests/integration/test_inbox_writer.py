@@ -1,0 +1,106 @@
+"""The inbox's group commit, on SQLite and PostgreSQL: deliveries arriving while a write is in flight
+are committed together, each learns whether its row was new, and a failed batch fails every delivery
+in it (so each is answered 503 and retried)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from sqlalchemy import event, func, select, text
+
+from tests.fixtures import stripe_objects as so
+from webhook_app import inbox, inbox_writer
+from webhook_app.models import Event
+
+
+def incoming(svc, n: int):
+    body = so.event("invoice.payment_failed", so.invoice(invoice_id=f"in_group_{n}"), event_id=f"evt_group_{n}")
+    return svc.providers["stripe"].incoming(json.dumps(body).encode())
+
+
+def store_all(svc, numbers, clock) -> tuple[list, list[threading.Thread]]:
+    """Store event `n` for each of `numbers`, one thread each; outcomes[i] is the i-th one's."""
+    outcomes: list = [None] * len(numbers)
+
+    def one(i: int, n: int) -> None:
+        try:
+            outcomes[i] = inbox.store(svc.db, "stripe", incoming(svc, n), clock.now())
+        except BaseException as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i, n)) for i, n in enumerate(numbers)]
+    for t in threads:
+        t.start()
+    return outcomes, threads
+
+
+def block_inserts(svc):
+    """Another session holding what an insert needs: SQLite's write lock, or PostgreSQL's table lock."""
+    conn = svc.db.engine.connect()
+    if svc.db.dialect == "postgresql":
+        conn.execute(text("LOCK TABLE events IN EXCLUSIVE MODE"))
+    else:
+        conn.execute(text("SELECT 1"))  # the session's BEGIN IMMEDIATE took the write lock
+    return conn
+
+
+def wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_deliveries_waiting_on_a_write_are_committed_together(svc, clock):
+    writer = inbox_writer.writer(svc.db)
+    checkouts = []
+    event.listen(svc.db.engine, "checkout", lambda *args: checkouts.append(1))
+    blocker = block_inserts(svc)
+    checkouts.clear()
+    outcomes, threads = store_all(svc, range(20), clock)
+    # One thread writes (and waits on the lock); the 19 others queue behind it.
+    wait_until(lambda: len(writer._queue) == 19)
+    blocker.rollback()
+    blocker.close()
+    for t in threads:
+        t.join(timeout=20)
+    assert outcomes == [True] * 20
+    assert len(checkouts) == 2  # the first row alone, then the 19 that queued meanwhile, in one transaction
+    with svc.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 20
+
+
+def test_each_delivery_learns_whether_it_was_new_even_within_one_batch(svc, clock):
+    assert inbox.store(svc.db, "stripe", incoming(svc, 1), clock.now()) is True
+    blocker = block_inserts(svc)
+    outcomes, threads = store_all(svc, [1, 2, 2, 3, 1], clock)
+    wait_until(lambda: len(inbox_writer.writer(svc.db)._queue) == 4)
+    blocker.rollback()
+    blocker.close()
+    for t in threads:
+        t.join(timeout=20)
+    # 1 was stored before; 2 twice, both in the batch that queued: exactly one of the two is new.
+    first, two_a, two_b, three, again = outcomes
+    assert (first, three, again) == (False, True, False)
+    assert sorted([two_a, two_b]) == [False, True]
+    with svc.db.session() as s:
+        ids = s.scalars(select(Event.event_id).order_by(Event.event_id)).all()
+    assert ids == ["evt_group_1", "evt_group_2", "evt_group_3"]
+
+
+def test_a_failed_batch_fails_every_delivery_in_it(svc, clock):
+    with svc.db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE events"))
+    outcomes, threads = store_all(svc, range(5), clock)
+    for t in threads:
+        t.join(timeout=20)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    assert len(outcomes) == 5 and all(isinstance(outcome, SQLAlchemyError) for outcome in outcomes)
+
+
+def test_the_writer_stores_every_column_of_an_event_row(svc, clock):
+    row = inbox.event_row("stripe", incoming(svc, 9), clock.now())
+    assert set(inbox_writer.COLUMNS) == set(row)
