@@ -54,8 +54,8 @@ from benches.common import (
 BENCH = "Ack path"
 CONNECTIONS = 32
 WRK_THREADS = 1
-ROUNDS = 5
-MIN_ROUNDS = 3  # rounds every server must complete for the figures to count
+ROUNDS = 3
+MIN_ROUNDS = 2  # rounds every server must complete for the figures to count
 SATURATION_SECONDS = 10
 FIXED_SECONDS = 10
 MAX_BODIES_PER_SECOND = 4000  # bodies generated per second of a saturation run: more than the floor answers

@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from webhook_app.db import Database
 from webhook_app.models import Event
 
-COLUMNS = (
+COLUMNS = (  # provider and event_id first: batches are ordered by them (see `_insert`)
     "provider",
     "event_id",
     "type",
@@ -118,42 +118,53 @@ class InboxWriter:
 
     def _write(self, statement: _Insert, batch: Sequence[_Slot]) -> None:
         """Insert the batch in one transaction; every slot gets its outcome (or the batch's error)."""
-        dialect = self.db.engine.dialect
         error: BaseException | None = None
-        inserted: list[bool] = []
-        params: tuple[Any, ...] = ()
+        inserted: dict[int, bool] = {}
         try:
-            raw = self.db.engine.raw_connection()  # the pool's checkout: pre-ping and reconnects as for any query
-        except BaseException as exc:  # already SQLAlchemy's own error (the pool wraps connect failures)
+            inserted = self._insert(statement, batch)
+        except BaseException as exc:  # every delivery of the batch answers with it (503: retried)
             error = exc
-        else:
-            cursor = raw.cursor()
-            try:
-                if statement.sqlite:
-                    cursor.execute("BEGIN IMMEDIATE")  # the write lock up front, as every write here (db.py)
-                for slot in batch:
-                    params = slot.params
-                    cursor.execute(statement.sql, params)
-                    inserted.append(cursor.rowcount == 1)
-                raw.commit()
-            except dialect.loaded_dbapi.Error as exc:
-                with contextlib.suppress(Exception):  # a connection that is gone has nothing to roll back
-                    raw.rollback()
-                if dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
-                    raw.invalidate(exc)  # not back into the pool: the next checkout reconnects
-                error = DBAPIError.instance(statement.sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect)
-            except BaseException as exc:
-                with contextlib.suppress(Exception):
-                    raw.rollback()
-                error = exc
-            finally:
-                cursor.close()
-                raw.close()  # back to the pool
         with self._cond:
-            for i, slot in enumerate(batch):
+            for slot in batch:
                 slot.error = error
-                slot.inserted = error is None and inserted[i]
+                slot.inserted = error is None and inserted[id(slot)]
                 slot.done = True
+
+    def _insert(self, statement: _Insert, batch: Sequence[_Slot]) -> dict[int, bool]:
+        """{id(slot): inserted} for the batch, committed; raises SQLAlchemy's error on any DB-API error."""
+        dialect = self.db.engine.dialect
+        # One order for every process's batches (the unique key's): two batches holding the same
+        # event ids wait for each other instead of deadlocking.
+        ordered = sorted(batch, key=lambda slot: (slot.params[0], slot.params[1]))
+        params: tuple[Any, ...] = ()
+        raw = self.db.engine.raw_connection()  # the pool's checkout: pre-ping; connect errors come wrapped
+        cursor = None
+        try:
+            cursor = raw.cursor()
+            if statement.sqlite:
+                cursor.execute("BEGIN IMMEDIATE")  # the write lock up front, as every write here (db.py)
+            inserted = {}
+            for slot in ordered:
+                params = slot.params
+                cursor.execute(statement.sql, params)
+                inserted[id(slot)] = cursor.rowcount == 1
+            raw.commit()
+            return inserted
+        except dialect.loaded_dbapi.Error as exc:
+            with contextlib.suppress(Exception):  # a connection that is gone has nothing to roll back
+                raw.rollback()
+            if dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
+                raw.invalidate(exc)  # not back into the pool: the next checkout reconnects
+            raise DBAPIError.instance(statement.sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.rollback()
+            raise
+        finally:
+            with contextlib.suppress(Exception):  # closing a cursor of a lost connection can raise too
+                if cursor is not None:
+                    cursor.close()
+            raw.close()  # back to the pool (an invalidated connection is discarded)
 
 
 _WRITERS: weakref.WeakKeyDictionary[Database, InboxWriter] = weakref.WeakKeyDictionary()
