@@ -72,6 +72,8 @@ class LoopsStandIn:
 
         @app.before_request
         def _auth_and_faults():
+            if not request.path.startswith("/api/"):
+                return None  # pages a stand-in's user adds (the demo's) are not Loops' API
             with self._lock:
                 self.requests += 1
             if not self.key_valid or request.headers.get("Authorization") != f"Bearer {self.api_key}":

@@ -7,7 +7,11 @@ reliability) and for the benchmarks (`benches/standin_server.py`):
   charges, balance transactions, with `expand[]`);
 - Billing Portal sessions and configurations, webhook endpoints, events (`types`, `delivery_success`,
   `created[gte]`), `/v1/balance` for the key check;
-- idempotency keys on every POST (a repeated key answers the first answer, as Stripe does).
+- idempotency keys on every POST (a repeated key answers the first answer, as Stripe does);
+- what Stripe does by itself, for a person clicking through (`make demo`) or a test: `fail_payment`
+  opens a failed invoice and delivers a signed `invoice.payment_failed` to `webhook_url`; the portal
+  page a session's URL opens has a "Save card and pay" button that pays the customer's open invoices,
+  settles them in the balance and delivers `invoice.paid`.
 
 Fault knobs: `faults` (random latency, 500s, 429s, timeouts); `throttle[path]` / `outage[path]` answer
 that many 429s / 500s on `path` before serving it; `html_errors[path]` answers a proxy's HTML page;
@@ -20,13 +24,17 @@ that many 429s / 500s on `path` before serving it; `html_errors[path]` answers a
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import threading
+import time
 from collections import Counter
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+import requests
+from flask import Flask, Response, jsonify, redirect, request
+from markupsafe import escape
 
 from tests.fixtures import stripe_objects
 from tests.standins import Faults
@@ -59,6 +67,8 @@ class StripeStandIn:
         self.invoice_payments: dict[str, list[dict]] = {}  # invoice id -> its InvoicePayments
         self.objects: dict[str, dict] = {}  # payment intents, charges, balance transactions by id
         self.base_url = ""  # set by the test once served, for session URLs
+        self.webhook_url: str | None = None  # where `send_event` delivers, signed with `webhook_secret`
+        self.webhook_secret = ""
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._index: dict[str, Any] = {"size": -1}
@@ -126,6 +136,70 @@ class StripeStandIn:
     def is_missing(self, customer: str | None) -> bool:
         """Whether Stripe does not know `customer`."""
         return bool(customer) and (customer in self.missing_customers or customer.startswith("cus_missing"))
+
+    # -- what Stripe does by itself ---------------------------------------------------------------------
+    def fail_payment(self, email: str, name: str, amount: int, customer: str | None = None) -> dict:
+        """Open an invoice whose first charge failed, and deliver `invoice.payment_failed` for it."""
+        with self._lock:
+            n = next(self._ids)
+        # One customer per email address, so two failures for one address are one customer's invoices.
+        customer = customer or "cus_" + hashlib.sha256(email.lower().encode()).hexdigest()[:12]
+        invoice_id = f"in_failed{n:04d}"
+        invoice = self.add_invoice(
+            stripe_objects.invoice(
+                invoice_id=invoice_id,
+                customer=customer,
+                email=email,
+                amount_due=amount,
+                subscription=f"sub_{n:04d}",
+                livemode=self.livemode,
+                customer_name=name,
+                number=f"INV-{n:04d}",
+                hosted_invoice_url=f"{self.base_url}/i/{invoice_id}",
+            )
+        )
+        status = self.send_event("invoice.payment_failed", invoice)
+        return {"invoice": invoice_id, "customer": customer, "webhook_status": status}
+
+    def pay(self, customer: str) -> list[str]:
+        """The customer saved a card: their open invoices are charged now, settled, and `invoice.paid` delivered."""
+        paid = []
+        now = int(time.time())
+        with self._lock:
+            for invoice in self.invoices.values():
+                if invoice["customer"] == customer and invoice["status"] == "open":
+                    invoice.update(
+                        status="paid",
+                        amount_paid=invoice["amount_due"],
+                        amount_remaining=0,
+                        attempt_count=invoice["attempt_count"] + 1,
+                        next_payment_attempt=None,
+                        status_transitions={"paid_at": now},
+                    )
+                    paid.append(dict(invoice))
+        for invoice in paid:
+            # Stripe's fee on a US card: 2.9% + 30 cents.
+            fee = round(invoice["amount_due"] * 0.029) + 30
+            self.settle(invoice["id"], amount=invoice["amount_due"], fee=fee, currency=invoice["currency"])
+            self.send_event("invoice.paid", invoice)
+        return [invoice["id"] for invoice in paid]
+
+    def send_event(self, event_type: str, obj: dict) -> int:
+        """Deliver a signed event to `webhook_url` as Stripe does; the app's HTTP status (0: unreachable)."""
+        event = stripe_objects.event(event_type, obj, livemode=self.livemode)
+        status = 0
+        if self.webhook_url:
+            body, headers = stripe_objects.signed(event, self.webhook_secret)
+            try:
+                status = requests.post(self.webhook_url, data=body, headers=headers, timeout=10).status_code
+            except requests.RequestException:
+                status = 0
+        with self._lock:  # listed by `GET /v1/events`, undelivered ones too (what `events sync` catches up on)
+            self.events.append({**event, "_delivered": 200 <= status < 300})
+        return status
+
+    def _session(self, session_id: str) -> dict | None:
+        return next((s["session"] for s in self.portal_sessions if s["session"]["id"] == session_id), None)
 
     # -- HTTP ----------------------------------------------------------------------------------------
     def _error(self, status: int, type_: str, message: str, code: str | None = None):
@@ -297,7 +371,8 @@ class StripeStandIn:
                     "url": f"{self.base_url}/p/session/bps_{n}",
                     "livemode": self.livemode,
                     "configuration": p.get("configuration"),
-                    "return_url": p.get("return_url"),
+                    "return_url": p.get("return_url")
+                    or p.get("flow_data", {}).get("after_completion", {}).get("redirect", {}).get("return_url"),
                 }
                 self.portal_sessions.append(
                     {
@@ -311,7 +386,35 @@ class StripeStandIn:
 
         @app.get("/p/session/<session_id>")
         def portal_page(session_id):
-            return f"<html><body><h1>Stripe portal {session_id}</h1></body></html>"
+            session = self._session(session_id)
+            if session is None:
+                return _page("Session expired", "<p>This portal session does not exist.</p>"), 404
+            owed = sum(
+                i["amount_due"]
+                for i in self.invoices.values()
+                if i["customer"] == session["customer"] and i["status"] == "open"
+            )
+            return _page(
+                "Update your payment method",
+                f"""<p>Customer {escape(session["customer"])} owes {owed / 100:.2f}.</p>
+                <form method="post" action="/p/session/{escape(session_id)}/pay">
+                <p><label>Card number <input name="card" value="4242 4242 4242 4242"></label></p>
+                <p><button>Save card and pay</button></p></form>""",
+            )
+
+        @app.post("/p/session/<session_id>/pay")
+        def portal_pay(session_id):
+            session = self._session(session_id)
+            if session is None:
+                return _page("Session expired", "<p>This portal session does not exist.</p>"), 404
+            paid = self.pay(session["customer"])
+            if request.headers.get("Accept") == "application/json":
+                return jsonify({"paid": paid})
+            return redirect(session.get("return_url") or "/")
+
+        @app.get("/i/<invoice_id>")
+        def hosted_invoice(invoice_id):
+            return _page("Invoice", f"<p>Invoice {escape(invoice_id)}.</p>")
 
         @app.get("/v1/events")
         def list_events():
@@ -431,6 +534,10 @@ def _params() -> dict:
 def _expand_params() -> list[str]:
     """`expand[]` values as the SDK sends them (`expand[0]=...`, or `expand[]=...`)."""
     return [value for key, value in request.args.items(multi=True) if key.startswith("expand[")]
+
+
+def _page(title: str, body: str) -> str:
+    return f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>{body}"
 
 
 def _typed(value):
