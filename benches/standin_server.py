@@ -68,39 +68,6 @@ class Stats:
             }
 
 
-def _add_invoice_list(standin, app: Flask) -> None:
-    """`GET /v1/invoices` (Stripe's list, cursor paging) when the stand-in does not serve it itself."""
-    if any(rule.rule == "/v1/invoices" for rule in app.url_map.iter_rules()):
-        return
-
-    index: dict = {"size": -1}
-
-    def ids_for(customer: str | None) -> list[str]:
-        # Rebuilt when invoices were added: the position of every id, and the ids of every customer.
-        if index["size"] != len(standin.invoices):
-            ids = list(standin.invoices)
-            by_customer: dict[str, list[str]] = {}
-            for invoice_id in ids:
-                by_customer.setdefault(standin.invoices[invoice_id].get("customer"), []).append(invoice_id)
-            index.update(size=len(ids), ids=ids, by_customer=by_customer)
-        return index["by_customer"].get(customer, []) if customer else index["ids"]
-
-    @app.get("/v1/invoices")
-    def list_invoices():
-        args = request.args
-        limit = max(1, min(int(args.get("limit", 10)), 100))
-        wanted = {k: args.get(k) for k in ("status", "collection_method") if args.get(k)}
-        ids = ids_for(args.get("customer"))
-        start = ids.index(args["starting_after"]) + 1 if args.get("starting_after") else 0
-        page, i = [], start
-        while i < len(ids) and len(page) <= limit:
-            invoice = standin.invoices[ids[i]]
-            if all(invoice.get(k) == v for k, v in wanted.items()):
-                page.append(invoice)
-            i += 1
-        return jsonify({"object": "list", "url": "/v1/invoices", "has_more": len(page) > limit, "data": page[:limit]})
-
-
 def _synthesize_invoices(standin, app: Flask) -> None:
     """Answer for invoices nobody loaded: `in_<run>_<n>` is an open, failed invoice of `cus_<run>_<n>`,
     as the ack benchmark's deliveries describe them (so a run of 40,000 deliveries needs no loading)."""
@@ -113,8 +80,8 @@ def _synthesize_invoices(standin, app: Flask) -> None:
             invoice_id = parts[3]
             if invoice_id not in standin.invoices:
                 suffix = invoice_id[len("in_") :]
-                standin.invoices[invoice_id] = invoice(
-                    invoice_id=invoice_id, customer=f"cus_{suffix}", email=f"customer-{suffix}@example.com"
+                standin.add_invoice(
+                    invoice(invoice_id=invoice_id, customer=f"cus_{suffix}", email=f"customer-{suffix}@example.com")
                 )
 
 
@@ -124,7 +91,6 @@ def build(kind: str, faults: Faults, *, synthesize: bool = False):
         from tests.standins.stripe import StripeStandIn
 
         standin = StripeStandIn(faults=faults)
-        _add_invoice_list(standin, standin.app)
         if synthesize:
             _synthesize_invoices(standin, standin.app)
     else:

@@ -23,8 +23,8 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from demo.loops_standin import LoopsStandIn, render
-from demo.stripe_standin import StripeStandIn
+from demo import loops_standin, stripe_standin
+from demo.loops_standin import render
 
 WEBHOOK_SECRET = "whsec_demo_" + "0" * 24  # the stand-in signs with it; nothing outside this process knows it
 STRIPE_KEY = "sk_test_demo_standin_key"
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="webhook-app-demo-"))
     app_url = f"http://127.0.0.1:{args.port}"
-    stripe = StripeStandIn(webhook_url=f"{app_url}/webhooks/stripe", webhook_secret=WEBHOOK_SECRET)
-    loops = LoopsStandIn(LOOPS_KEY, show=_show)
+    stripe = stripe_standin.build(webhook_url=f"{app_url}/webhooks/stripe", webhook_secret=WEBHOOK_SECRET)
+    loops = loops_standin.build(LOOPS_KEY, show=_show)
     servers = [_serve(stripe.app, args.stripe_port), _serve(loops.app, args.loops_port)]
     stripe.base_url = f"http://127.0.0.1:{args.stripe_port}"
     config = app_config(

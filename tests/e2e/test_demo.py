@@ -100,3 +100,14 @@ def test_the_demo_refuses_to_start_in_production():
     assert result.returncode == 1
     assert "refusing to start the demo with APP_ENV=production" in result.stderr
     assert "webhook-app demo:" not in result.stdout
+
+
+def test_the_demo_needs_only_the_runtime_dependencies():
+    """`make demo` installs the app's dependencies only; the shared stand-ins it imports need no more."""
+    dev_only = ("pytest", "_pytest", "requests_mock", "hypothesis", "playwright", "mypy")
+    probe = f"import sys, demo.__main__; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({dev_only!r})))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=demo_env(), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -94,7 +94,7 @@ def test_failed_payment_to_loops_email_to_link_click_to_recovery(live_app, datab
         172,
         4728,
     )
-    assert ("GET", "/v1/invoice_payments") in stripe_standin.requests
+    assert stripe_standin.count("GET", "/v1/invoice_payments") >= 1
 
 
 def test_failed_payment_reaches_intercom_as_an_event_on_a_created_contact(

@@ -1,15 +1,17 @@
 """`webhook-app doctor` with Chargebee on: its webhook basic auth, its key and site, and the standing
-warning about Chargebee's own dunning emails. Stripe and Loops run against the ops mocks; Chargebee's
-API is requests-mock at the site's address."""
+warning about Chargebee's own dunning emails. Stripe, Loops and Chargebee are stand-ins on real
+sockets (Chargebee's reached through CHARGEBEE_API_BASE)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
-import requests
 
-from tests.integration.ops_mocks import open_ops_env
+from tests.integration.ops_env import open_ops_env
+from tests.standins import Faults, free_port, serve
+from tests.standins.chargebee import ChargebeeStandIn
 
-SITE_API = "https://acme-test.chargebee.com/api/v2"
 API_KEY = "test_cbKey0123456789abcdef"
 PASSWORD = "a-long-random-webhook-password"
 CHARGEBEE = {
@@ -18,17 +20,25 @@ CHARGEBEE = {
     "CHARGEBEE_WEBHOOK_USERNAME": "cb-hooks",
     "CHARGEBEE_WEBHOOK_PASSWORD": PASSWORD,
 }
-CONFIGURATION = {"configurations": [{"domain": "acme-test", "product_catalog_version": "v2"}]}
 
 
-def doctor(sqlite_url, clock, chargebee_api=None, **overrides) -> dict[str, tuple[str, str | None]]:
-    """name -> (its line, the fix line under it or None), for the Chargebee lines of a doctor run."""
-    env, close = open_ops_env(sqlite_url, clock, **{**CHARGEBEE, **overrides})
-    try:
-        (chargebee_api or (lambda m: m.get(f"{SITE_API}/configurations", json=CONFIGURATION)))(env.mocker)
+def doctor(sqlite_url, clock, chargebee=None, **overrides) -> dict[str, tuple[str, str | None]]:
+    """name -> (its line, the fix line under it or None), for the Chargebee lines of a doctor run.
+
+    `chargebee`: the stand-in to serve (a working site with our key by default), or "unreachable" for
+    an address where nothing listens.
+    """
+    with ExitStack() as stack:
+        if chargebee == "unreachable":
+            api_base = f"http://127.0.0.1:{free_port()}/api/v2"
+        else:
+            standin = chargebee or ChargebeeStandIn(api_key=API_KEY, site="acme-test")
+            served = serve(standin.app)
+            stack.callback(served.stop)
+            api_base = f"{served.url}/api/v2"
+        env, close = open_ops_env(sqlite_url, clock, **{**CHARGEBEE, "CHARGEBEE_API_BASE": api_base, **overrides})
+        stack.callback(close)
         result = env.cli("doctor")
-    finally:
-        close()
     for secret in (API_KEY, PASSWORD):
         assert secret not in result.output
     lines = result.output.splitlines()
@@ -66,21 +76,19 @@ def test_a_short_webhook_password_is_a_warning(sqlite_url, clock):
 
 
 def test_a_rejected_key_is_a_cross_asking_for_the_key(sqlite_url, clock):
-    def rejected(mocker):
-        body = {"message": "Sorry, authentication failed", "api_error_code": "api_authentication_failed"}
-        mocker.get(f"{SITE_API}/configurations", status_code=401, json=body)
+    another_sites_key = ChargebeeStandIn(api_key="test_cbKeyOfAnotherSite000000", site="acme-test")
 
-    text, fix = doctor(sqlite_url, clock, chargebee_api=rejected)["chargebee key"]
+    text, fix = doctor(sqlite_url, clock, chargebee=another_sites_key)["chargebee key"]
     assert text.startswith("✗") and "CHARGEBEE_API_KEY" in text
     assert fix is not None and "API Keys" in fix
 
 
 @pytest.mark.parametrize(
-    "failure", [{"status_code": 503, "text": "down"}, {"exc": requests.ConnectionError}], ids=["503", "unreachable"]
+    "failure",
+    [lambda: ChargebeeStandIn(api_key=API_KEY, faults=Faults(error_rate=1.0)), lambda: "unreachable"],
+    ids=["5xx", "unreachable"],
 )
 def test_chargebee_down_is_a_cross_saying_it_could_not_be_reached(sqlite_url, clock, failure):
-    text, fix = doctor(sqlite_url, clock, chargebee_api=lambda m: m.get(f"{SITE_API}/configurations", **failure))[
-        "chargebee key"
-    ]
+    text, fix = doctor(sqlite_url, clock, chargebee=failure())["chargebee key"]
     assert text.startswith("✗") and "could not reach Chargebee" in text
     assert fix is not None and "CHARGEBEE_API_BASE" in fix

@@ -1,25 +1,24 @@
 """Recovery that knows why the payment failed, and tells the team what matters.
 
-The real Stripe SDK reads each failure's reason (requests-mock Stripe: the invoice's PaymentIntent
+The real Stripe SDK reads each failure's reason from the Stripe stand-in (the invoice's PaymentIntent
 before basil, its invoice payments from basil on), the worker picks the message's template and timing
-by the decline's class, and team alerts go to a Slack stand-in served on a real socket. On SQLite and
-PostgreSQL where the database decides (one alert ever, the digest); on SQLite otherwise.
+by the decline's class, and team alerts go to a Slack stand-in; every stand-in is served on a real
+socket. On SQLite and PostgreSQL where the database decides (one alert ever, the digest); on SQLite
+otherwise.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta
 
 import pytest
-import requests_mock
 from sqlalchemy import select
 
 from tests.fixtures import stripe_declines as sd
 from tests.fixtures import stripe_objects as so
 from tests.fixtures.inbox import store_stripe
-from tests.integration.ops_mocks import open_ops_env
+from tests.integration.ops_env import open_ops_env
 from tests.standins import serve
 from tests.standins.slack import SlackStandIn
 from webhook_app.clock import FrozenClock, from_unix
@@ -54,10 +53,7 @@ def env_for(database_url, clock, slack=None, **overrides):
     settings = dict(LOOPS_TRANSACTIONAL_IDS=TEMPLATES, **overrides)
     if slack is not None:
         settings["ALERT_SLACK_WEBHOOK_URL"] = slack.url(slack.base)
-    env, close = open_ops_env(database_url, clock, **settings)
-    if slack is not None:  # Stripe and Loops are requests-mock; Slack is a real server on a socket
-        env.mocker.register_uri(requests_mock.ANY, re.compile(re.escape(slack.base)), real_http=True)
-    return env, close
+    return open_ops_env(database_url, clock, **settings)
 
 
 @pytest.fixture
@@ -84,7 +80,7 @@ def deliver_legacy(env, case: sd.DeclineCase, **fields) -> dict:
     intent, _charge = sd.payment_intent(case, invoice_id=invoice["id"])
     intent["id"] = invoice["payment_intent"]
     env.stripe.payment_intents[intent["id"]] = intent
-    env.stripe.invoices.append(invoice)
+    env.stripe.add_invoice(invoice)
     event = so.event("invoice.payment_failed", invoice, api_version=so.LEGACY, created=sd.FAILED_AT)
     store_stripe(env.svc.db, event, env.svc.clock.now(), env.svc.settings)
     return invoice
@@ -94,7 +90,7 @@ def deliver_basil(env, case: sd.DeclineCase, times: int = 1, **fields) -> dict:
     """A basil `invoice.payment_failed`: the reason is only in the invoice's payments."""
     invoice = sd.basil_invoice(**fields)
     env.stripe.invoice_payments[invoice["id"]] = sd.invoice_payments(case, invoice_id=invoice["id"])["data"]
-    env.stripe.invoices.append(invoice)
+    env.stripe.add_invoice(invoice)
     for n in range(times):  # Stripe retries a delivery it did not see answered: the same event id
         event = so.event("invoice.payment_failed", invoice, api_version=so.BASIL, created=sd.FAILED_AT)
         event["id"] = f"evt_{invoice['id']}"
@@ -104,7 +100,8 @@ def deliver_basil(env, case: sd.DeclineCase, times: int = 1, **fields) -> dict:
 
 
 def sent(env) -> list[dict]:
-    return env.loops.accepted
+    """What Loops accepted: each message's body."""
+    return [m["body"] for m in env.loops.messages]
 
 
 @pytest.mark.parametrize(
@@ -167,7 +164,7 @@ def test_a_technical_decline_waits_for_the_providers_next_retry(sqlite_url, make
 def test_an_unknown_reason_sends_the_plain_first_message_at_once(sqlite_url, make_env):
     env = make_env(sqlite_url, failed_at_clock())
     invoice = sd.basil_invoice()  # no invoice payments listed: nothing known
-    env.stripe.invoices.append(invoice)
+    env.stripe.add_invoice(invoice)
     store_stripe(env.svc.db, so.event("invoice.payment_failed", invoice), env.svc.clock.now(), env.svc.settings)
 
     Worker(env.svc).run_once()
@@ -199,7 +196,7 @@ def test_a_fraudulent_failure_sends_no_customer_message_and_one_alert_even_deliv
         assert (case.decline_class, case.status) == ("do_not_contact", "open")
         assert s.scalars(select(Notification)).all() == []
     # A later payment is still a recovery, and the team hears the good news once.
-    env.stripe.invoices[-1] = {**invoice, "status": "paid", "amount_paid": 4900, "amount_remaining": 0}
+    env.stripe.invoices[invoice["id"]] = {**invoice, "status": "paid", "amount_paid": 4900, "amount_remaining": 0}
     paid = so.event("invoice.paid", so.invoice(invoice_id=invoice["id"], status="paid", attempt_count=2))
     store_stripe(env.svc.db, paid, env.svc.clock.now(), env.svc.settings)
     Worker(env.svc).run_once()

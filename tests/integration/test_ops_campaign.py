@@ -1,10 +1,10 @@
-"""`webhook-app campaign` against requests-mock stand-ins for Stripe and Loops, on SQLite and PostgreSQL.
+"""`webhook-app campaign` against the Stripe and Loops stand-ins on real sockets, on SQLite and PostgreSQL.
 
 The campaign lists every unpaid invoice, opens cases and puts one message per invoice into the same
 notifications outbox the webhook flow uses; the worker's code sends them (in this process, for the
 run). The scenario of issue 7: 250 open invoices for 200 customers across 3 pages -> 200 messages; a
 rerun sends 0; an interrupted run's messages go out after their lease; dry-run and CSV send nothing;
-429s are absorbed. The real Stripe SDK, Loops adapter and database run; only HTTP is mocked.
+429s are absorbed. The real Stripe SDK, Loops adapter and database run; only the providers are stand-ins.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.fixtures import stripe_objects as so
-from tests.integration.ops_mocks import OpsEnv, StripeMock, open_ops_env
+from tests.integration.ops_env import OpsEnv, open_ops_env
+from tests.standins.stripe import StripeStandIn
 from webhook_app import dunning
 from webhook_app.models import DunningCase, Notification
 from webhook_app.ops.campaign import CSV_COLUMNS, CampaignOptions, run_campaign
@@ -68,13 +69,13 @@ def customer(n: int) -> str:
     return f"cus_{n:04d}"
 
 
-def seed(stripe: StripeMock, customers: int = 200, doubles: int = 50) -> None:
+def seed(stripe: StripeStandIn, customers: int = 200, doubles: int = 50) -> None:
     """`customers` customers with one open, failed invoice; the first `doubles` have a second one,
     listed last, so one customer's invoices sit on different pages (250 invoices = 3 pages of 100)."""
     n = 0
     for c in range(1, customers + 1):
         n += 1
-        stripe.invoices.append(
+        stripe.add_invoice(
             so.invoice(
                 invoice_id=f"in_{n:05d}",
                 customer=customer(c),
@@ -85,7 +86,7 @@ def seed(stripe: StripeMock, customers: int = 200, doubles: int = 50) -> None:
         )
     for c in range(1, doubles + 1):
         n += 1
-        stripe.invoices.append(
+        stripe.add_invoice(
             so.invoice(
                 invoice_id=f"in_{n:05d}",
                 customer=customer(c),
@@ -96,7 +97,7 @@ def seed(stripe: StripeMock, customers: int = 200, doubles: int = 50) -> None:
         )
 
 
-def listing_pages(stripe: StripeMock) -> list[dict]:
+def listing_pages(stripe: StripeStandIn) -> list[dict]:
     """Params of the campaign's full listings (not the per-customer re-reads)."""
     return [p for m, path, p in stripe.requests if m == "GET" and path == "/v1/invoices" and "customer" not in p]
 
@@ -116,14 +117,14 @@ def test_250_invoices_over_3_pages_make_200_messages_and_a_rerun_sends_none(env,
     assert len(emails) == 200 and len(set(emails)) == 200  # one message per customer
 
     # A customer whose two invoices were on page 1 and page 3 gets one message naming both.
-    first = next(m for m in env.loops.accepted if m["email"] == "cus_0001@example.com")
+    first = next(m["body"] for m in env.loops.messages if m["body"]["email"] == "cus_0001@example.com")
     data = first["dataVariables"]
     assert data["invoiceCount"] == 2
     assert {i["invoiceId"] for i in data["invoices"]} == {"in_00001", "in_00201"}
     # The link is made at send time: our durable link (PUBLIC_URL is set), plus a fresh portal session.
     assert data["updatePaymentUrl"].startswith(f"{PUBLIC_URL}/r/")
-    assert data["portalUrl"].startswith("https://billing.stripe.mock/p/session/")
-    assert len(env.stripe.sessions) == 200
+    assert data["portalUrl"].startswith(f"{env.stripe.base_url}/p/session/")
+    assert len(env.stripe.portal_sessions) == 200
     # The worker's message, step for step: the first of a sequence, with its template.
     assert (data["step"], data["messageKind"], data["isFinalNotice"]) == (0, "first", "false")
     assert first["transactionalId"] == "tx_recovery"
@@ -131,13 +132,13 @@ def test_250_invoices_over_3_pages_make_200_messages_and_a_rerun_sends_none(env,
     rerun = env.run()
     assert rerun.sent == 0 and rerun.queued == 0
     assert rerun.skipped == {"cooldown (message sent)": 200}
-    assert len(env.loops.accepted) == 200
+    assert len(env.loops.messages) == 200
 
 
 def test_after_the_cooldown_a_customer_gets_a_new_message(env, clock):
     seed(env.stripe, customers=3, doubles=0)
     env.run()
-    first_keys = {m["key"] for m in env.loops.accepted}
+    first_keys = {m["key"] for m in env.loops.messages}
     clock.advance(days=2, hours=23)
     assert env.run().sent == 0
 
@@ -145,9 +146,9 @@ def test_after_the_cooldown_a_customer_gets_a_new_message(env, clock):
     later = env.run()
 
     assert later.sent == 3
-    again = env.loops.accepted[-3:]
+    again = env.loops.messages[-3:]
     assert {m["key"] for m in again}.isdisjoint(first_keys)  # a new message, a new idempotency key
-    assert {m["dataVariables"]["messageKind"] for m in again} == {"reminder"}  # they were told once already
+    assert {m["body"]["dataVariables"]["messageKind"] for m in again} == {"reminder"}  # they were told once already
 
 
 # The simulated crash ends the sending threads, as the process dying would: pytest reports it.
@@ -157,7 +158,7 @@ def test_an_interrupted_run_leaves_its_messages_in_the_outbox_and_a_rerun_sends_
     env.loops.crash_after = 50
 
     env.run()  # the sending threads die with the "process"; what they held stays claimed
-    assert len(env.loops.accepted) == 50
+    assert len(env.loops.messages) == 50
 
     env.loops.revive()
     clock.advance(minutes=6)  # past the dead claims' lease (WORKER_LEASE_SECONDS, 2 minutes)
@@ -240,7 +241,7 @@ def test_dry_run_prints_and_csv_writes_links_but_neither_sends(lite, tmp_path):
     plans = [line for line in lines if line.startswith("would message")]
     assert len(plans) == 200
     assert any("cus_0001 (c***@example.com): 2 invoice(s), $64.00" in line for line in plans)
-    assert lite.loops.requests == 0 and lite.stripe.sessions == [] and lite.notifications() == []
+    assert lite.loops.requests == 0 and lite.stripe.portal_sessions == [] and lite.notifications() == []
 
     path = tmp_path / "links.csv"
     written = lite.run(csv_path=str(path))
@@ -307,7 +308,7 @@ def test_invoice_paid_between_listing_and_send_is_not_messaged(lite):
 def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env, clock):
     seed(env.stripe, customers=6, doubles=0)
     now = clock.now()
-    invoice = {i["customer"]: invoice_view(i) for i in env.stripe.invoices}
+    invoice = {i["customer"]: invoice_view(i) for i in env.stripe.invoices.values()}
     svc = env.svc
     with svc.db.session() as s:
         dunning.record_failure(s, invoice[customer(1)], failed_at=now, now=now)  # its first message is due
@@ -332,26 +333,26 @@ def test_cooldown_counts_the_workers_messages_and_closed_cases_are_left_out(env,
 
 def test_only_attempted_invoices_count_and_limit_caps_the_run(lite):
     seed(lite.stripe, customers=12, doubles=0)
-    lite.stripe.invoices.append(so.invoice(invoice_id="in_new", customer="cus_fresh", attempt_count=0))
+    lite.stripe.add_invoice(so.invoice(invoice_id="in_new", customer="cus_fresh", attempt_count=0))
 
     report = lite.run(limit=5)
 
     assert report.excluded == {"not attempted yet": 1}
     assert report.sent == 5 and report.skipped == {"over --limit": 7}
-    assert len(lite.loops.accepted) == 5
+    assert len(lite.loops.messages) == 5
 
 
 def test_sent_link_opens_a_portal_session_and_the_cases_count_the_message(lite):
     seed(lite.stripe, customers=1, doubles=1)
     lite.run()
-    url = lite.loops.accepted[0]["dataVariables"]["updatePaymentUrl"]
+    url = lite.loops.messages[0]["body"]["dataVariables"]["updatePaymentUrl"]
 
     response = lite.app.test_client().get(
         url.replace(PUBLIC_URL, ""), headers={"User-Agent": "Mozilla/5.0 (Macintosh) Firefox/130.0"}
     )
 
     assert response.status_code == 303
-    assert response.headers["Location"].startswith("https://billing.stripe.mock/p/session/")
+    assert response.headers["Location"].startswith(f"{lite.stripe.base_url}/p/session/")
     with lite.svc.db.session() as s:
         cases = s.scalars(select(DunningCase).order_by(DunningCase.invoice_id)).all()
         assert [(c.invoice_id, c.status, c.messages_sent) for c in cases] == [
@@ -367,10 +368,12 @@ def test_without_public_url_the_message_carries_a_fresh_portal_session(sqlite_ur
         seed(environment.stripe, customers=3, doubles=0)
         report = environment.run()
         assert report.sent == 3
-        urls = {m["dataVariables"]["updatePaymentUrl"] for m in environment.loops.accepted}
-        assert urls == {s["url"] for s in environment.stripe.sessions}
+        urls = {m["body"]["dataVariables"]["updatePaymentUrl"] for m in environment.loops.messages}
+        assert urls == {s["session"]["url"] for s in environment.stripe.portal_sessions}
         # An emailed session URL may be opened late: Stripe falls back to its login page.
-        assert all(s["params"]["after_expiration"] == {"type": "customer_login"} for s in environment.stripe.sessions)
+        assert all(
+            s["params"]["after_expiration"] == {"type": "customer_login"} for s in environment.stripe.portal_sessions
+        )
         with environment.svc.db.session() as s:
             # Cases are opened all the same: a later payment lands in the recovery ledger.
             assert s.scalar(select(func.count()).select_from(DunningCase)) == 3
@@ -388,7 +391,7 @@ def test_quiet_hours_hold_campaign_messages_in_the_outbox_until_morning(sqlite_u
 
         report = environment.run()
 
-        assert report.sent == 0 and report.deferred == 3 and environment.loops.accepted == []
+        assert report.sent == 0 and report.deferred == 3 and environment.loops.messages == []
         assert all(
             n.status == "pending" and n.run_at == datetime(2026, 3, 11, 8, 0) for n in environment.notifications()
         )
@@ -398,7 +401,7 @@ def test_quiet_hours_hold_campaign_messages_in_the_outbox_until_morning(sqlite_u
         Worker(environment.svc).run_once()
 
         assert sorted(environment.loops.emails()) == [f"{customer(n)}@example.com" for n in (1, 2, 3)]
-        assert {m["dataVariables"]["messageKind"] for m in environment.loops.accepted} == {"first"}
+        assert {m["body"]["dataVariables"]["messageKind"] for m in environment.loops.messages} == {"first"}
     finally:
         close()
 
@@ -416,7 +419,7 @@ def test_campaign_command_dry_run_limit_and_errors(lite):
     assert sent.exit_code == 0, sent.output
     assert "sent: 3" in sent.stdout
     assert "campaign: 3/3 customers" in sent.stderr  # plain progress lines when not a terminal
-    assert len(lite.loops.accepted) == 3
+    assert len(lite.loops.messages) == 3
 
     both = runner.invoke(args=["campaign", "--dry-run", "--csv", "x.csv"])
     assert both.exit_code == 2 and "pick one" in both.output

@@ -7,13 +7,14 @@ import sqlite3
 import pytest
 
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
-from tests.integration.ops_mocks import LOOPS_KEY, open_ops_env
+from tests.integration.ops_env import LOOPS_KEY, open_ops_env
+from tests.standins import serve
+from tests.standins.intercom import IntercomStandIn
 from webhook_app.providers.stripe.translate import TRANSLATORS as HANDLERS
 
 PUBLIC_URL = "https://recover.example.test"
 ENDPOINT_URL = f"{PUBLIC_URL}/webhooks/stripe"
 PORTAL_ID = "bpc_recovery"
-INTERCOM_BASE = "https://intercom.mock.test"
 SECRETS = (STRIPE_KEY, WEBHOOK_SECRET, LOOPS_KEY, "test-secret-key-for-links", "intercom_token_abcdef")
 
 
@@ -205,24 +206,22 @@ def test_a_rejected_loops_key_is_a_cross_with_its_fix(sqlite_url, clock):
 
 
 def test_a_rejected_intercom_token_is_a_cross_with_its_fix(sqlite_url, clock):
+    intercom = IntercomStandIn(token="intercom_token_of_another_workspace")
+    served = serve(intercom.app)
     env, close = open_ops_env(
         sqlite_url,
         clock,
         STRIPE_PORTAL_CONFIGURATION=PORTAL_ID,
         MESSAGING_PROVIDER="intercom",
         INTERCOM_ACCESS_TOKEN="intercom_token_abcdef",
-        INTERCOM_API_BASE=INTERCOM_BASE,
+        INTERCOM_API_BASE=served.url,
     )
     try:
         healthy(env.stripe)
-        env.mocker.get(
-            f"{INTERCOM_BASE}/me",
-            status_code=401,
-            json={"type": "error.list", "errors": [{"code": "unauthorized", "message": "Access Token Invalid"}]},
-        )
         result = env.cli("doctor")
     finally:
         close()
+        served.stop()
     assert result.exit_code == 1
     text, fix = line(result.output, "messenger")
     assert text.startswith("✗ messenger") and "Intercom rejected INTERCOM_ACCESS_TOKEN" in text
@@ -297,10 +296,9 @@ def test_a_stripe_html_error_page_is_shown_as_text(sqlite_url, clock):
     env, close = open_ops_env(sqlite_url, clock, STRIPE_PORTAL_CONFIGURATION=PORTAL_ID)
     try:
         healthy(env.stripe)
-        env.mocker.get(
-            "https://stripe.mock.test/v1/balance",
-            status_code=502,
-            text="<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
+        env.stripe.html_errors["/v1/balance"] = (
+            502,
+            "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
         )
         result = env.cli("doctor")
     finally:

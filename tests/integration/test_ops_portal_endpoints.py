@@ -1,11 +1,11 @@
-"""`webhook-app portal setup` and `webhook-app stripe register-endpoint` against a requests-mock Stripe."""
+"""`webhook-app portal setup` and `webhook-app stripe register-endpoint` against the Stripe stand-in."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
-from tests.integration.ops_mocks import open_ops_env
+from tests.integration.ops_env import open_ops_env
 from webhook_app.providers.stripe.translate import TRANSLATORS as HANDLERS
 
 URL = "https://recover.example.test/webhooks/stripe"

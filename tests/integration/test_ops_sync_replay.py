@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from tests.fixtures import stripe_objects as so
 from tests.fixtures.inbox import store_stripe
-from tests.integration.ops_mocks import open_ops_env
+from tests.integration.ops_env import open_ops_env
 from webhook_app.clock import from_unix
 from webhook_app.models import DunningCase, Event, Notification
 from webhook_app.providers.stripe.sync import sync_events

@@ -1,4 +1,4 @@
-"""Settled figures of recoveries: the Stripe reads (the SDK against requests-mock) and the worker's
+"""Settled figures of recoveries: the Stripe reads (the SDK against the Stripe stand-in) and the worker's
 look-up outside any handler transaction, filling the ledger row once, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.fixtures import stripe_objects as so
 from tests.fixtures.inbox import store_stripe
-from tests.integration.ops_mocks import open_ops_env
+from tests.integration.ops_env import open_ops_env
 from webhook_app import ledger, settlement
 from webhook_app.domain import Settlement
 from webhook_app.errors import PermanentError, ResourceMissing, SettlementNotReady, TransientError
@@ -79,9 +79,7 @@ def test_before_basil_the_invoice_names_its_charge_and_one_call_answers(env):
     txn = so.balance_transaction(amount=1350, fee=69, exchange_rate=1.08)
     charge = so.charge(amount=1250, currency="eur", balance_transaction=txn["id"])
     env.stripe.add_objects(txn, charge)
-    env.stripe.invoices.append(
-        so.invoice(invoice_id="in_old", api_version=so.LEGACY, status="paid", charge=charge["id"])
-    )
+    env.stripe.add_invoice(so.invoice(invoice_id="in_old", api_version=so.LEGACY, status="paid", charge=charge["id"]))
     result = source(env, api_version="2024-06-20").settlement("in_old")
     assert result is not None and (result.amount, result.net, str(result.exchange_rate)) == (1350, 1281, "1.08")
     [(method, path, params)] = env.stripe.requests
@@ -91,7 +89,7 @@ def test_before_basil_the_invoice_names_its_charge_and_one_call_answers(env):
 def test_an_invoice_paid_outside_stripe_has_no_settlement(env):
     env.stripe.invoice_payments["in_oob"] = [so.invoice_payment("in_oob")]  # a payment record
     assert source(env).settlement("in_oob") is None
-    env.stripe.invoices.append(so.invoice(invoice_id="in_old_oob", api_version=so.LEGACY, status="paid", charge=None))
+    env.stripe.add_invoice(so.invoice(invoice_id="in_old_oob", api_version=so.LEGACY, status="paid", charge=None))
     assert source(env, api_version="2024-06-20").settlement("in_old_oob") is None
 
 
@@ -129,7 +127,7 @@ def recover(env, clock, invoice_id: str, amount: int = 4900, currency: str = "us
     paid = dict(inv, status="paid", attempt_count=2, amount_paid=amount, status_transitions={"paid_at": created})
     store_stripe(env.svc.db, so.event("invoice.payment_failed", inv, created=created - 3600), clock.now())
     store_stripe(env.svc.db, so.event("invoice.paid", paid, created=created), clock.now())
-    env.stripe.invoices.append(paid)
+    env.stripe.add_invoice(paid)
 
 
 def ledger_row(env, invoice_id: str) -> LedgerEntry:
