@@ -137,7 +137,10 @@ class InboxWriter:
         # event ids wait for each other instead of deadlocking.
         ordered = sorted(batch, key=lambda slot: (slot.params[0], slot.params[1]))
         params: tuple[Any, ...] = ()
-        raw = self.db.engine.raw_connection()  # the pool's checkout: pre-ping; connect errors come wrapped
+        try:
+            raw = self.db.engine.raw_connection()  # the pool's checkout, with its pre-ping
+        except dialect.loaded_dbapi.Error as exc:  # a failed connect comes unwrapped from here
+            raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
         cursor = None
         try:
             cursor = raw.cursor()

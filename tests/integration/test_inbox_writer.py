@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+import pytest
 from sqlalchemy import event, func, select, text
 
 from tests.fixtures import stripe_objects as so
@@ -104,3 +105,18 @@ def test_a_failed_batch_fails_every_delivery_in_it(svc, clock):
 def test_the_writer_stores_every_column_of_an_event_row(svc, clock):
     row = inbox.event_row("stripe", incoming(svc, 9), clock.now())
     assert set(inbox_writer.COLUMNS) == set(row)
+
+
+def test_a_server_that_cannot_be_reached_fails_the_delivery_with_a_database_error(svc, clock):
+    # The intake answers 503 to a SQLAlchemyError; a failed connect must arrive as one, never as the
+    # driver's own error (a 500).
+    from sqlalchemy.exc import OperationalError
+
+    from webhook_app.db import Database
+
+    unreachable = Database("postgresql+psycopg://app@127.0.0.1:9/app")
+    try:
+        with pytest.raises(OperationalError):
+            inbox.store(unreachable, "stripe", incoming(svc, 1), clock.now())
+    finally:
+        unreachable.dispose()
