@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webhook_app.declines import DeclineClass
-from webhook_app.finance.queries import Filters, case_where, ledger_where
-from webhook_app.models import DunningCase, LedgerEntry
+from webhook_app.finance.queries import Filters, case_where, ledger_where, rollup_where, whole_days
+from webhook_app.models import DunningCase, LedgerDaily, LedgerEntry
 from webhook_app.money import to_decimal
 from webhook_app.states import CASE_LOST, LedgerKind
 
@@ -69,15 +69,26 @@ def by_decline_class(session: Session, f: Filters) -> dict[str, list[DeclineRow]
         name = decline_class or DeclineClass.UNKNOWN.value
         return rows.setdefault((currency, name), DeclineRow(currency, name))
 
-    recovered = session.execute(
-        select(DunningCase.decline_class, LedgerEntry.currency, func.count(), func.sum(LedgerEntry.amount))
-        .join(DunningCase, DunningCase.id == LedgerEntry.case_id)
-        .where(LedgerEntry.kind == LedgerKind.RECOVERY, *ledger_where(f))
-        .group_by(DunningCase.decline_class, LedgerEntry.currency)
-    )
+    recovered: Any
+    if whole_days(f.period):
+        # The roll-ups keep the case's class with each row ('' for a row without a case, as the join drops).
+        entries = func.sum(LedgerDaily.entries)
+        recovered = session.execute(
+            select(LedgerDaily.decline_class, LedgerDaily.currency, entries, func.sum(LedgerDaily.amount))
+            .where(LedgerDaily.kind == LedgerKind.RECOVERY, LedgerDaily.decline_class != "", *rollup_where(f))
+            .group_by(LedgerDaily.decline_class, LedgerDaily.currency)
+            .having(entries != 0)
+        )
+    else:
+        recovered = session.execute(
+            select(DunningCase.decline_class, LedgerEntry.currency, func.count(), func.sum(LedgerEntry.amount))
+            .join(DunningCase, DunningCase.id == LedgerEntry.case_id)
+            .where(LedgerEntry.kind == LedgerKind.RECOVERY, *ledger_where(f))
+            .group_by(DunningCase.decline_class, LedgerEntry.currency)
+        )
     for decline_class, currency, count, amount in recovered:
         r = row(currency, decline_class)
-        r.recoveries += count
+        r.recoveries += int(count)
         r.recovered += int(amount or 0)
     lost = session.execute(
         select(DunningCase.decline_class, DunningCase.currency, func.count(), func.sum(DunningCase.amount_due))
