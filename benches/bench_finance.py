@@ -54,11 +54,11 @@ TWO_YEARS = 2 * 365 * 86400
 SEED_SQL = [
     # One case per ledger row (ids 1..N in order, so ledger row g belongs to case g).
     """
-    INSERT INTO dunning_cases (invoice_id, customer_id, subscription_id, customer_email, customer_name,
+    INSERT INTO dunning_cases (provider, invoice_id, customer_id, subscription_id, customer_email, customer_name,
         invoice_number, currency, amount_due, attempt_count, livemode, status, close_reason, episode,
         messages_sent, first_failed_at, last_failed_at, first_message_at, paid_at, closed_at, created_at,
         updated_at)
-    SELECT 'in_b' || g, 'cus_b' || (g % 400000), 'sub_b' || (g % 400000), 'customer' || g || '@example.com',
+    SELECT 'stripe', 'in_b' || g, 'cus_b' || (g % 400000), 'sub_b' || (g % 400000), 'customer' || g || '@example.com',
         'Customer ' || g, 'INV-' || g, cur, amt, 1 + g % 4, g % 20 <> 0, 'recovered', 'invoice paid', 1,
         1 + g % 3, paid - make_interval(secs => s), paid - make_interval(secs => s / 2),
         paid - make_interval(secs => s) + interval '1 minute', paid, paid,
@@ -74,10 +74,10 @@ SEED_SQL = [
     """,
     # The ledger: recoveries, and every 50th row a refund offsetting an earlier recovery.
     """
-    INSERT INTO recovery_ledger (entry_key, kind, case_id, invoice_id, customer_id, amount, currency, livemode,
+    INSERT INTO recovery_ledger (provider, entry_key, kind, case_id, invoice_id, customer_id, amount, currency, livemode,
         first_failed_at, recovered_at, seconds_to_recover, attempts, messages_sent, attribution,
         first_message_at, first_click_at, seconds_message_to_click, seconds_click_to_payment, created_at)
-    SELECT CASE WHEN refund THEN 'refund:re_b' || c.id ELSE 'recovery:' || c.invoice_id END,
+    SELECT 'stripe', CASE WHEN refund THEN 'refund:re_b' || c.id ELSE 'recovery:' || c.invoice_id END,
         CASE WHEN refund THEN 'refund' ELSE 'recovery' END, c.id, c.invoice_id, c.customer_id,
         CASE WHEN refund THEN -c.amount_due ELSE c.amount_due END, c.currency, c.livemode,
         c.first_failed_at, c.paid_at, CASE WHEN refund THEN NULL ELSE
@@ -93,10 +93,10 @@ SEED_SQL = [
     """,
     # Lost cases, closed over the same two years.
     """
-    INSERT INTO dunning_cases (invoice_id, customer_id, customer_email, currency, amount_due, attempt_count,
-        livemode, status, close_reason, episode, messages_sent, first_failed_at, last_failed_at, closed_at,
+    INSERT INTO dunning_cases (provider, invoice_id, customer_id, customer_email, currency, amount_due,
+        attempt_count, livemode, status, close_reason, episode, messages_sent, first_failed_at, last_failed_at, closed_at,
         created_at, updated_at)
-    SELECT 'in_lost' || g, 'cus_lost' || g, 'lost' || g || '@example.com',
+    SELECT 'stripe', 'in_lost' || g, 'cus_lost' || g, 'lost' || g || '@example.com',
         CASE WHEN g % 10 < 7 THEN 'usd' WHEN g % 10 < 9 THEN 'eur' ELSE 'jpy' END, 900 + (g * 53) % 30000, 4,
         g % 20 <> 0, (ARRAY['void', 'uncollectible', 'canceled'])[1 + g % 3], 'lost', 1, 3,
         closed - interval '20 days', closed - interval '5 days', closed, closed - interval '20 days', closed
@@ -105,9 +105,9 @@ SEED_SQL = [
     """,
     # Cases still open: failed within the last two weeks.
     """
-    INSERT INTO dunning_cases (invoice_id, customer_id, customer_email, currency, amount_due, attempt_count,
-        livemode, status, episode, messages_sent, first_failed_at, last_failed_at, created_at, updated_at)
-    SELECT 'in_open' || g, 'cus_open' || g, 'open' || g || '@example.com',
+    INSERT INTO dunning_cases (provider, invoice_id, customer_id, customer_email, currency, amount_due,
+        attempt_count, livemode, status, episode, messages_sent, first_failed_at, last_failed_at, created_at, updated_at)
+    SELECT 'stripe', 'in_open' || g, 'cus_open' || g, 'open' || g || '@example.com',
         CASE WHEN g % 10 < 7 THEN 'usd' WHEN g % 10 < 9 THEN 'eur' ELSE 'jpy' END, 900 + (g * 71) % 30000,
         1 + g % 3, g % 20 <> 0, 'open', 1, 1, failed, failed, failed, failed
     FROM (SELECT g, %(now)s::timestamp - make_interval(secs => (g::bigint * 613) % 1209600) AS failed
