@@ -4,6 +4,9 @@
   decline class and settlement (what the finance dashboard filters and groups by)
 - recovery_durations_daily: each day's recoveries counted by time to recover, in ~10 % buckets
 - ix_recovery_ledger_durations: reads the exact percentile within one bucket
+- ix_dunning_cases_closed gains the columns the lost-case figures read (PostgreSQL: INCLUDE, so a year
+  of lost cases is read from the index alone), and ix_dunning_cases_closed_at (closed_at, id) serves
+  the newest page of lost cases without sorting all of them
 Both tables are filled from the existing ledger here; from now on `webhook_app.ledger` adds to them in
 the transaction of every ledger write, and `webhook-app finance rebuild-rollups` recomputes them. The
 SQL below is `webhook_app.rollups.rebuild_statements` as of this revision (a migration does not import
@@ -103,10 +106,21 @@ def upgrade() -> None:
         "recovery_ledger",
         ["kind", "currency", "seconds_to_recover", "recovered_at"],
     )
+    op.drop_index("ix_dunning_cases_closed", table_name="dunning_cases")
+    op.create_index(
+        "ix_dunning_cases_closed",
+        "dunning_cases",
+        ["status", "closed_at"],
+        postgresql_include=["currency", "amount_due", "decline_class", "livemode", "provider"],
+    )
+    op.create_index("ix_dunning_cases_closed_at", "dunning_cases", ["closed_at", "id"])
     _backfill(op.get_bind().dialect.name)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dunning_cases_closed_at", table_name="dunning_cases")
+    op.drop_index("ix_dunning_cases_closed", table_name="dunning_cases")
+    op.create_index("ix_dunning_cases_closed", "dunning_cases", ["status", "closed_at"])
     op.drop_index("ix_recovery_ledger_durations", table_name="recovery_ledger")
     op.drop_table("recovery_durations_daily")
     op.drop_table("recovery_ledger_daily")
