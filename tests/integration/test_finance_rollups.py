@@ -9,7 +9,8 @@ row added through the ORM the way fixtures do. Then:
 - the roll-up tables equal a GROUP BY over the ledger, and `rebuild-rollups` writes the same rows;
 - every dashboard figure read from the roll-ups (whole days) equals the same figure read from the
   ledger (the same period ending one second earlier, which no row falls in, so it is not whole days);
-- concurrent writers to the same roll-up row lose no increment.
+- concurrent writers to the same roll-up row lose no increment;
+- the `roll1` migration fills the roll-ups from a ledger written before it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import inspect, select
 
-from webhook_app import ledger, rollups
+from webhook_app import ledger, migrate, rollups
 from webhook_app.clock import FrozenClock
 from webhook_app.domain import CorrectionVoided, MoneyReturned, Settlement
 from webhook_app.finance.declines import by_decline_class
@@ -308,3 +310,15 @@ def test_concurrent_writers_lose_no_increment(svc):
     daily, durations = rolled_up(svc)
     assert [v[:2] for v in daily.values()] == [(30, 3000)]
     assert sum(durations.values()) == 30
+
+
+def test_the_migration_fills_the_roll_ups_from_an_existing_ledger(seeded):
+    expected = aggregated_from_the_ledger(seeded)
+    cfg = migrate.alembic_config()
+    with seeded.db.engine.begin() as conn:  # back to before the roll-ups: the ledger stays, they go
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "ops1")
+    with seeded.db.engine.connect() as conn:
+        assert "recovery_ledger_daily" not in inspect(conn).get_table_names()
+    migrate.upgrade(seeded.db)
+    assert rolled_up(seeded) == expected
