@@ -55,8 +55,11 @@ def _histograms(session: Session, f: Filters) -> dict[str, list[tuple[int, int]]
     return found
 
 
-def _values_in_bucket(session: Session, f: Filters, currency: str, bucket: int, first: int, count: int) -> list[int]:
-    """The period's recovery durations in `bucket`, in order, from position `first` (0-based), `count` of them."""
+def _values_in_bucket(
+    session: Session, f: Filters, currency: str, bucket: int, first: int, count: int, size: int
+) -> list[int]:
+    """The period's recovery durations in `bucket` (`size` of them), in order, from position `first` (0-based),
+    `count` of them. Read from whichever end of the bucket is nearer, so at most half of it is skipped."""
     low, high = bucket_bounds(bucket)
     seconds = LedgerEntry.seconds_to_recover
     where: list[Any] = [
@@ -72,6 +75,10 @@ def _values_in_bucket(session: Session, f: Filters, currency: str, bucket: int, 
         where.append(LedgerEntry.livemode == f.livemode)
     if f.provider:
         where.append(LedgerEntry.provider == f.provider)
+    from_top = size - (first + count)  # values to skip when reading from the largest down
+    if from_top < first:
+        query = select(seconds).where(*where).order_by(seconds.desc()).offset(from_top).limit(count)
+        return [int(v) for v in session.scalars(query) if v is not None][::-1]
     query = select(seconds).where(*where).order_by(seconds).offset(first).limit(count)
     return [int(v) for v in session.scalars(query) if v is not None]
 
@@ -81,6 +88,7 @@ def _at_ranks(
 ) -> dict[int, int]:
     """The durations at these 0-based ranks of the period's recoveries in `currency` (one query per bucket)."""
     wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)  # bucket -> (rank, position in bucket)
+    sizes = dict(buckets)
     start = 0
     for bucket, count in buckets:
         for rank in ranks:
@@ -90,7 +98,8 @@ def _at_ranks(
     values: dict[int, int] = {}
     for bucket, places in wanted.items():
         first = min(p for _, p in places)
-        found = _values_in_bucket(session, f, currency, bucket, first, max(p for _, p in places) - first + 1)
+        count = max(p for _, p in places) - first + 1
+        found = _values_in_bucket(session, f, currency, bucket, first, count, sizes[bucket])
         for rank, place in places:
             if place - first >= len(found):
                 raise RollupMismatch(f"recovery_durations_daily counts more {currency} recoveries than the ledger has")
