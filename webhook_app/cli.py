@@ -263,6 +263,9 @@ def register(app: Flask, providers: Iterable[Provider]) -> None:
     from webhook_app.finance.report import report_command  # finance figures in the terminal
 
     app.cli.add_command(report_command)
+    from webhook_app.finance.commands import finance_group  # finance rebuild-rollups
+
+    app.cli.add_command(finance_group)
     for provider in providers:  # e.g. Stripe's portal setup, stripe register-endpoint, events sync
         provider.register_commands(app.cli)
     guard_every_command(app.cli)

@@ -11,6 +11,9 @@ Rows carry the invoice number and the customer's name and email (copied from the
 them without a join). Two updates are sanctioned, neither touching an amount: a recovery's settled
 figures (the provider's balance transaction, in the payout currency) are filled in once, from `pending`;
 and names and emails are erased when their retention ends (`webhook_app.privacy`).
+
+Every write here also adds to the daily roll-ups (`webhook_app.rollups`) in the same transaction: a
+new row to its day's group, a settled recovery from its `pending` group to its settled one.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from webhook_app import rollups
 from webhook_app.domain import CorrectionVoided, MoneyReturned, Settlement
 from webhook_app.errors import TransientError
 from webhook_app.models import DunningCase, LedgerEntry
+from webhook_app.rollups import EntryKey
 from webhook_app.sql import insert_if_absent
 from webhook_app.states import CASE_OPEN, LedgerKind, SettlementStatus
 
@@ -77,7 +82,10 @@ def record_recovery(
         settlement_status=SettlementStatus.PENDING,
         created_at=now,
     )
-    return insert_if_absent(session, LedgerEntry.__table__, row, ["provider", "entry_key"])
+    inserted = insert_if_absent(session, LedgerEntry.__table__, row, ["provider", "entry_key"])
+    if inserted:
+        rollups.roll_up(session, row, case.decline_class or rollups.UNKNOWN_CLASS)
+    return inserted
 
 
 def _recovery(session: Session, provider: str, invoice_id: str) -> LedgerEntry | None:
@@ -151,6 +159,7 @@ def _insert(
     )
     inserted = insert_if_absent(session, LedgerEntry.__table__, row, ["provider", "entry_key"])
     if inserted:
+        rollups.roll_up(session, row, rollups.decline_class_of(session, recovery.case_id))
         log.info("ledger correction recorded", extra={"invoice_id": recovery.invoice_id, "entry_key": key})
     return inserted
 
@@ -243,9 +252,48 @@ def settlement_checked(session: Session, entry_id: int, now: datetime) -> None:
     )
 
 
+# What a settled row's roll-up group is made of (read back from the UPDATE, in the same statement).
+_SETTLED_RETURNING = (
+    LedgerEntry.provider,
+    LedgerEntry.currency,
+    LedgerEntry.livemode,
+    LedgerEntry.kind,
+    LedgerEntry.attribution,
+    LedgerEntry.recovered_at,
+    LedgerEntry.case_id,
+    LedgerEntry.amount,
+    LedgerEntry.settled_amount,
+    LedgerEntry.settled_fee,
+    LedgerEntry.settled_net,
+    LedgerEntry.settled_currency,
+    LedgerEntry.settlement_status,
+)
+
+
+def _move_out_of_pending(session: Session, row: Any) -> None:
+    """A recovery left `pending`: take it out of its pending roll-up group and add it to its new one.
+
+    Only a pending row is updated (the UPDATE's WHERE), and a pending row has no settled figures, so
+    the group it leaves is `(pending, no payout currency)` with nothing settled.
+    """
+    decline_class = rollups.decline_class_of(session, row.case_id)
+    day = rollups.day_of(row.recovered_at)
+    dims = (day, row.provider, row.currency, row.livemode, row.kind, row.attribution, decline_class)
+    rollups.add_entry(session, EntryKey(*dims, SettlementStatus.PENDING), entries=-1, amount=-row.amount)
+    rollups.add_entry(
+        session,
+        EntryKey(*dims, row.settlement_status, row.settled_currency),
+        entries=1,
+        amount=row.amount,
+        settled_amount=row.settled_amount or 0,
+        settled_fee=row.settled_fee or 0,
+        settled_net=row.settled_net or 0,
+    )
+
+
 def record_settlement(session: Session, entry_id: int, settlement: Settlement, now: datetime) -> bool:
     """Fill a pending recovery's settled figures (once: a row no longer pending is left alone)."""
-    result = session.execute(
+    row = session.execute(
         update(LedgerEntry)
         .where(LedgerEntry.id == entry_id, LedgerEntry.settlement_status == SettlementStatus.PENDING)
         .values(
@@ -258,18 +306,26 @@ def record_settlement(session: Session, entry_id: int, settlement: Settlement, n
             settled_exchange_rate=None if settlement.exchange_rate is None else str(settlement.exchange_rate),
             settlement_checked_at=now,
         )
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .returning(*_SETTLED_RETURNING)
+    ).first()
+    if row is None:
+        return False
+    _move_out_of_pending(session, row)
+    return True
 
 
 def close_settlement(session: Session, entry_id: int, status: SettlementStatus, now: datetime) -> bool:
     """A pending recovery has no settled figures to record (`none` or `unavailable`); once, like above."""
-    result = session.execute(
+    row = session.execute(
         update(LedgerEntry)
         .where(LedgerEntry.id == entry_id, LedgerEntry.settlement_status == SettlementStatus.PENDING)
         .values(settlement_status=status, settlement_checked_at=now)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .returning(*_SETTLED_RETURNING)
+    ).first()
+    if row is None:
+        return False
+    _move_out_of_pending(session, row)
+    return True
 
 
 # -- personal data ------------------------------------------------------------------------------------

@@ -10,9 +10,24 @@ datetimes, the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from webhook_app.states import (
@@ -108,7 +123,14 @@ class DunningCase(Base):
         UniqueConstraint("provider", "invoice_id", name="uq_dunning_cases_provider_invoice_id"),
         Index("ix_dunning_cases_customer", "provider", "customer_id"),
         Index("ix_dunning_cases_status", "status", "currency"),
-        Index("ix_dunning_cases_closed", "status", "closed_at"),  # finance: lost and open-at-period-end
+        # finance: lost and open-at-period-end; on PostgreSQL the lost figures are read from the index alone
+        Index(
+            "ix_dunning_cases_closed",
+            "status",
+            "closed_at",
+            postgresql_include=["currency", "amount_due", "decline_class", "livemode", "provider"],
+        ),
+        Index("ix_dunning_cases_closed_at", "closed_at", "id"),  # finance: the newest page of lost cases
         Index("ix_dunning_cases_first_failed", "first_failed_at"),  # finance: rates by month of first failure
         # The retention sweep: only cases still holding personal data, so erased history costs nothing.
         Index(
@@ -249,7 +271,67 @@ class LedgerEntry(Base):
         Index("ix_recovery_ledger_currency_period", "currency", "recovered_at"),
         Index("ix_recovery_ledger_case", "case_id"),  # erasing a case's names; a case's rows
         Index("ix_recovery_ledger_settlement", "settlement_status"),  # the worker's pending look-ups
+        # finance: the exact time-to-recover percentiles, read within one bucket of `recovery_durations_daily`
+        Index("ix_recovery_ledger_durations", "kind", "currency", "seconds_to_recover", "recovered_at"),
     )
+
+
+@event.listens_for(LedgerEntry, "after_insert")
+def _roll_up_orm_insert(_mapper: Any, connection: Connection, target: LedgerEntry) -> None:
+    # Every ledger row is rolled up in its own transaction, also one added through the ORM; the
+    # ledger's own writes (webhook_app.ledger, Core inserts) call webhook_app.rollups directly.
+    from webhook_app import rollups
+
+    rollups.roll_up_orm_insert(connection, target)
+
+
+class LedgerDaily(Base):
+    """The ledger summed per UTC day and every dimension finance filters or groups by (a roll-up).
+
+    Written by `webhook_app.ledger` in the transaction that writes or settles each ledger row, by
+    adding to the day's row (`INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`), so concurrent
+    writers never lose an increment; `webhook-app finance rebuild-rollups` recomputes it from the
+    ledger. Text dimensions are '' where the ledger has NULL (a primary key has no NULLs).
+    `decline_class` is the case's class when the row was written ('unknown' when none was read, '' for a
+    row without a case); a recovered case's class never changes afterwards. Rows may sum to zero
+    (a recovery moved from pending to settled): readers skip groups whose `entries` sum to 0.
+    """
+
+    __tablename__ = "recovery_ledger_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # of recovered_at (UTC)
+    provider: Mapped[str] = mapped_column(Provider, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    livemode: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    attribution: Mapped[str] = mapped_column(String(20), primary_key=True)
+    decline_class: Mapped[str] = mapped_column(String(30), primary_key=True)
+    settlement_status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    settled_currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    entries: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    settled_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    settled_fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    settled_net: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RecoveryDurationDaily(Base):
+    """How many of a day's recoveries took how long (first failure to payment), in coarse buckets.
+
+    A roll-up written with `LedgerDaily` (recovery rows with a `seconds_to_recover` only). Percentiles
+    are not additive, so finance finds the bucket holding each wanted rank here and reads the exact
+    value from the ledger within that bucket (`ix_recovery_ledger_durations`). Bucket edges:
+    `webhook_app.rollups.DURATION_EDGES`.
+    """
+
+    __tablename__ = "recovery_durations_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    provider: Mapped[str] = mapped_column(Provider, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    livemode: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recoveries: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 # Partial unique index: one live (started / charging / charged) page charge per case. Spelled as SQL

@@ -33,3 +33,28 @@ def insert_if_absent(
             insert(target).on_conflict_do_nothing(index_elements=index_elements).returning(*target.primary_key.columns)
         )
     return conn.execute(stmt, values).first() is not None
+
+
+_ADDS: dict[tuple[str, FromClause, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def add_to(
+    conn: Connection | Session, table: FromClause, values: dict[str, Any], keys: list[str], counters: list[str]
+) -> None:
+    """Add `counters` to the row `keys` names, creating it if absent: one statement, for roll-ups.
+
+    `INSERT ... ON CONFLICT (keys) DO UPDATE SET n = n + excluded.n`: the database adds under the row's
+    lock, so concurrent writers never lose an increment (no read-modify-write in Python).
+    """
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    dialect = bind.dialect.name
+    key = (dialect, table, tuple(keys), tuple(counters))
+    stmt = _ADDS.get(key)
+    if stmt is None:
+        target = cast(Table, table)
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        base = insert(target)
+        stmt = _ADDS[key] = base.on_conflict_do_update(
+            index_elements=keys, set_={name: target.c[name] + base.excluded[name] for name in counters}
+        )
+    conn.execute(stmt, values)

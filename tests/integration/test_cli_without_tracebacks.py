@@ -45,6 +45,7 @@ INVOCATIONS: dict[str, list[str]] = {
     "notifications list": ["notifications", "list", "--status", "failed"],
     "campaign": ["campaign", "--dry-run"],
     "report": ["report"],
+    "finance rebuild-rollups": ["finance", "rebuild-rollups"],
     "doctor": ["doctor"],
     "portal setup": ["portal", "setup"],
     "stripe register-endpoint": ["stripe", "register-endpoint", "--url", "https://x.example/webhooks/stripe"],

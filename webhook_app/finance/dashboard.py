@@ -40,6 +40,7 @@ from webhook_app.finance.queries import (
     Filters,
     currencies_in,
     ledger_groups,
+    lost_groups,
     page,
     row_dict,
     summarize,
@@ -186,8 +187,9 @@ def dashboard_context(
     """The template's variables for these filters and list states."""
     links = Links(f, lists)
     groups = ledger_groups(session, f)
-    summaries = summarize(session, f, groups)
-    series = weekly(session, f)
+    lost_in_period = lost_groups(session, f)
+    summaries = summarize(session, f, groups, lost_in_period)
+    series = weekly(session, f, lost_in_period)
     ledger_page = page(session, f, lists.ledger.sort, lists.ledger.cursor, lists.page_size)
     risk_page = at_risk_page(session, f, lists.at_risk.sort, lists.at_risk.cursor, lists.page_size)
     lost = lost_page(session, f, lists.lost.sort, lists.lost.cursor, lists.page_size)
@@ -211,7 +213,7 @@ def dashboard_context(
         "lost_sort": {c: links.sort("lost", c) for c in ("closed", "amount")},
         "lost_pager": links.pager("lost", lost, lists.lost),
         "settled": settled_summary(session, f, groups),
-        "by_decline": by_decline_class(session, f),
+        "by_decline": by_decline_class(session, f, lost_in_period),
         "rows": _ledger_table(ledger_page, dashboard),
         "ledger_sort": {c: links.sort("ledger", c) for c in ("date", "amount")},
         "ledger_pager": links.pager("ledger", ledger_page, lists.ledger),

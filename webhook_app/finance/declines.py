@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webhook_app.declines import DeclineClass
-from webhook_app.finance.queries import Filters, case_where, ledger_where
-from webhook_app.models import DunningCase, LedgerEntry
+from webhook_app.finance.queries import Filters, LostGroup, ledger_where, lost_groups, rollup_where, whole_days
+from webhook_app.models import DunningCase, LedgerDaily, LedgerEntry
 from webhook_app.money import to_decimal
-from webhook_app.states import CASE_LOST, LedgerKind
+from webhook_app.states import LedgerKind
 
 
 @dataclass
@@ -61,38 +61,42 @@ class DeclineRow:
 ORDER = {decline_class.value: n for n, decline_class in enumerate(DeclineClass)}
 
 
-def by_decline_class(session: Session, f: Filters) -> dict[str, list[DeclineRow]]:
-    """Per currency, one row per decline class with any recovery or loss in the period (table order)."""
+def by_decline_class(session: Session, f: Filters, lost: list[LostGroup] | None = None) -> dict[str, list[DeclineRow]]:
+    """Per currency, one row per decline class with any recovery or loss in the period (table order).
+
+    `lost`: the period's `lost_groups` when the caller has them already.
+    """
     rows: dict[tuple[str, str], DeclineRow] = {}
 
     def row(currency: str, decline_class: str | None) -> DeclineRow:
         name = decline_class or DeclineClass.UNKNOWN.value
         return rows.setdefault((currency, name), DeclineRow(currency, name))
 
-    recovered = session.execute(
-        select(DunningCase.decline_class, LedgerEntry.currency, func.count(), func.sum(LedgerEntry.amount))
-        .join(DunningCase, DunningCase.id == LedgerEntry.case_id)
-        .where(LedgerEntry.kind == LedgerKind.RECOVERY, *ledger_where(f))
-        .group_by(DunningCase.decline_class, LedgerEntry.currency)
-    )
+    recovered: Any
+    if whole_days(f.period):
+        # The roll-ups keep the case's class with each row ('' for a row without a case, as the join drops).
+        entries = func.sum(LedgerDaily.entries)
+        recovered = session.execute(
+            select(LedgerDaily.decline_class, LedgerDaily.currency, entries, func.sum(LedgerDaily.amount))
+            .where(LedgerDaily.kind == LedgerKind.RECOVERY, LedgerDaily.decline_class != "", *rollup_where(f))
+            .group_by(LedgerDaily.decline_class, LedgerDaily.currency)
+            .having(entries != 0)
+        )
+    else:
+        recovered = session.execute(
+            select(DunningCase.decline_class, LedgerEntry.currency, func.count(), func.sum(LedgerEntry.amount))
+            .join(DunningCase, DunningCase.id == LedgerEntry.case_id)
+            .where(LedgerEntry.kind == LedgerKind.RECOVERY, *ledger_where(f))
+            .group_by(DunningCase.decline_class, LedgerEntry.currency)
+        )
     for decline_class, currency, count, amount in recovered:
         r = row(currency, decline_class)
-        r.recoveries += count
+        r.recoveries += int(count)
         r.recovered += int(amount or 0)
-    lost = session.execute(
-        select(DunningCase.decline_class, DunningCase.currency, func.count(), func.sum(DunningCase.amount_due))
-        .where(
-            DunningCase.status.in_(CASE_LOST),
-            DunningCase.closed_at >= f.period.since,
-            DunningCase.closed_at < f.period.until,
-            *case_where(f),
-        )
-        .group_by(DunningCase.decline_class, DunningCase.currency)
-    )
-    for decline_class, currency, count, amount in lost:
-        r = row(currency, decline_class)
-        r.lost_cases += count
-        r.lost += int(amount or 0)
+    for group in lost_groups(session, f) if lost is None else lost:
+        r = row(group.currency, group.decline_class)
+        r.lost_cases += group.count
+        r.lost += group.amount
     by_currency: dict[str, list[DeclineRow]] = defaultdict(list)
     for (currency, _), r in sorted(rows.items(), key=lambda item: (item[0][0], ORDER.get(item[0][1], 99))):
         by_currency[currency].append(r)
