@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no request log lines between the emails
     from webhook_app import create_app, migrate
+    from webhook_app.embedded import start_embedded
     from webhook_app.services import services
-    from webhook_app.worker import start_embedded
 
     folder = Path(tempfile.mkdtemp(prefix="webhook-app-demo-"))
     app_url = f"http://127.0.0.1:{args.port}"
