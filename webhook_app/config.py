@@ -52,7 +52,7 @@ class StripeSettings:
     portal_configuration: str | None = None
     max_retries: int = 2
     timeout_seconds: float = 10.0
-    # Requests per second this process allows itself; None: 20 in test mode, 80 live (limits 25 / 100).
+    # Requests per second for the key, all processes together; None: Stripe's 25 in test mode, 100 live.
     rate_per_second: float | None = None
 
     @property

@@ -30,6 +30,8 @@ class Faults:
     timeout_rate: float = 0.0  # share of requests that hang `hang_seconds`, then are served normally
     hang_seconds: float = 2.0
     counts: Counter = field(default_factory=Counter)  # verdicts given: "ok", "500", "429", "timeout"
+    max_in_flight: int = 0  # the most requests inside their latency at once (client concurrency)
+    _in_flight: int = 0
     _window: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default=None)
@@ -40,7 +42,12 @@ class Faults:
     def verdict(self) -> int | None:
         """None to serve normally, else the status to fail with (after the configured latency)."""
         if self.latency:
+            with self._lock:
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
             time.sleep(self.latency)
+            with self._lock:
+                self._in_flight -= 1
         with self._lock:
             if self.rate_limit:
                 now = time.monotonic()
