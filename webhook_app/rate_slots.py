@@ -23,8 +23,10 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from webhook_app.db import Database
@@ -85,7 +87,7 @@ class SharedSlots:
         before using it (<= 0: now), or None when the shared state is unavailable."""
         try:
             self._create_once()
-            with self.db.engine.begin() as conn:
+            with self._transaction() as conn:
                 wait = conn.execute(
                     _TAKE[self.db.dialect], {"key": self.key, "interval": interval, "now": time.time()}
                 ).scalar_one()
@@ -98,10 +100,22 @@ class SharedSlots:
         """Hold every process's next slot until `seconds` from now (a longer pause already set wins)."""
         try:
             self._create_once()
-            with self.db.engine.begin() as conn:
+            with self._transaction() as conn:
                 conn.execute(_PAUSE[self.db.dialect], {"key": self.key, "seconds": seconds, "now": time.time()})
         except SQLAlchemyError as exc:
             self._unavailable(exc)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One statement's transaction. On PostgreSQL in autocommit: the UPDATE is its own transaction
+        (its row lock still serializes takers), one round trip instead of BEGIN, UPDATE, COMMIT. SQLite
+        keeps its BEGIN IMMEDIATE (`db.make_engine`)."""
+        if self.db.dialect == "postgresql":
+            with self.db.engine.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            with self.db.engine.begin() as conn:
+                yield conn
 
     def _create_once(self) -> None:
         if self._created:
