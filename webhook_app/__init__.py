@@ -48,7 +48,7 @@ def create_app(
     from webhook_app.db import Database
     from webhook_app.observability import configure_logging, init_sentry
     from webhook_app.providers import build_providers
-    from webhook_app.services import Services, build_alerters, build_messenger
+    from webhook_app.services import Services, build_alerters, build_messenger, share_rate_limits
 
     settings = load_settings(config)
     configure_logging(settings, log_stream)
@@ -62,7 +62,7 @@ def create_app(
     chosen_messenger = messenger if messenger is not None else build_messenger(settings)
     ports = dict(billing) if isinstance(billing, Mapping) else ({"stripe": billing} if billing is not None else {})
     providers = build_providers(settings, ports)
-    app.extensions["webhook_app"] = Services(
+    svc = Services(
         settings=settings,
         db=Database(settings.database_url, settings.database),
         clock=clock or SystemClock(),
@@ -70,6 +70,9 @@ def create_app(
         messenger=chosen_messenger,
         alerters=build_alerters(settings, chosen_messenger),
     )
+    # The providers' limits hold across every process on this database (adapters from settings only).
+    share_rate_limits(svc, messenger=messenger is None, stripe_api="stripe" not in ports)
+    app.extensions["webhook_app"] = svc
     app.register_blueprint(intake.bp)
     app.register_blueprint(links.bp)
     app.register_blueprint(health.bp)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -390,3 +391,18 @@ class Deployment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
     deployment_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RateLimit(Base):
+    """The next free request slot of one provider limit, shared by every process (`rate_slots`).
+
+    One row per (provider, credential): every process calling that provider with that key reserves
+    its requests here, so two worker processes (or a worker and a campaign) pace together. Times are
+    seconds since the epoch on the database server's clock (PostgreSQL) or the machine's (SQLite).
+    """
+
+    __tablename__ = "rate_limits"
+
+    limit_key: Mapped[str] = mapped_column(String(100), primary_key=True)  # e.g. loops:<digest of the key>
+    next_at: Mapped[float] = mapped_column(Double)  # the earliest start of the next request
+    paused_until: Mapped[float] = mapped_column(Double)  # a provider's Retry-After holds everyone until then

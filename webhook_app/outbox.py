@@ -8,6 +8,10 @@ customer are serialized by locking the customer's case rows first (PostgreSQL: F
 BEGIN IMMEDIATE already serializes writers): a second worker that picked another
 of the same customer's notifications waits for the first claim to commit, then finds nothing left
 due and moves on. Without that lock two workers could each take one invoice and send two messages.
+
+Concurrent claimers all pick the same oldest due row; all but one then find it taken. That is not
+"nothing due": `claim_next` tries again in a fresh transaction (fresh, so no claimer ever holds one
+customer's locks while waiting for another's), instead of letting the thread idle for a poll interval.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from webhook_app.claims import Claim, due_rows
 from webhook_app.claims import any_due as any_due_rows
+from webhook_app.db import Database
 from webhook_app.models import DunningCase, Notification
 from webhook_app.states import NOTIFICATION_DUE, CaseStatus, NotificationStatus
 
@@ -42,14 +47,42 @@ def any_due(session: Session, now: datetime) -> bool:
     return any_due_rows(session, Notification, now, NOTIFICATION_DUE, NotificationStatus.SENDING)
 
 
+CLAIM_TRIES = 8  # a claimer that keeps losing the race to other threads gives up after this many
+
+
+class _Taken:
+    """Another claimer took the candidate between our read and our update."""
+
+
+TAKEN = _Taken()
+
+
+def claim_next(
+    db: Database, *, now: datetime, lease_seconds: float, group_window: timedelta = timedelta(0)
+) -> Batch | None:
+    """`claim_batch` in its own transaction, tried again while other claimers win the race; None when
+    nothing is due."""
+    for _ in range(CLAIM_TRIES):
+        with db.session() as s:
+            outcome = _claim(s, now=now, lease_seconds=lease_seconds, group_window=group_window)
+        if outcome is not TAKEN:
+            return outcome if isinstance(outcome, Batch) else None
+    return None
+
+
 def claim_batch(
     session: Session, *, now: datetime, lease_seconds: float, group_window: timedelta = timedelta(0)
 ) -> Batch | None:
     """Claim the oldest due notification and its customer's other ones due within `group_window`;
-    None when nothing is due.
+    None when nothing is due or another claimer took it first.
 
     Commits nothing: the caller's transaction does.
     """
+    outcome = _claim(session, now=now, lease_seconds=lease_seconds, group_window=group_window)
+    return outcome if isinstance(outcome, Batch) else None
+
+
+def _claim(session: Session, *, now: datetime, lease_seconds: float, group_window: timedelta) -> Batch | _Taken | None:
     candidate = session.execute(
         select(Notification.id, Notification.kind, DunningCase.provider, DunningCase.customer_id)
         .join(DunningCase, DunningCase.id == Notification.case_id)
@@ -81,7 +114,7 @@ def claim_batch(
         execution_options={"synchronize_session": False},
     ).first()
     if primary is None:
-        return None
+        return TAKEN
     open_cases = customer_cases.where(DunningCase.status == CaseStatus.OPEN)
     siblings = session.execute(
         update(Notification)

@@ -9,6 +9,7 @@ from typing import Any, cast
 from flask import current_app
 
 from webhook_app.adapters import Messenger, SendResult
+from webhook_app.adapters.ratelimit import TokenBucket
 from webhook_app.alerts import Alert, Alerter, render_text
 from webhook_app.config import Settings
 from webhook_app.db import Database
@@ -104,6 +105,37 @@ def build_alerters(settings: Settings, messenger: Messenger) -> dict[str, Alerte
     if settings.alerts.email:
         alerters["email"] = EmailAlerter(messenger, settings.alerts.email)
     return alerters
+
+
+def _credential(settings: Settings, messenger_name: str) -> str | None:
+    """The credential that names an email tool's limit (its API key or token)."""
+    if messenger_name == "loops":
+        return settings.loops.api_key
+    if messenger_name == "intercom":
+        return settings.intercom.access_token
+    return None
+
+
+def share_rate_limits(svc: Services, *, messenger: bool = True, stripe_api: bool = True) -> None:
+    """Make the adapters' own limiters pace through the database, together with every other process.
+
+    Each adapter keeps owning its limiter; this only gives it shared state (`webhook_app.rate_slots`),
+    one row per provider and credential: Stripe's (`stripe_api`), and the email tool's (`messenger`:
+    Loops, Intercom). Adapters a test passed in keep their own limiter as it was built.
+    """
+    from webhook_app.rate_slots import SharedSlots, limit_key
+
+    bucket = getattr(svc.messenger, "bucket", None)
+    credential = _credential(svc.settings, svc.messenger.name)
+    if messenger and isinstance(bucket, TokenBucket) and credential:
+        bucket.share(SharedSlots(svc.db, limit_key(svc.messenger.name, credential)))
+    if not stripe_api:
+        return
+    stripe = svc.providers.get("stripe")
+    api = getattr(stripe.billing if stripe is not None else None, "api", None)
+    pacer = getattr(api, "pacer", None)
+    if pacer is not None and isinstance(pacer.bucket, TokenBucket) and svc.settings.stripe.secret_key:
+        pacer.bucket.share(SharedSlots(svc.db, limit_key("stripe", svc.settings.stripe.secret_key)))
 
 
 def services() -> Services:

@@ -27,7 +27,7 @@ from webhook_app.dunning import Cadence
 from webhook_app.errors import ConfigurationNeeded, PermanentError, ResourceMissing, TransientError
 from webhook_app.models import Event, Notification, TeamAlert
 from webhook_app.observability import report_exception, scrub
-from webhook_app.outbox import Batch, claim_batch
+from webhook_app.outbox import Batch, claim_next
 from webhook_app.providers import dashboard_links
 from webhook_app.services import Services
 from webhook_app.states import EventStatus, NotificationStatus
@@ -280,13 +280,12 @@ class Worker:
         """Claim and send up to `limit` due messages (each a customer's batch); returns how many."""
         sent = 0
         for _ in range(limit):
-            with self.svc.db.session() as s:
-                batch = claim_batch(
-                    s,
-                    now=self.svc.clock.now(),
-                    lease_seconds=self.settings.worker.lease_seconds,
-                    group_window=self.cadence.group_window,
-                )
+            batch = claim_next(
+                self.svc.db,
+                now=self.svc.clock.now(),
+                lease_seconds=self.settings.worker.lease_seconds,
+                group_window=self.cadence.group_window,
+            )
             if batch is None:
                 break
             with self._lock:

@@ -30,6 +30,8 @@ class Faults:
     timeout_rate: float = 0.0  # share of requests that hang `hang_seconds`, then are served normally
     hang_seconds: float = 2.0
     counts: Counter = field(default_factory=Counter)  # verdicts given: "ok", "500", "429", "timeout"
+    max_in_flight: int = 0  # the most requests inside their latency at once (client concurrency)
+    _in_flight: int = 0
     _window: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default=None)
@@ -37,18 +39,34 @@ class Faults:
     def __post_init__(self):
         self._rng = random.Random(self.seed)
 
+    def _over_limit(self) -> bool:
+        """Whether this request is one too many in the last second (counted as a 429 if so)."""
+        if not self.rate_limit:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            self._window = [t for t in self._window if now - t < 1.0]
+            if len(self._window) >= self.rate_limit:
+                self.counts["429"] += 1
+                return True
+            self._window.append(now)
+            return False
+
     def verdict(self) -> int | None:
         """None to serve normally, else the status to fail with (after the configured latency)."""
+        # The rate limit meters a request when it arrives, as a provider does: not after this stand-in's
+        # own simulated latency, whose wake-up jitter on a loaded machine is no part of the client's pace.
+        throttled = self._over_limit()
         if self.latency:
+            with self._lock:
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
             time.sleep(self.latency)
+            with self._lock:
+                self._in_flight -= 1
+        if throttled:
+            return 429
         with self._lock:
-            if self.rate_limit:
-                now = time.monotonic()
-                self._window = [t for t in self._window if now - t < 1.0]
-                if len(self._window) >= self.rate_limit:
-                    self.counts["429"] += 1
-                    return 429
-                self._window.append(now)
             roll = self._rng.random()
             verdict = (
                 "429"

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.fakes import FakeTime
-from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
+from webhook_app.adapters.ratelimit import SHARED_PACE, TokenBucket, parse_retry_after
 
 
 def bucket(fake: FakeTime, rate: float, burst: float | None = None) -> TokenBucket:
@@ -147,3 +147,54 @@ def test_refill_rounding_never_leaves_a_caller_waiting_forever():
     for _ in range(200):
         limiter.acquire()
     assert abs((fake.now - 1_000_000.0) - 9.0) < 1e-6  # 200 requests at 20/s after a burst of 20
+
+
+class SlotsInMemory:
+    """A `SlotStore` answering pre-set waits (the database one is tested in test_shared_rate_limit)."""
+
+    def __init__(self, waits: list[float | None]):
+        self.waits = list(waits)
+        self.taken: list[float] = []
+        self.paused: list[float] = []
+
+    def take(self, interval: float) -> float | None:
+        self.taken.append(interval)
+        return self.waits.pop(0) if self.waits else 0.0
+
+    def pause(self, seconds: float) -> None:
+        self.paused.append(seconds)
+
+
+def test_a_shared_bucket_waits_for_its_reserved_slot_a_little_under_the_limit():
+    fake = FakeTime()
+    b = bucket(fake, rate=10)
+    store = SlotsInMemory([0.0, 0.25])
+    b.share(store)
+
+    assert b.acquire() == 0.0
+    assert b.acquire() == pytest.approx(0.25)
+    assert store.taken == pytest.approx([1 / (10 * SHARED_PACE)] * 2)
+
+
+def test_a_shared_bucket_passes_retry_after_to_every_process_and_waits_it_out():
+    fake = FakeTime()
+    b = bucket(fake, rate=10)
+    store = SlotsInMemory([])
+    b.share(store)
+
+    b.pause_for(2.0)
+    b.acquire()
+
+    assert store.paused == [2.0]
+    assert fake.sleeps[0] == pytest.approx(2.0)
+
+
+def test_a_shared_bucket_paces_alone_while_the_shared_state_is_unavailable():
+    fake = FakeTime()
+    b = bucket(fake, rate=10, burst=1)
+    b.share(SlotsInMemory([None, None, None]))
+
+    for _ in range(3):
+        b.acquire()
+
+    assert fake.sleeps == pytest.approx([0.1, 0.1])

@@ -5,8 +5,10 @@ the worker sends from several threads, so the adapters take a token before every
 finding the limit through 429s. When a 429 does arrive, `pause_for` stops *every* caller sharing the
 bucket until the provider's Retry-After has passed, not only the thread that was refused.
 
-The limit is per process: several dynos each get their own bucket, and the provider's 429 (with
-`pause_for`) is what keeps them honest together.
+Alone, the limit is per process. Where a database is available the app shares it (`share`, wired
+by `services.share_rate_limits`): the bucket then takes reserved slots from `webhook_app.rate_slots`,
+so every process using the same credential paces together, evenly and a little under the limit
+(`SHARED_PACE`), and a 429's Retry-After holds all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,24 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
+from typing import Protocol
+
+# Shared pacing runs a little under the configured limit: a request's start drifts by a few
+# milliseconds (thread wake-up, the network), and at exactly the limit that drift puts one request too
+# many in some one-second window of the provider's meter, and a 429 costs a whole second.
+SHARED_PACE = 0.95
+
+
+class SlotStore(Protocol):
+    """Where a shared limiter reserves its slots (`webhook_app.rate_slots.SharedSlots`)."""
+
+    def take(self, interval: float) -> float | None:
+        """Reserve the next slot `interval` after the last; seconds to wait, or None if unavailable."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every sharer for `seconds`."""
+        ...
 
 
 class TokenBucket:
@@ -45,6 +65,16 @@ class TokenBucket:
         self._updated = clock()
         self._paused_until = float("-inf")
         self.pauses = 0  # 429s reported to this bucket (for run summaries)
+        self._shared: SlotStore | None = None
+
+    def share(self, store: SlotStore) -> None:
+        """Pace through `store` from now on, together with every other process using it."""
+        self._shared = store
+
+    @property
+    def shared(self) -> bool:
+        """Whether this bucket paces together with other processes."""
+        return self._shared is not None
 
     def set_rate(self, rate_per_second: float) -> None:
         """Change the rate (and the burst with it, one second's worth), e.g. from a command's option."""
@@ -63,7 +93,30 @@ class TokenBucket:
             self._updated = now
 
     def acquire(self) -> float:
-        """Block until a token is available and take it; returns the seconds spent waiting."""
+        """Block until a token (or a shared slot) is available and take it; returns the seconds waited."""
+        if self._shared is None:
+            return self._acquire_local()
+        waited = 0.0
+        while True:
+            with self._lock:
+                held = self._paused_until - self._clock()
+                interval = 1.0 / (self.rate * SHARED_PACE)
+            if held > 0:  # a 429 in this process: wait it out before reserving a slot
+                self._sleep(held)
+                waited += held
+                continue
+            delay = self._shared.take(interval)
+            if delay is None:  # the shared state is unavailable: pace this process alone meanwhile
+                return waited + self._acquire_local()
+            if delay > 0:
+                self._sleep(delay)
+                waited += delay
+            with self._lock:
+                if self._clock() < self._paused_until:
+                    continue  # a 429 arrived while this slot waited: take a new one after the pause
+            return waited
+
+    def _acquire_local(self) -> float:
         waited = 0.0
         while True:
             with self._lock:
@@ -95,6 +148,8 @@ class TokenBucket:
                 # a full burst straight into a provider that has just said "too many".
                 self._tokens = min(self._tokens, 1.0)
                 self._updated = until
+        if self._shared is not None:
+            self._shared.pause(seconds)  # outside the lock: a database round trip
 
 
 def parse_retry_after(value: str | None, now: float | None = None, maximum: float = 3600.0) -> float | None:

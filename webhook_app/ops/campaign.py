@@ -469,7 +469,9 @@ class Campaign:
             draining = start_drain()
             done = 0
             while True:
-                draining.join(timeout=0.2)
+                # Each look reads the status of every queued message (5,000 rows for 5,000 customers):
+                # once a second, not five times, leaves the CPU to the sending threads.
+                draining.join(timeout=1.0)
                 statuses = self._statuses(targets)
                 finished = self._finished(targets, statuses)
                 self.report.sent = finished  # shown in the progress line

@@ -79,7 +79,7 @@ def doctor_command() -> None:
 @click.option(
     "--stripe-rate",
     type=click.FloatRange(min=0.1),
-    help="Stripe requests per second [default: 20 in test mode, 80 live].",
+    help="Stripe requests per second, shared with the other processes [default: 25 in test mode, 100 live].",
 )
 @click.option(
     "--messenger-rate",

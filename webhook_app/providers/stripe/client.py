@@ -3,8 +3,9 @@
 `StripeClient` retries 0 times by default; we set `max_network_retries` (the SDK then sends an
 idempotency key on POST retries itself) and a requests-based HTTP client with a timeout, and we pass
 our own idempotency keys where a retry across worker attempts must not create a second object. Every
-request of this process goes through one `Pacer` (a token bucket at 20 requests/s in test mode and 80
-live, under Stripe's 25 / 100; a 429 holds every caller for Stripe's wait).
+request goes through one `Pacer` whose limiter (25 requests/s in test mode, 100 live: Stripe's own
+limits) is shared through the database by every process using the key (`webhook_app.rate_slots`),
+which paces a little under it; a 429 holds every caller, in every process, for Stripe's wait.
 - Invoices: https://docs.stripe.com/api/invoices/retrieve, /api/invoices/list
 - Portal sessions (deep link with flow_data): https://docs.stripe.com/api/customer_portal/sessions/create
   and https://docs.stripe.com/customer-management/portal-deep-links
@@ -20,7 +21,7 @@ from typing import Any
 import stripe
 
 from webhook_app.adapters.pacing import Pacer
-from webhook_app.adapters.ratelimit import TokenBucket
+from webhook_app.adapters.ratelimit import TokenBucket, parse_retry_after
 from webhook_app.config import StripeSettings
 from webhook_app.declines import Decline
 from webhook_app.domain import InvoiceView
@@ -44,8 +45,11 @@ from webhook_app.providers.stripe.declines import (
 from webhook_app.providers.stripe.translate import BASIL, invoice_view
 
 PAGE_SIZE = 100  # Stripe's maximum `limit` for list endpoints
-# Stripe allows 25 req/s in test mode and 100 live; staying below leaves room for other processes.
-RATE_TEST, RATE_LIVE = 20.0, 80.0
+# Stripe sends no Retry-After with most 429s; its meter is per second, so a second is enough.
+DEFAULT_RETRY_AFTER = 1.0
+# Stripe allows 25 req/s in test mode and 100 live. The limiter is shared by every process on the
+# database and paces at SHARED_PACE of this, so the limit itself is the setting.
+RATE_TEST, RATE_LIVE = 25.0, 100.0
 
 
 def make_client(settings: StripeSettings) -> stripe.StripeClient:
@@ -61,7 +65,7 @@ def make_client(settings: StripeSettings) -> stripe.StripeClient:
 
 
 def default_rate(settings: StripeSettings) -> float:
-    """Requests per second this process allows itself: the setting, else by the key's mode."""
+    """Requests per second for this key (every process together): the setting, else by the key's mode."""
     return settings.rate_per_second or (RATE_LIVE if settings.livemode else RATE_TEST)
 
 
@@ -95,7 +99,9 @@ def translate_error(exc: stripe.StripeError) -> Exception:
     code = getattr(exc, "code", None)
     status = getattr(exc, "http_status", None)
     if isinstance(exc, stripe.RateLimitError) or status == 429:
-        return TransientError(f"Stripe rate limit (429): {message}", retry_after=2.0)
+        headers = getattr(exc, "headers", None) or {}
+        wait = parse_retry_after(headers.get("Retry-After") if hasattr(headers, "get") else None)
+        return TransientError(f"Stripe rate limit (429): {message}", retry_after=wait or DEFAULT_RETRY_AFTER)
     if isinstance(exc, (stripe.APIConnectionError,)) or (status is not None and status >= 500):
         return TransientError(f"Stripe unavailable ({status or 'connection'}): {message}")
     if isinstance(exc, stripe.AuthenticationError):
