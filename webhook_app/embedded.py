@@ -2,14 +2,13 @@
 
 gunicorn runs WEB_CONCURRENCY processes and each imports the app, so each would start a worker. One
 per machine is enough, and more cost the web processes what they need most in a burst: CPU and the
-GIL (on PostgreSQL, a worker in each process halved what the processes acknowledged), and on SQLite
-the single write lock. So the processes elect one runner through an advisory file lock: beside the
-database for SQLite (`<db>.worker.lock`, whoever shares the file shares the lock), in the temporary
-directory for a server database (one per database and machine, so each web dyno runs one). The
-holder runs the worker; the others stand by and retry, so when the holder exits (a gunicorn recycle,
-a crash) another process takes over within STANDBY_RETRY_SECONDS. The operating system drops the
-lock with the process that held it, whatever way it ended. More sending capacity than one process
-gives: `WORKER_MODE=external` and as many worker processes as needed.
+GIL in every process, and on SQLite the single write lock. So the processes elect one runner through
+an advisory file lock: beside the database for SQLite (`<db>.worker.lock`, whoever shares the file
+shares the lock), in the temporary directory for a server database (one per database and machine, so
+each web dyno runs one). The holder runs the worker; the others stand by and retry, so when the holder
+exits (a gunicorn recycle, a crash) another process takes over within STANDBY_RETRY_SECONDS. The
+operating system drops the lock with the process that held it, whatever way it ended. More sending
+capacity than one process gives: `WORKER_MODE=external` and as many worker processes as needed.
 
 A burst of deliveries (a billing cycle) is when the web process is busiest and the worker has most to
 do. Acknowledging comes first: providers time out and retry, while a message that leaves a minute

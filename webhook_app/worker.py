@@ -84,7 +84,14 @@ class Worker:
         return handled
 
     def _due_now(self) -> tuple[bool, bool, bool]:
-        """(events, messages, team alerts) due now, read in one transaction that takes no write lock."""
+        """(events, messages, team alerts) due now, read in one transaction that takes no write lock.
+
+        Only SQLite needs the look first: a claim there takes the database's one write lock even when
+        it finds nothing. A PostgreSQL claim that finds nothing locks nothing, so it goes straight to
+        the claims and saves the worker three queries per pass.
+        """
+        if self.svc.db.dialect != "sqlite":
+            return True, True, bool(self.svc.alerters)
         now = self.svc.clock.now()
         with self.svc.db.reading() as s:
             return (
