@@ -293,16 +293,17 @@ def _rounds(procs: Processes, workdir: Path, servers: list[Server], phase: str, 
     return {server.name: [out[server.name][i] if i in valid else None for i in range(ROUNDS)] for server in servers}
 
 
-def _standins(procs: Processes, latency: float, tag: str) -> tuple[str, str]:
-    """Stand-in Stripe and Loops processes answering in `latency` s; their base URLs."""
+def _standins(procs: Processes, latency: float, tag: str, *, synthesize: bool) -> tuple[str, str]:
+    """Stand-in Stripe and Loops processes answering in `latency` s; their base URLs. With `synthesize`,
+    the Stripe stand-in answers for every delivery's invoice without loading 40,000 of them."""
     from benches.common import PYTHON
 
     urls = []
     for kind in ("stripe", "loops"):
         port = free_port()
         args = [PYTHON, "-m", "benches.standin_server", "--kind", kind, "--port", str(port), "--latency", str(latency)]
-        if kind == "stripe":
-            args.append("--synthesize-invoices")  # every delivery's invoice exists, without loading 40,000
+        if kind == "stripe" and synthesize:
+            args.append("--synthesize-invoices")
         proc = procs.start(f"{tag}-{kind}-standin", args, base_env())
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/_bench/healthz", proc)
@@ -310,10 +311,9 @@ def _standins(procs: Processes, latency: float, tag: str) -> tuple[str, str]:
     return urls[0], urls[1]
 
 
-def _worker_env(stripe_url: str, loops_url: str) -> dict:
-    """The embedded worker's outside world: stand-in Stripe and Loops, Loops at its default pace."""
+def _outside_env(stripe_url: str, loops_url: str) -> dict:
+    """Settings pointing the app's Stripe and Loops at the stand-ins."""
     return dict(
-        WORKER_MODE="embedded",
         STRIPE_API_BASE=stripe_url,
         MESSAGING_PROVIDER="loops",
         LOOPS_API_KEY=LOOPS_KEY,
@@ -335,8 +335,10 @@ def run(workdir: Path) -> list[Figure]:
     stored: dict[str, int] = {}
     naive: dict | None = None
     try:
-        stripe_url, loops_url = _standins(procs, WORKER_LATENCY, "ack-worker")
-        worker = _worker_env(stripe_url, loops_url)
+        # The embedded worker's outside world: stand-in Stripe and Loops, Loops at its default pace.
+        worker = dict(
+            WORKER_MODE="embedded", **_outside_env(*_standins(procs, WORKER_LATENCY, "ack-worker", synthesize=True))
+        )
         servers = [
             Server("floor"),
             Server("sqlite", f"sqlite:///{workdir / 'ack.sqlite3'}"),
@@ -373,42 +375,7 @@ def run(workdir: Path) -> list[Figure]:
 
 def _naive(procs: Processes, workdir: Path) -> dict:
     """The naive design at saturation, against stand-ins answering in 100 ms."""
-    stripe_port, loops_port = free_port(), free_port()
-    from benches.common import PYTHON
-
-    stripe = procs.start(
-        "naive-stripe-standin",
-        [
-            PYTHON,
-            "-m",
-            "benches.standin_server",
-            "--kind",
-            "stripe",
-            "--port",
-            str(stripe_port),
-            "--latency",
-            str(NAIVE_LATENCY),
-        ],
-        base_env(),
-    )
-    loops = procs.start(
-        "naive-loops-standin",
-        [
-            PYTHON,
-            "-m",
-            "benches.standin_server",
-            "--kind",
-            "loops",
-            "--port",
-            str(loops_port),
-            "--latency",
-            str(NAIVE_LATENCY),
-        ],
-        base_env(),
-    )
-    stripe_url, loops_url = f"http://127.0.0.1:{stripe_port}", f"http://127.0.0.1:{loops_port}"
-    wait_http(stripe_url + "/_bench/healthz", stripe)
-    wait_http(loops_url + "/_bench/healthz", loops)
+    stripe_url, loops_url = _standins(procs, NAIVE_LATENCY, "naive", synthesize=False)
     count = 6000  # more than 16 handler threads can get through at >= 300 ms each in the run
     runs = ("warmnaive", "satnaive")
     for run_id in runs:
@@ -418,15 +385,9 @@ def _naive(procs: Processes, workdir: Path) -> dict:
     database_url = f"sqlite:///{workdir / 'naive.sqlite3'}"
     env = _app_env(
         database_url,
-        STRIPE_API_BASE=stripe_url,
-        MESSAGING_PROVIDER="loops",
-        LOOPS_API_KEY=LOOPS_KEY,
-        LOOPS_API_BASE=loops_url + "/api",
-        LOOPS_TRANSACTIONAL_ID="tx_bench",
+        **_outside_env(stripe_url, loops_url),
         # No client-side limit: the naive figure is its best case (real Loops allows ~10 req/s).
         LOOPS_RATE_PER_SECOND="100000",
-        PORTAL_RETURN_URL="https://app.example.test/billing",
-        PUBLIC_URL="https://recover.example.test",
         LOG_LEVEL="WARNING",
     )
     run_cli(env, "db", "upgrade")
@@ -435,9 +396,7 @@ def _naive(procs: Processes, workdir: Path) -> dict:
     _load(url, workdir, "warmnaive", seconds=3, path="/webhooks/stripe-naive", bodies=count)
     result = _load(url, workdir, "satnaive", seconds=SATURATION_SECONDS, path="/webhooks/stripe-naive", bodies=count)
     result["loops_messages"] = requests.get(loops_url + "/_bench/stats", timeout=5).json()["messages"]
-    proc.stop()
-    stripe.stop()
-    loops.stop()
+    proc.stop()  # its stand-ins stop with the others when the section ends
     return result
 
 
