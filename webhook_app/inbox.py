@@ -12,21 +12,6 @@ from webhook_app.models import Event
 from webhook_app.providers.base import IncomingEvent, StoredEvent
 from webhook_app.states import EventStatus
 
-EVENT_COLUMNS = (
-    "provider",
-    "event_id",
-    "type",
-    "livemode",
-    "api_version",
-    "occurred_at",
-    "payload",
-    "status",
-    "attempts",
-    "run_at",
-    "last_error",
-    "received_at",
-)
-
 
 def event_row(provider: str, event: IncomingEvent, now: datetime) -> dict[str, Any]:
     """Column values for a verified delivery."""

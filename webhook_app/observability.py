@@ -106,15 +106,14 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: tuple[str, ...] = ()):
         super().__init__()
         self.secrets = secrets
-        self._second = -1
-        self._second_text = ""
+        self._second: tuple[int, str] = (-1, "")  # (a second, its text), swapped as one object
 
     def _timestamp(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:  # a benign race between threads: both compute the same text
-            self._second_text = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
-            self._second = second
-        return f"{self._second_text}.{int(record.msecs):03d}Z"
+        second, text = self._second
+        if second != int(record.created):  # threads may both format it: the same text either way
+            second, text = int(record.created), self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
