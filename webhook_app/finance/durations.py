@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -35,13 +36,7 @@ if TYPE_CHECKING:
 def _histograms(session: Session, f: Filters) -> dict[str, list[tuple[int, int]]]:
     """Per currency, (bucket, recoveries) over the period's days, buckets in order, empty ones left out."""
     d = RecoveryDurationDaily
-    where = [d.day >= f.period.since.date(), d.day < f.period.until.date()]
-    if f.currency:
-        where.append(d.currency == f.currency)
-    if f.livemode is not None:
-        where.append(d.livemode == f.livemode)
-    if f.provider:
-        where.append(d.provider == f.provider)
+    where = f.days(d)
     found: dict[str, list[tuple[int, int]]] = defaultdict(list)
     rows = session.execute(
         select(d.currency, d.bucket, func.sum(d.recoveries))
@@ -64,17 +59,13 @@ def _values_in_bucket(
     seconds = LedgerEntry.seconds_to_recover
     where: list[Any] = [
         LedgerEntry.kind == LedgerKind.RECOVERY,
-        LedgerEntry.currency == currency,
-        seconds >= low,
         LedgerEntry.recovered_at >= f.period.since,
         LedgerEntry.recovered_at < f.period.until,
+        *replace(f, currency=currency).scope(LedgerEntry),
+        seconds >= low,
     ]
     if high is not None:
         where.append(seconds < high)
-    if f.livemode is not None:
-        where.append(LedgerEntry.livemode == f.livemode)
-    if f.provider:
-        where.append(LedgerEntry.provider == f.provider)
     from_top = size - (first + count)  # values to skip when reading from the largest down
     if from_top < first:
         query = select(seconds).where(*where).order_by(seconds.desc()).offset(from_top).limit(count)

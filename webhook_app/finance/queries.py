@@ -72,6 +72,23 @@ class Filters:
     livemode: bool | None = None
     provider: str | None = None
 
+    def scope(self, model: Any) -> list[Any]:
+        """WHERE clauses keeping rows of `model` (a table with `currency`, `livemode` and `provider`
+        columns) to these filters' currency, mode and provider; none for a filter that is not set."""
+        clauses = []
+        if self.currency:
+            clauses.append(model.currency == self.currency)
+        if self.livemode is not None:
+            clauses.append(model.livemode == self.livemode)
+        if self.provider:
+            clauses.append(model.provider == self.provider)
+        return clauses
+
+    def days(self, model: Any) -> list[Any]:
+        """WHERE clauses for a daily roll-up table `model` (a `day` column): the period's days and `scope`
+        (whole-day periods only)."""
+        return [model.day >= self.period.since.date(), model.day < self.period.until.date(), *self.scope(model)]
+
     def query_args(self) -> dict[str, Any]:
         """The filters as URL query parameters (for links that keep them)."""
         args = {"since": self.period.since_date.isoformat(), "until": self.period.until_date.isoformat()}
@@ -186,14 +203,11 @@ class CurrencySummary:
 
 def ledger_where(f: Filters) -> list[Any]:
     """Ledger rows dated in the period, in the filters' currency, mode and provider."""
-    clauses = [LedgerEntry.recovered_at >= f.period.since, LedgerEntry.recovered_at < f.period.until]
-    if f.currency:
-        clauses.append(LedgerEntry.currency == f.currency)
-    if f.livemode is not None:
-        clauses.append(LedgerEntry.livemode == f.livemode)
-    if f.provider:
-        clauses.append(LedgerEntry.provider == f.provider)
-    return clauses
+    return [
+        LedgerEntry.recovered_at >= f.period.since,
+        LedgerEntry.recovered_at < f.period.until,
+        *f.scope(LedgerEntry),
+    ]
 
 
 def whole_days(period: Period) -> bool:
@@ -203,26 +217,12 @@ def whole_days(period: Period) -> bool:
 
 def rollup_where(f: Filters) -> list[Any]:
     """Roll-up rows of the period's days, in the filters' currency, mode and provider (whole days only)."""
-    clauses = [LedgerDaily.day >= f.period.since.date(), LedgerDaily.day < f.period.until.date()]
-    if f.currency:
-        clauses.append(LedgerDaily.currency == f.currency)
-    if f.livemode is not None:
-        clauses.append(LedgerDaily.livemode == f.livemode)
-    if f.provider:
-        clauses.append(LedgerDaily.provider == f.provider)
-    return clauses
+    return f.days(LedgerDaily)
 
 
 def case_where(f: Filters) -> list[Any]:
     """Cases of the filters' currency, mode and provider (any time)."""
-    clauses = []
-    if f.currency:
-        clauses.append(DunningCase.currency == f.currency)
-    if f.livemode is not None:
-        clauses.append(DunningCase.livemode == f.livemode)
-    if f.provider:
-        clauses.append(DunningCase.provider == f.provider)
-    return clauses
+    return f.scope(DunningCase)
 
 
 @dataclass(frozen=True)
