@@ -22,8 +22,12 @@ worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 25  # Heroku sends SIGKILL 30 s after SIGTERM
 keepalive = 5
-max_requests = 5000
-max_requests_jitter = 500
+# Recycling a process guards against slow leaks, but a start costs about 0.8 s of CPU (imports, app,
+# checks) and hands the embedded worker to another process: every 5,000 requests meant every few seconds
+# of a billing-cycle burst, exactly when CPU is short (docs/performance.md). 100,000 is hours of normal
+# traffic and still bounds a leak.
+max_requests = 100_000
+max_requests_jitter = 10_000
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") else None
 errorlog = "-"
 

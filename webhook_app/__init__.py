@@ -73,7 +73,10 @@ def create_app(
     # The providers' limits hold across every process on this database (adapters from settings only).
     share_rate_limits(svc, messenger=messenger is None, stripe_api="stripe" not in ports)
     app.extensions["webhook_app"] = svc
-    app.register_blueprint(intake.bp)
+    # Webhook deliveries are answered in front of Flask (intake.py says why); the rest is Flask's.
+    # Replacing `wsgi_app` is how Flask's documentation adds WSGI middleware.
+    app.wsgi_app = intake.Intake(app.wsgi_app, svc)  # type: ignore[method-assign]
+    app.add_url_rule("/webhooks/<name>", "intake", intake.flask_view, methods=["POST"])
     app.register_blueprint(links.bp)
     app.register_blueprint(health.bp)
     finance.register(app)

@@ -18,17 +18,20 @@ database write, and it is kept short:
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
-from webhook_app.db import Database
+from webhook_app.db import Database, sqlite_path
 from webhook_app.models import Event
 
 COLUMNS = (  # provider and event_id first: batches are ordered by them (see `_insert`)
@@ -50,23 +53,37 @@ MAX_BATCH = 64  # rows per transaction: a bound on how long the write lock is he
 
 @dataclass(frozen=True)
 class _Insert:
-    sql: str
+    sql: str  # for one row; `rows(n)` is the statement for n
     columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # (name, bind processor) in order
     sqlite: bool
+    by_size: dict[int, str] = field(default_factory=dict, compare=False)
+
+    def rows(self, count: int) -> str:
+        """The INSERT of `count` rows in one statement, built once per size."""
+        found = self.by_size.get(count)
+        if found is None:
+            values, _, tail = self.sql.partition(" VALUES ")
+            group, _, conflict = tail.partition(" ON CONFLICT ")
+            found = self.by_size[count] = f"{values} VALUES {', '.join([group] * count)} ON CONFLICT {conflict}"
+        return found
 
 
 _INSERTS: dict[str, _Insert] = {}
 
 
 def _insert_statement(dialect: Dialect) -> _Insert:
-    """The inbox INSERT for `dialect`, built once: its SQL text and each column's bind processor."""
+    """The inbox INSERT for `dialect`, built once: its SQL text and each column's bind processor.
+
+    It answers with the key of each row it inserted (RETURNING): an event id it does not name was
+    there already (a duplicate delivery).
+    """
     found = _INSERTS.get(dialect.name)
     if found is None:
         table = cast(Table, Event.__table__)  # a model's __table__ is a Table
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
         sql = (
-            f"INSERT INTO {table.name} ({', '.join(COLUMNS)}) VALUES ({', '.join(marker for _ in COLUMNS)}) "
-            "ON CONFLICT (provider, event_id) DO NOTHING"
+            f"INSERT INTO {table.name} ({', '.join(COLUMNS)}) VALUES ({', '.join(marker for _ in COLUMNS)})"
+            " ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id"
         )
         processors = tuple((name, table.c[name].type.bind_processor(dialect)) for name in COLUMNS)
         found = _INSERTS[dialect.name] = _Insert(sql, processors, dialect.name == "sqlite")
@@ -88,9 +105,12 @@ class InboxWriter:
     """Group commit of inbox rows for one database, shared by the request threads of a process."""
 
     db: Database
+    _lock_file: int | None = None  # SQLite: the descriptor of `<db>.inbox.lock` (see `_turn`)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _queue: list[_Slot] = field(default_factory=list)
     _writing: bool = False
+    _held: PoolProxiedConnection | None = None  # the last batch's connection, while more are queued
+    batches: int = 0  # statements written (each one transaction): rows / batches is the group size
 
     def store(self, values: dict[str, Any]) -> bool:
         """Insert one event row (`inbox.event_row`); whether it was new. Returns once committed."""
@@ -131,34 +151,82 @@ class InboxWriter:
                 slot.done = True
 
     def _insert(self, statement: _Insert, batch: Sequence[_Slot]) -> dict[int, bool]:
-        """{id(slot): inserted} for the batch, committed; raises SQLAlchemy's error on any DB-API error."""
-        dialect = self.db.engine.dialect
-        # One order for every process's batches (the unique key's): two batches holding the same
-        # event ids wait for each other instead of deadlocking.
-        ordered = sorted(batch, key=lambda slot: (slot.params[0], slot.params[1]))
-        params: tuple[Any, ...] = ()
+        """{id(slot): inserted} for the batch, committed; raises SQLAlchemy's error on any DB-API error.
+
+        The batch is one statement, run in autocommit, where a statement is its own transaction: on
+        PostgreSQL one round trip (psycopg would otherwise send BEGIN and COMMIT as two more), on SQLite
+        one call that takes the write lock, inserts and commits (BEGIN IMMEDIATE and COMMIT would be
+        two more, each a release of the GIL). A lone statement is safe from the deferred-transaction
+        trap `db.py` avoids with BEGIN IMMEDIATE: it holds no snapshot before it asks for the write lock,
+        so SQLite's busy handler waits for the lock as it does for BEGIN IMMEDIATE.
+        """
+        # One row per event key, in one order for every process's batches (the unique key's): two
+        # batches holding the same event ids wait for each other instead of deadlocking.
+        rows: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+        for slot in sorted(batch, key=lambda slot: (slot.params[0], slot.params[1])):
+            rows.setdefault((slot.params[0], slot.params[1]), slot.params)
+        sql = statement.rows(len(rows))
+        params = tuple(value for row in rows.values() for value in row)
+        raw, reused = self._connection()
         try:
-            raw = self.db.engine.raw_connection()  # the pool's checkout, with its pre-ping
+            stored = self._execute(raw, statement, sql, params)
+        except DBAPIError as exc:
+            if not (reused and exc.connection_invalidated):
+                raise
+            # The connection kept from the last batch (not pinged) was gone, as after a database
+            # restart: once more on a checked-out one. The insert is idempotent, so this is safe.
+            raw, _ = self._connection()
+            stored = self._execute(raw, statement, sql, params)
+        # Each inserted key goes to the first slot that carried it; the rest of that key were duplicates.
+        inserted: dict[int, bool] = {}
+        for slot in batch:
+            key = (slot.params[0], slot.params[1])
+            inserted[id(slot)] = key in stored
+            stored.discard(key)
+        return inserted
+
+    def _connection(self) -> tuple[PoolProxiedConnection, bool]:
+        """The connection for a batch, and whether it is the one kept from the last batch."""
+        raw, self._held = self._held, None
+        if raw is not None:
+            return raw, True
+        dialect = self.db.engine.dialect
+        try:
+            return self.db.engine.raw_connection(), False  # the pool's checkout, with its pre-ping
         except dialect.loaded_dbapi.Error as exc:  # a failed connect comes unwrapped from here
             raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+
+    def _execute(
+        self, raw: PoolProxiedConnection, statement: _Insert, sql: str, params: tuple[Any, ...]
+    ) -> set[tuple[Any, ...]]:
+        """Run the batch's statement on `raw`; the keys it inserted. The connection is kept for the
+        next batch when one is already queued (a checkout's pre-ping is a round trip on PostgreSQL),
+        and goes back to the pool otherwise."""
+        dialect = self.db.engine.dialect
+        dbapi = raw.dbapi_connection
+        assert dbapi is not None  # a checked-out connection holds its DB-API connection
         cursor = None
+        keep = False
         try:
-            cursor = raw.cursor()
-            if statement.sqlite:
-                cursor.execute("BEGIN IMMEDIATE")  # the write lock up front, as every write here (db.py)
-            inserted = {}
-            for slot in ordered:
-                params = slot.params
-                cursor.execute(statement.sql, params)
-                inserted[id(slot)] = cursor.rowcount == 1
-            raw.commit()
-            return inserted
+            if not statement.sqlite:
+                dbapi.autocommit = True  # psycopg: no BEGIN and COMMIT round trips (set back below)
+            with self._turn():
+                cursor = raw.cursor()
+                cursor.execute(sql, params)
+                # Reading the RETURNING rows to the end completes the statement, and so commits it.
+                stored = {tuple(key) for key in cursor.fetchall()}
+            self.batches += 1  # one writer at a time: no lock needed
+            keep = bool(self._queue)  # read without the lock: a guess is enough
+            return stored
         except dialect.loaded_dbapi.Error as exc:
             with contextlib.suppress(Exception):  # a connection that is gone has nothing to roll back
                 raw.rollback()
-            if dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
+            gone = dialect.is_disconnect(exc, dbapi, cursor)
+            if gone:
                 raw.invalidate(exc)  # not back into the pool: the next checkout reconnects
-            raise DBAPIError.instance(statement.sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+            raise DBAPIError.instance(
+                sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+            ) from exc
         except BaseException:
             with contextlib.suppress(Exception):
                 raw.rollback()
@@ -167,7 +235,33 @@ class InboxWriter:
             with contextlib.suppress(Exception):  # closing a cursor of a lost connection can raise too
                 if cursor is not None:
                     cursor.close()
-            raw.close()  # back to the pool (an invalidated connection is discarded)
+                if not statement.sqlite and not getattr(dbapi, "closed", True):
+                    dbapi.autocommit = False
+            if keep:
+                self._held = raw  # the next writer is one of the threads now queued
+            else:
+                raw.close()  # back to the pool (an invalidated connection is discarded)
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """SQLite: wait for this database's other intake processes to finish writing, then write.
+
+        Two web processes that want SQLite's write lock at once would otherwise meet in SQLite's busy
+        handler, which sleeps 1, 2, 5, 10 ms ... between tries: a process waits long after the lock is
+        free. An advisory lock on a file beside the database wakes the next writer when it is released.
+        """
+        if self._lock_file is None:
+            path = sqlite_path(str(self.db.engine.url))
+            # In memory there is one process, and nothing to wait for: -1 says so.
+            self._lock_file = -1 if path is None else os.open(f"{path}.inbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        if self._lock_file < 0:
+            yield
+            return
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
 
 _WRITERS: weakref.WeakKeyDictionary[Database, InboxWriter] = weakref.WeakKeyDictionary()

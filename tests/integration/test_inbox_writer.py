@@ -60,6 +60,7 @@ def test_deliveries_waiting_on_a_write_are_committed_together(svc, clock):
     event.listen(svc.db.engine, "checkout", lambda *args: checkouts.append(1))
     blocker = block_inserts(svc)
     checkouts.clear()
+    batches = writer.batches
     outcomes, threads = store_all(svc, range(20), clock)
     # One thread writes (and waits on the lock); the 19 others queue behind it.
     wait_until(lambda: len(writer._queue) == 19)
@@ -68,7 +69,10 @@ def test_deliveries_waiting_on_a_write_are_committed_together(svc, clock):
     for t in threads:
         t.join(timeout=20)
     assert outcomes == [True] * 20
-    assert len(checkouts) == 2  # the first row alone, then the 19 that queued meanwhile, in one transaction
+    assert writer.batches - batches == 2  # the first row alone, then the 19 that queued meanwhile, in one
+    # The second batch was already queued when the first ended: it ran on the same connection, with no
+    # second checkout (and so no second pre-ping on PostgreSQL).
+    assert len(checkouts) == 1
     with svc.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Event)) == 20
 
@@ -120,3 +124,42 @@ def test_a_server_that_cannot_be_reached_fails_the_delivery_with_a_database_erro
             inbox.store(unreachable, "stripe", incoming(svc, 1), clock.now())
     finally:
         unreachable.dispose()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_a_kept_connection_the_server_closed_is_replaced_and_the_delivery_stored(svc, clock):
+    # A batch's connection is kept for the next batch without the pool's pre-ping; when the server has
+    # closed it meanwhile (a restart), the insert runs once more on a fresh connection (it is idempotent).
+    writer = inbox_writer.writer(svc.db)
+    kept = svc.db.engine.raw_connection()
+    with svc.db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": kept.dbapi_connection.info.backend_pid})
+    writer._held = kept
+    assert inbox.store(svc.db, "stripe", incoming(svc, 7), clock.now()) is True
+    assert writer._held is None  # nothing was queued behind it: the fresh connection went back to the pool
+    with svc.db.session() as s:
+        assert s.scalars(select(Event.event_id)).all() == ["evt_group_7"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_writers_of_two_processes_take_turns_through_the_lock_file(svc, clock):
+    # Two web processes' writers (two Database objects on one file, as after two forks) wait for each
+    # other on `<db>.inbox.lock`, released at once, not in SQLite's busy handler, which sleeps.
+    from webhook_app.db import Database, sqlite_path
+
+    other = Database(svc.db.url)
+    try:
+        outcomes: list = []
+        with inbox_writer.writer(svc.db)._turn():
+            waiting = threading.Thread(
+                target=lambda: outcomes.append(inbox.store(other, "stripe", incoming(svc, 5), clock.now()))
+            )
+            waiting.start()
+            time.sleep(0.3)
+            assert waiting.is_alive() and outcomes == []  # its turn has not come
+        waiting.join(timeout=10)
+        assert outcomes == [True]
+        path = sqlite_path(svc.db.url)
+        assert path is not None and path.with_name(path.name + ".inbox.lock").exists()
+    finally:
+        other.dispose()

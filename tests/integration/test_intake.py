@@ -197,3 +197,57 @@ def test_the_direct_insert_stores_the_row_the_orm_reads_back(svc, deliver, clock
     assert row.received_at == row.run_at == clock.now().replace(tzinfo=None)
     assert row.occurred_at.replace(tzinfo=None) == datetime(2023, 11, 14, 22, 13, 20)  # 1_700_000_000 in UTC
     assert json.loads(row.payload)["id"] == "evt_direct_1"
+
+
+def test_webhook_paths_are_answered_in_front_of_flask_and_the_rest_goes_on_to_it(app, svc):
+    client = app.test_client()
+    body, headers = so.signed(failed_event(), WEBHOOK_SECRET)
+    stored = client.post("/webhooks/stripe", data=body, headers=headers)
+    assert stored.status_code == 200 and stored.headers["X-Content-Type-Options"] == "nosniff"
+    assert stored.headers["Content-Type"] == "application/json"
+
+    unknown = client.post("/webhooks/nosuch", data=body, headers=headers)
+    assert unknown.status_code == 404 and unknown.json["error"] == "unknown_provider"
+    assert "nosuch" in unknown.json["message"]
+
+    fetched = client.get("/webhooks/stripe")  # Flask's answer, an HTML page
+    assert fetched.status_code == 405 and "POST" in fetched.headers["Allow"]
+
+    assert client.post("/webhooks/stripe/extra", data=body, headers=headers).status_code == 404  # Flask's
+    assert client.get("/healthz").status_code == 200
+    assert count_events(svc) == 1
+
+
+def test_a_chunked_body_within_the_limit_is_read_to_its_end_and_stored(make_app):
+    app = make_app(WEBHOOK_MAX_BODY_BYTES=4096)
+    body, headers = so.signed(failed_event(), WEBHOOK_SECRET)
+    assert len(body) < 4096
+    response = app.test_client().post(
+        "/webhooks/stripe",
+        input_stream=io.BytesIO(body),
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 200 and response.json == {"received": True, "duplicate": False}
+
+
+def test_the_flask_rule_gives_the_same_answer_as_the_front(app, svc):
+    # Served without `Intake` in front (Flask's own WSGI callable), a delivery is still stored.
+    body, headers = so.signed(failed_event(), WEBHOOK_SECRET)
+    with app.test_request_context("/webhooks/stripe", method="POST", data=body, headers=headers):
+        response = app.full_dispatch_request()
+    assert response.status_code == 200 and response.get_json() == {"received": True, "duplicate": False}
+    assert count_events(svc) == 1
+
+
+def test_an_unexpected_failure_answers_500_in_json_and_is_logged_without_the_body(make_app, caplog):
+    app = make_app()
+    body, headers = so.signed(failed_event(), WEBHOOK_SECRET)
+    # A stream that breaks mid-read: not a rejection, not a storage error.
+    broken = io.BytesIO(body)
+    broken.read = lambda *_: (_ for _ in ()).throw(OSError("connection reset while reading"))  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="webhook_app.intake"):
+        response = app.test_client().post("/webhooks/stripe", input_stream=broken, headers=headers)
+    assert response.status_code == 500 and response.json["error"] == "internal_error"
+    [record] = [r for r in caplog.records if r.name == "webhook_app.intake"]
+    assert record.getMessage() == "webhook intake failed on /webhooks/stripe" and record.exc_info
