@@ -21,6 +21,7 @@ unpaid, e.g. when the app is first installed or after a long outage. It:
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import sys
 import threading
@@ -52,6 +53,9 @@ from webhook_app.worker import Worker
 log = logging.getLogger(__name__)
 
 DEFAULT_COOLDOWN = timedelta(days=3)
+# Customers queued before sending starts: enough to keep the sending threads busy while the queueing
+# thread gets going, few enough that sending starts within a second.
+FIRST_CHUNK = 50
 CSV_COLUMNS = ("customer_id", "invoice_id", "update_url", "amount_due", "currency")
 # Error kinds of the summary, from the name the worker stored with a failed notification (any
 # "<Kind>Missing" is resource_missing).
@@ -427,67 +431,80 @@ class Campaign:
             + (f"  (newest: {first.number})" if first.number else "")
         )
 
-    # 3. queue, then let the worker send
+    # 3. queue, and let the worker send what is queued meanwhile
     def _send(self, targets: list[Target]) -> None:
-        queued: list[Target] = []
-        for target in targets:
-            now = self.svc.clock.now()
-            with self.svc.db.session() as s:
-                outcome = enqueue(s, target, now, self.options.cooldown)
-            if isinstance(outcome, str):
-                self.report.skip(outcome)
-                continue
-            target.notification_ids = outcome
-            self.report.queued += len(outcome)
-            queued.append(target)
-        # Drained even when this run queued nothing: what an earlier, interrupted run left in the outbox
-        # (once its claims' leases have passed) goes out now too, through the same worker code.
-        self._drain(queued)
-        self._tally(queued)
+        queue = _Queue(self, targets)
+        # Sending starts as soon as the first customers are queued, and the rest are queued meanwhile:
+        # opening 5,000 customers' cases takes about a minute, in which the providers' limits would
+        # otherwise go unused. Queueing (~100 customers/s) stays well ahead of sending (a few a second
+        # under Stripe's limit), so the sending threads rarely find nothing due.
+        queue.put(FIRST_CHUNK)
+        queue.start()
+        try:
+            # Drained even when this run queues nothing: what an earlier, interrupted run left in the
+            # outbox (once its claims' leases have passed) goes out now too, through the same worker code.
+            self._drain(queue)
+        except BaseException:
+            queue.stop()  # interrupted (Ctrl-C): queue no more; what is queued stays for the worker
+            raise
+        queue.finish()
+        self._tally(queue.queued())
 
-    def _drain(self, targets: list[Target]) -> None:
-        """Run the worker's sending loop here until nothing is due, showing progress per customer.
+    def _drain(self, queue: _Queue) -> None:
+        """Run the worker's sending loop here until nothing is due and everything is queued, showing
+        progress per customer.
 
         Another worker (or campaign) may be sending some of this run's messages: the run waits for
         those to finish (at most a lease) so its report says how they ended.
         """
         worker = Worker(self.svc)
 
-        passes: list[bool] = []  # one entry per drain pass that ran to its end
+        ended = [True]  # whether the latest drain pass ran to its end
 
         def drain() -> None:
+            ended[0] = False
             worker.drain(threads=self.options.concurrency)
-            passes.append(True)
+            ended[0] = True
 
         def start_drain() -> threading.Thread:
             thread = threading.Thread(target=drain, name="campaign-drain", daemon=True)
             thread.start()
             return thread
 
-        deadline = time.monotonic() + self.svc.settings.worker.lease_seconds
-        with self._progress("campaign", len(targets), "customer") as progress:
+        deadline: float | None = None
+        with self._progress("campaign", queue.planned, "customer") as progress:
             draining = start_drain()
             done = 0
             while True:
                 # Each look reads the status of every queued message (5,000 rows for 5,000 customers):
-                # once a second, not five times, leaves the CPU to the sending threads.
+                # once a second, not five times, leaves the CPU to the sending and queueing threads.
                 draining.join(timeout=1.0)
+                targets = queue.queued()
                 statuses = self._statuses(targets)
                 finished = self._finished(targets, statuses)
                 self.report.sent = finished  # shown in the progress line
-                if finished > done:
-                    progress.advance(finished - done)
-                    done = finished
+                if finished + queue.skipped > done:
+                    progress.advance(finished + queue.skipped - done)
+                    done = finished + queue.skipped
                 if draining.is_alive():
                     continue
-                state = self._unsettled(targets, worker)
                 # A pass that did not end (its threads died with an error the worker does not catch, as
                 # on a crash) leaves its claims to their lease: going again would only repeat it.
-                if state is None or not passes or time.monotonic() > deadline:
+                if queue.busy():
+                    # The pass caught up with the queue (a pass ends when nothing is due): go on with
+                    # what is queued next; after a crash, only let the queueing finish.
+                    if ended[0]:
+                        draining = start_drain()
+                    else:
+                        queue.wait(1.0)
+                    continue
+                deadline = deadline or time.monotonic() + self.svc.settings.worker.lease_seconds
+                state = self._unsettled(targets, worker)
+                if state is None or not ended[0] or time.monotonic() > deadline:
                     break
                 if state == "due":  # handed back to the outbox meanwhile (e.g. by another sender): go again
                     draining = start_drain()
-        own = {i for target in targets for i in target.notification_ids}
+        own = {i for target in queue.queued() for i in target.notification_ids}
         self.report.outbox_sent = len(set(worker.sent_ids) - own)
 
     def _statuses(self, targets: Iterable[Target]) -> dict[int, tuple[str, str]]:
@@ -607,6 +624,79 @@ class Campaign:
                     writer.writerows(rows)
                     self.report.csv_rows += len(rows)
                     progress.advance()
+
+
+class _Queue:
+    """The run's customers put into the outbox by a thread of their own, while others send.
+
+    `queued()` is what is in the outbox so far; an error while queueing (the database gone) is raised
+    again by `finish()`, in the run's thread.
+    """
+
+    def __init__(self, campaign: Campaign, targets: list[Target]):
+        self.campaign = campaign
+        self.planned = len(targets)
+        self.skipped = 0  # customers skipped while queueing (messaged meanwhile, cases closed)
+        self._rest = iter(targets)
+        self._queued: list[Target] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._stopped = threading.Event()
+
+    def put(self, count: int | None = None) -> None:
+        """Queue the next `count` customers (None: all the rest), each in its own transaction."""
+        report, options, svc = self.campaign.report, self.campaign.options, self.campaign.svc
+        for target in itertools.islice(self._rest, count):
+            if self._stopped.is_set():
+                return
+            with svc.db.session() as s:
+                outcome = enqueue(s, target, svc.clock.now(), options.cooldown)
+            if isinstance(outcome, str):
+                report.skip(outcome)
+                self.skipped += 1
+                continue
+            target.notification_ids = outcome
+            report.queued += len(outcome)
+            with self._lock:
+                self._queued.append(target)
+
+    def start(self) -> None:
+        """Queue the rest on a thread of its own."""
+
+        def run() -> None:
+            try:
+                self.put()
+            except BaseException as exc:  # re-raised by finish(), in the run's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="campaign-queue", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Queue no more customers (the one in hand is finished: each is one transaction)."""
+        self._stopped.set()
+        self.wait()
+
+    def busy(self) -> bool:
+        """Whether customers are still being queued."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait up to `timeout` seconds for the queueing to end."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def finish(self) -> None:
+        """Wait for the queueing to end; raise what stopped it, if anything did."""
+        self.wait()
+        if self._error is not None:
+            raise self._error
+
+    def queued(self) -> list[Target]:
+        """The customers queued so far (a copy: the queueing thread appends meanwhile)."""
+        with self._lock:
+            return list(self._queued)
 
 
 def run_campaign(svc: Services, options: CampaignOptions, **kwargs: object) -> CampaignReport:
