@@ -25,10 +25,12 @@ from typing import Protocol
 # milliseconds (thread wake-up, the network), and at exactly the limit that drift puts one request too
 # many in some one-second window of the provider's meter, and a 429 costs a whole second.
 SHARED_PACE = 0.95
-# That margin is what a late start may use up: 26 requests span 25 intervals, 1/SHARED_PACE s, so 26
-# land in one of the provider's one-second windows once a request starts this much later than the
-# one 25 slots after it. A shared taker that wakes later than LATE_TOLERANCE (half the margin, the rest
-# is left for the request's own way to the provider) moves every sharer's next slot on by the excess.
+# That margin is what late starts may use up: N + 1 slots (N the limit per second) span N intervals,
+# 1/SHARED_PACE s, so while every request starts less than WINDOW_MARGIN (~53 ms) after its slot no
+# one-second window of the provider sees more than N. Late starts beyond it (a stall that wakes several
+# threads at once) crowd one window. A shared taker that wakes later than LATE_TOLERANCE (half the
+# margin; the rest is left for the request's own way to the provider) moves every sharer's slots not
+# yet taken on by the excess, so the requests after it stay within the margin of the late one.
 WINDOW_MARGIN = 1.0 / SHARED_PACE - 1.0
 LATE_TOLERANCE = WINDOW_MARGIN / 2
 # A 429 without a Retry-After while pacing evenly is one request too many in one window (a late
@@ -135,9 +137,10 @@ class TokenBucket:
         """Sleep until a reserved shared slot; if woken too late, push the next slots on by the excess.
 
         The slot store never hands out a slot in the past, but a thread can still *start* late (the
-        machine busy, the GIL held elsewhere) while the slots after it keep their times: a late start
-        followed by on-time ones crowds one of the provider's windows. Moving the slots not yet taken
-        keeps the request 25 slots later a full window behind this one, at the cost of the lateness.
+        machine busy, the GIL held elsewhere) while the slots after it keep their times: late starts
+        followed by on-time ones crowd one of the provider's windows. Moving the slots not yet taken on
+        keeps the requests a second later out of this one's window, at the cost of the excess (at most
+        one window's worth: a longer stall has left its window behind anyway).
         """
         slot = self._clock() + delay
         self._sleep(delay)

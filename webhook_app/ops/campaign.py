@@ -12,7 +12,8 @@ unpaid, e.g. when the app is first installed or after a long outage. It:
   message: re-reading each invoice first (someone who paid meanwhile is not messaged), grouping a
   customer's invoices into one message, honouring quiet hours, templates, idempotency keys, error
   classification and the email tool's rate limit;
-- then drains the outbox in this process (`--concurrency` sending threads) and reports what happened.
+- drains the outbox in this process (`--concurrency` sending threads) from the moment the first
+  customers are queued, while a thread queues the rest, and reports what happened.
   A run stopped midway is resumable: what it queued stays in the outbox for any worker, and a rerun
   skips customers whose message is scheduled or sent.
 `--dry-run` and `--csv` are reports over the same selection: nothing is queued or sent.
@@ -21,7 +22,6 @@ unpaid, e.g. when the app is first installed or after a long outage. It:
 from __future__ import annotations
 
 import csv
-import itertools
 import logging
 import sys
 import threading
@@ -44,6 +44,7 @@ from webhook_app.errors import ConfigurationNeeded, RecoveryError, ResourceMissi
 from webhook_app.models import DunningCase, Notification
 from webhook_app.money import format_amount, to_decimal
 from webhook_app.ops.progress import Progress
+from webhook_app.ops.queueing import BackgroundQueue
 from webhook_app.providers.base import Provider
 from webhook_app.sending import link_target
 from webhook_app.services import Services
@@ -433,7 +434,7 @@ class Campaign:
 
     # 3. queue, and let the worker send what is queued meanwhile
     def _send(self, targets: list[Target]) -> None:
-        queue = _Queue(self, targets)
+        queue = BackgroundQueue(targets, self._enqueue)
         # Sending starts as soon as the first customers are queued, and the rest are queued meanwhile:
         # opening 5,000 customers' cases takes about a minute, in which the providers' limits would
         # otherwise go unused. Queueing (~100 customers/s) stays well ahead of sending (a few a second
@@ -450,7 +451,18 @@ class Campaign:
         queue.finish()
         self._tally(queue.queued())
 
-    def _drain(self, queue: _Queue) -> None:
+    def _enqueue(self, target: Target) -> bool:
+        """Open one customer's cases and queue their messages (one transaction); False if skipped."""
+        with self.svc.db.session() as s:
+            outcome = enqueue(s, target, self.svc.clock.now(), self.options.cooldown)
+        if isinstance(outcome, str):
+            self.report.skip(outcome)
+            return False
+        target.notification_ids = outcome
+        self.report.queued += len(outcome)
+        return True
+
+    def _drain(self, queue: BackgroundQueue[Target]) -> None:
         """Run the worker's sending loop here until nothing is due and everything is queued, showing
         progress per customer.
 
@@ -624,79 +636,6 @@ class Campaign:
                     writer.writerows(rows)
                     self.report.csv_rows += len(rows)
                     progress.advance()
-
-
-class _Queue:
-    """The run's customers put into the outbox by a thread of their own, while others send.
-
-    `queued()` is what is in the outbox so far; an error while queueing (the database gone) is raised
-    again by `finish()`, in the run's thread.
-    """
-
-    def __init__(self, campaign: Campaign, targets: list[Target]):
-        self.campaign = campaign
-        self.planned = len(targets)
-        self.skipped = 0  # customers skipped while queueing (messaged meanwhile, cases closed)
-        self._rest = iter(targets)
-        self._queued: list[Target] = []
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._stopped = threading.Event()
-
-    def put(self, count: int | None = None) -> None:
-        """Queue the next `count` customers (None: all the rest), each in its own transaction."""
-        report, options, svc = self.campaign.report, self.campaign.options, self.campaign.svc
-        for target in itertools.islice(self._rest, count):
-            if self._stopped.is_set():
-                return
-            with svc.db.session() as s:
-                outcome = enqueue(s, target, svc.clock.now(), options.cooldown)
-            if isinstance(outcome, str):
-                report.skip(outcome)
-                self.skipped += 1
-                continue
-            target.notification_ids = outcome
-            report.queued += len(outcome)
-            with self._lock:
-                self._queued.append(target)
-
-    def start(self) -> None:
-        """Queue the rest on a thread of its own."""
-
-        def run() -> None:
-            try:
-                self.put()
-            except BaseException as exc:  # re-raised by finish(), in the run's thread
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="campaign-queue", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Queue no more customers (the one in hand is finished: each is one transaction)."""
-        self._stopped.set()
-        self.wait()
-
-    def busy(self) -> bool:
-        """Whether customers are still being queued."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait up to `timeout` seconds for the queueing to end."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def finish(self) -> None:
-        """Wait for the queueing to end; raise what stopped it, if anything did."""
-        self.wait()
-        if self._error is not None:
-            raise self._error
-
-    def queued(self) -> list[Target]:
-        """The customers queued so far (a copy: the queueing thread appends meanwhile)."""
-        with self._lock:
-            return list(self._queued)
 
 
 def run_campaign(svc: Services, options: CampaignOptions, **kwargs: object) -> CampaignReport:

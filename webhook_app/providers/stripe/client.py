@@ -5,7 +5,8 @@ idempotency key on POST retries itself) and a requests-based HTTP client with a 
 our own idempotency keys where a retry across worker attempts must not create a second object. Every
 request goes through one `Pacer` whose limiter (25 requests/s in test mode, 100 live: Stripe's own
 limits) is shared through the database by every process using the key (`webhook_app.rate_slots`),
-which paces a little under it; a 429 holds every caller, in every process, for Stripe's wait.
+which paces a little under it; a 429 holds every caller, in every process, for Stripe's Retry-After,
+or for a couple of slots when it gives none (its usual 429: one request too many in one second).
 - Invoices: https://docs.stripe.com/api/invoices/retrieve, /api/invoices/list
 - Portal sessions (deep link with flow_data): https://docs.stripe.com/api/customer_portal/sessions/create
   and https://docs.stripe.com/customer-management/portal-deep-links
