@@ -18,6 +18,16 @@ class TransientError(RecoveryError):
         self.retry_after = retry_after
 
 
+class RateLimited(TransientError):
+    """The provider answered 429. `retry_after` is the wait to use; `stated` says whether the provider
+    gave it (a Retry-After header, always honoured) or it is our default for a 429 without one, which a
+    limiter pacing evenly may shorten (`TokenBucket.throttle_hold`)."""
+
+    def __init__(self, message: str, retry_after: float, *, stated: bool):
+        super().__init__(message, retry_after)
+        self.stated = stated
+
+
 class SettlementNotReady(TransientError):
     """The invoice is paid but what it put in the balance is not known yet (no balance transaction yet)."""
 

@@ -11,6 +11,8 @@ BEGIN IMMEDIATE (SQLite) serializes concurrent takers, so slots never overlap wh
 processes and threads. The caller then sleeps until its slot, outside any transaction: no database
 connection is held while waiting. There is no burst: after an idle moment the first request goes at
 once and the next ones one interval apart, so the provider's window never sees more than the limit.
+A taker that wakes up too late for its slot moves the slots not yet taken on (`push`), so the requests
+after it do not crowd into the same window.
 
 On PostgreSQL the times are the database server's clock (`clock_timestamp()`), and only the *wait*
 (slot minus the server's now) is used locally, so processes on machines whose clocks disagree still
@@ -58,6 +60,9 @@ _PAUSE = {
     "sqlite": text("UPDATE rate_limits SET paused_until = MAX(paused_until, :now + :seconds) WHERE limit_key = :key"),
 }
 
+# Slots already reserved keep their times; the ones not yet taken move on (`TokenBucket`: a late start).
+_PUSH = text("UPDATE rate_limits SET next_at = next_at + :seconds WHERE limit_key = :key")
+
 
 def limit_key(provider: str, credential: str | None) -> str:
     """The row of one provider limit: the provider and a digest of its credential (never the credential).
@@ -102,6 +107,15 @@ class SharedSlots:
             self._create_once()
             with self._transaction() as conn:
                 conn.execute(_PAUSE[self.db.dialect], {"key": self.key, "seconds": seconds, "now": time.time()})
+        except SQLAlchemyError as exc:
+            self._unavailable(exc)
+
+    def push(self, seconds: float) -> None:
+        """Move every process's next slot `seconds` later: a request started that much too late."""
+        try:
+            self._create_once()
+            with self._transaction() as conn:
+                conn.execute(_PUSH, {"key": self.key, "seconds": seconds})
         except SQLAlchemyError as exc:
             self._unavailable(exc)
 

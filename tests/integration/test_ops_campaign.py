@@ -151,6 +151,24 @@ def test_after_the_cooldown_a_customer_gets_a_new_message(env, clock):
     assert {m["body"]["dataVariables"]["messageKind"] for m in again} == {"reminder"}  # they were told once already
 
 
+def test_sending_starts_before_every_customer_is_queued(env):
+    seed(env.stripe, customers=300, doubles=0)
+    queued_at_first_send: list[int] = []
+
+    def count_queued(message):
+        if not queued_at_first_send:
+            with env.svc.db.session() as s:
+                queued_at_first_send.append(s.scalar(select(func.count(Notification.id))) or 0)
+
+    env.loops.after_accept = count_queued
+    report = env.run()
+
+    # The first email went out while the campaign was still opening cases and queueing messages.
+    assert report.sent == 300 and report.queued == 300 and not report.errors
+    assert 0 < queued_at_first_send[0] < 300
+    assert len(set(env.loops.emails())) == 300
+
+
 # The simulated crash ends the sending threads, as the process dying would: pytest reports it.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_an_interrupted_run_leaves_its_messages_in_the_outbox_and_a_rerun_sends_them(env, clock):

@@ -109,6 +109,42 @@ def test_retry_after_from_one_process_holds_the_other(two_processes):
     assert a.pauses == 1
 
 
+def test_a_late_start_in_one_process_moves_the_others_next_slot_on(two_processes):
+    first, second = two_processes
+    a, b = SharedSlots(first, KEY), SharedSlots(second, KEY)
+    assert (a.take(0.05) or 0.0) <= 0  # idle: the first slot is now
+
+    b.push(0.3)  # a request of the second process started 300 ms later than its slot
+    wait = a.take(0.05)
+
+    # The first process's next slot is one interval after its last, plus the push.
+    assert wait is not None and 0.25 <= wait <= 0.35
+
+
+def test_a_stripe_429_without_retry_after_holds_the_shared_limit_briefly(database_url):
+    stripe = StripeStandIn(Faults())
+    stripe.invoices["in_1"] = invoice(invoice_id="in_1", customer="cus_1", attempt_count=1)
+    stripe.throttle["/v1/invoices/in_1"] = 1  # one 429, no Retry-After: Stripe's usual answer
+    served = serve(stripe.app)
+    app = create_app(base_config(database_url, STRIPE_API_BASE=served.url))
+    try:
+        with app.app_context():
+            svc = services()
+            migrate.upgrade(svc.db)
+            billing = svc.providers["stripe"].billing
+            assert billing is not None and billing.api.pacer.bucket.shared  # type: ignore[attr-defined]
+            started = time.monotonic()
+
+            assert billing.retrieve_invoice("in_1").id == "in_1"
+
+            # Retried after a couple of slots (2/(25 x 0.95) s), not after Stripe's default second.
+            assert time.monotonic() - started < 0.5
+            assert billing.api.pacer.throttled == 1  # type: ignore[attr-defined]
+    finally:
+        app.extensions["webhook_app"].db.dispose()
+        served.stop()
+
+
 def test_a_database_without_the_table_leaves_each_process_pacing_alone(database_url):
     db = Database(database_url)
     db.allow_create()

@@ -10,7 +10,7 @@ import stripe
 from webhook_app.adapters import InvoiceLine, Message
 from webhook_app.adapters.console import ConsoleMessenger
 from webhook_app.clock import utcnow
-from webhook_app.errors import ConfigurationMissing, CustomerMissing, InvoiceMissing, ResourceMissing
+from webhook_app.errors import ConfigurationMissing, CustomerMissing, InvoiceMissing, RateLimited, ResourceMissing
 from webhook_app.observability import mask_email, plain_text, scrub
 from webhook_app.providers.stripe.client import translate_error
 
@@ -33,6 +33,14 @@ def test_a_missing_stripe_object_is_named_for_what_it_is(message, param, kind, n
     exc = missing(message, param)
     assert type(exc) is kind
     assert isinstance(exc, ResourceMissing) and exc.name == name
+
+
+@pytest.mark.parametrize("headers, wait, stated", [(None, 1.0, False), ({"Retry-After": "3"}, 3.0, True)])
+def test_a_stripe_429_says_whether_stripe_gave_its_wait(headers, wait, stated):
+    exc = translate_error(stripe.RateLimitError("Too many requests", http_status=429, headers=headers))
+
+    # Without a Retry-After the wait is our default, which an evenly paced limiter may shorten.
+    assert isinstance(exc, RateLimited) and exc.retry_after == wait and exc.stated is stated
 
 
 def test_a_missing_portal_configuration_is_a_setting_to_fix_not_a_lost_customer():

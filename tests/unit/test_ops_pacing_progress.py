@@ -9,8 +9,8 @@ import pytest
 from tests.fakes import FakeTime
 from tests.fixtures import stripe_objects as so
 from webhook_app.adapters.pacing import Pacer
-from webhook_app.adapters.ratelimit import TokenBucket
-from webhook_app.errors import PermanentError, TransientError
+from webhook_app.adapters.ratelimit import SHARED_PACE, TokenBucket
+from webhook_app.errors import PermanentError, RateLimited, TransientError
 from webhook_app.ops.campaign import eligible_reason, mask_email
 from webhook_app.ops.progress import Progress
 from webhook_app.providers.stripe.translate import invoice_view
@@ -55,6 +55,43 @@ def test_a_429_pauses_every_caller_of_the_bucket_and_the_call_is_retried():
     before = t.now
     adapter_bucket.acquire()  # the adapter's own bucket was held too, and is free again now
     assert t.now == before
+
+
+class OpenSlots:
+    """A shared slot store with every slot free now, recording the pauses asked of it."""
+
+    def __init__(self):
+        self.paused: list[float] = []
+
+    def take(self, interval: float) -> float:
+        return 0.0
+
+    def pause(self, seconds: float) -> None:
+        self.paused.append(seconds)
+
+    def push(self, seconds: float) -> None:
+        pass
+
+
+def test_a_429_without_retry_after_under_shared_pacing_holds_briefly_a_stated_one_is_honoured():
+    t = FakeTime()
+    bucket = TokenBucket(25, clock=t.clock, sleep=t.sleep)
+    slots = OpenSlots()
+    bucket.share(slots)
+    pacer = Pacer("stripe", bucket, sleep=t.sleep)
+    slot = 1 / (25 * SHARED_PACE)
+
+    # Stripe's usual 429, no Retry-After (the adapter's default would be a second): a couple of slots.
+    fn, calls = flaky([RateLimited("Stripe rate limit (429)", 1.0, stated=False)])
+    assert pacer(fn) == "ok" and len(calls) == 2
+    assert 0.8 * 2 * slot <= slots.paused[-1] <= 2 * slot
+    assert t.now < 0.1
+
+    # A Retry-After the provider gave is waited out in full (less the jitter), shared pacing or not.
+    fn, calls = flaky([RateLimited("Stripe rate limit (429)", 1.5, stated=True)])
+    assert pacer(fn) == "ok" and len(calls) == 2
+    assert 1.2 <= slots.paused[-1] <= 1.5
+    assert pacer.throttled == 2
 
 
 def test_retry_after_is_capped_and_5xx_back_off_exponentially_then_give_up():

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.fakes import FakeTime
-from webhook_app.adapters.ratelimit import SHARED_PACE, TokenBucket, parse_retry_after
+from webhook_app.adapters.ratelimit import LATE_TOLERANCE, SHARED_PACE, TokenBucket, parse_retry_after
 
 
 def bucket(fake: FakeTime, rate: float, burst: float | None = None) -> TokenBucket:
@@ -156,6 +156,7 @@ class SlotsInMemory:
         self.waits = list(waits)
         self.taken: list[float] = []
         self.paused: list[float] = []
+        self.pushed: list[float] = []
 
     def take(self, interval: float) -> float | None:
         self.taken.append(interval)
@@ -163,6 +164,9 @@ class SlotsInMemory:
 
     def pause(self, seconds: float) -> None:
         self.paused.append(seconds)
+
+    def push(self, seconds: float) -> None:
+        self.pushed.append(seconds)
 
 
 def test_a_shared_bucket_waits_for_its_reserved_slot_a_little_under_the_limit():
@@ -198,3 +202,44 @@ def test_a_shared_bucket_paces_alone_while_the_shared_state_is_unavailable():
         b.acquire()
 
     assert fake.sleeps == pytest.approx([0.1, 0.1])
+
+
+class LateTime(FakeTime):
+    """A clock whose sleeps overshoot by a set amount: a thread woken late (a busy machine)."""
+
+    def __init__(self, overshoot: list[float]):
+        super().__init__()
+        self.overshoot = list(overshoot)
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + (self.overshoot.pop(0) if self.overshoot else 0.0))
+
+
+def test_a_shared_taker_woken_too_late_moves_the_next_slots_on_by_the_excess():
+    late = LateTime([0.001, 0.100])  # first on time (a millisecond is jitter), then 100 ms late
+    b = TokenBucket(25, clock=late.clock, sleep=late.sleep)
+    store = SlotsInMemory([0.04, 0.04])
+    b.share(store)
+
+    b.acquire()
+    b.acquire()
+
+    # Only the late start moved the slots not yet taken, by what it was late beyond the tolerance: the
+    # request 25 slots later stays a full window behind it, and an on-time pace loses nothing.
+    assert store.pushed == [pytest.approx(0.100 - LATE_TOLERANCE)]
+    assert b.late_starts == 1
+
+
+def test_a_429_without_retry_after_holds_an_evenly_paced_bucket_for_a_couple_of_slots():
+    fake = FakeTime()
+    shared = bucket(fake, rate=25)
+    shared.share(SlotsInMemory([]))
+    slot = 1 / (25 * SHARED_PACE)
+
+    # One request too many in one window: room comes back about a slot later, not after a second.
+    assert shared.throttle_hold(1.0) == pytest.approx(2 * slot)
+    # The same request refused again: the hold doubles, up to the adapter's default.
+    assert shared.throttle_hold(1.0, attempt=2) == pytest.approx(4 * slot)
+    assert shared.throttle_hold(1.0, attempt=6) == 1.0
+    # A local token bucket bursts: its 429 may mean a full window, so it holds the whole default.
+    assert bucket(fake, rate=25).throttle_hold(1.0) == 1.0

@@ -4,7 +4,9 @@ Throughput of a bulk run is bounded by the providers' limits, not by waiting on 
 threads call at once, each first takes a token from the bucket of that provider (Stripe: 100 req/s
 live, 25 test, https://docs.stripe.com/rate-limits; Loops: ~10 req/s per team). When a provider still
 answers 429, the `TransientError` carries a `retry_after`; the pause applies to the whole bucket, so
-every thread backs off together instead of each one hammering the provider in turn.
+every thread backs off together instead of each one hammering the provider in turn. A 429 that came
+without a Retry-After (`RateLimited.stated` false) is held as the bucket says (`throttle_hold`):
+briefly when it paces evenly through shared slots, the adapter's default otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from webhook_app.adapters.ratelimit import TokenBucket
-from webhook_app.errors import TransientError
+from webhook_app.errors import RateLimited, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,13 @@ class Pacer:
                 throttled = exc.retry_after is not None
                 if attempt > self.max_retries or not (throttled or retry_errors):
                     raise
-                delay = exc.retry_after if exc.retry_after else self.backoff_base * 2 ** (attempt - 1)
+                if isinstance(exc, RateLimited) and not exc.stated:
+                    # No Retry-After: under even pacing a short hold, not the adapter's whole default.
+                    delay = self.bucket.throttle_hold(exc.retry_after or self.backoff_base, attempt)
+                elif exc.retry_after:
+                    delay = exc.retry_after  # the provider's own wait is honoured as given
+                else:
+                    delay = self.backoff_base * 2 ** (attempt - 1)
                 # Jitter, so threads released together do not collide again on the same instant.
                 delay = min(delay, self.backoff_max) * random.uniform(0.8, 1.0)
                 with self._lock:

@@ -25,6 +25,18 @@ from typing import Protocol
 # milliseconds (thread wake-up, the network), and at exactly the limit that drift puts one request too
 # many in some one-second window of the provider's meter, and a 429 costs a whole second.
 SHARED_PACE = 0.95
+# That margin is what late starts may use up: N + 1 slots (N the limit per second) span N intervals,
+# 1/SHARED_PACE s, so while every request starts less than WINDOW_MARGIN (~53 ms) after its slot no
+# one-second window of the provider sees more than N. Late starts beyond it (a stall that wakes several
+# threads at once) crowd one window. A shared taker that wakes later than LATE_TOLERANCE (half the
+# margin; the rest is left for the request's own way to the provider) moves every sharer's slots not
+# yet taken on by the excess, so the requests after it stay within the margin of the late one.
+WINDOW_MARGIN = 1.0 / SHARED_PACE - 1.0
+LATE_TOLERANCE = WINDOW_MARGIN / 2
+# A 429 without a Retry-After while pacing evenly is one request too many in one window (a late
+# start): room comes back when that window's oldest request ages out, about a slot later, not after a
+# whole second. The hold starts at this many slots and doubles with each retry of the same request.
+SHORT_HOLD_SLOTS = 2
 
 
 class SlotStore(Protocol):
@@ -36,6 +48,10 @@ class SlotStore(Protocol):
 
     def pause(self, seconds: float) -> None:
         """Hold every sharer for `seconds`."""
+        ...
+
+    def push(self, seconds: float) -> None:
+        """Move every sharer's next slot `seconds` later (a request started late)."""
         ...
 
 
@@ -65,6 +81,7 @@ class TokenBucket:
         self._updated = clock()
         self._paused_until = float("-inf")
         self.pauses = 0  # 429s reported to this bucket (for run summaries)
+        self.late_starts = 0  # shared slots woken up too late, that moved the next slots on
         self._shared: SlotStore | None = None
 
     def share(self, store: SlotStore) -> None:
@@ -109,12 +126,42 @@ class TokenBucket:
             if delay is None:  # the shared state is unavailable: pace this process alone meanwhile
                 return waited + self._acquire_local()
             if delay > 0:
-                self._sleep(delay)
+                self._sleep_until_slot(delay, interval)
                 waited += delay
             with self._lock:
                 if self._clock() < self._paused_until:
                     continue  # a 429 arrived while this slot waited: take a new one after the pause
             return waited
+
+    def _sleep_until_slot(self, delay: float, interval: float) -> None:
+        """Sleep until a reserved shared slot; if woken too late, push the next slots on by the excess.
+
+        The slot store never hands out a slot in the past, but a thread can still *start* late (the
+        machine busy, the GIL held elsewhere) while the slots after it keep their times: late starts
+        followed by on-time ones crowd one of the provider's windows. Moving the slots not yet taken on
+        keeps the requests a second later out of this one's window, at the cost of the excess (at most
+        one window's worth: a longer stall has left its window behind anyway).
+        """
+        slot = self._clock() + delay
+        self._sleep(delay)
+        late = self._clock() - slot
+        if late > LATE_TOLERANCE and self._shared is not None:
+            with self._lock:
+                self.late_starts += 1
+            self._shared.push(min(late - LATE_TOLERANCE, interval * self.rate))
+
+    def throttle_hold(self, default: float, attempt: int = 1) -> float:
+        """How long to hold every caller after a 429 that gave no Retry-After (`default`: the adapter's).
+
+        Paced evenly through shared slots, the 429 means one request too many in one window: a couple
+        of slots' hold, doubling with each `attempt` of the same request, up to `default`. Paced
+        locally by a token bucket, whose bursts can fill a window, the whole `default`.
+        """
+        if self._shared is None:
+            return default
+        with self._lock:
+            interval = 1.0 / (self.rate * SHARED_PACE)
+        return min(default, SHORT_HOLD_SLOTS * interval * 2.0 ** (attempt - 1))
 
     def _acquire_local(self) -> float:
         waited = 0.0

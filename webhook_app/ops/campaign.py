@@ -12,7 +12,8 @@ unpaid, e.g. when the app is first installed or after a long outage. It:
   message: re-reading each invoice first (someone who paid meanwhile is not messaged), grouping a
   customer's invoices into one message, honouring quiet hours, templates, idempotency keys, error
   classification and the email tool's rate limit;
-- then drains the outbox in this process (`--concurrency` sending threads) and reports what happened.
+- drains the outbox in this process (`--concurrency` sending threads) from the moment the first
+  customers are queued, while a thread queues the rest, and reports what happened.
   A run stopped midway is resumable: what it queued stays in the outbox for any worker, and a rerun
   skips customers whose message is scheduled or sent.
 `--dry-run` and `--csv` are reports over the same selection: nothing is queued or sent.
@@ -43,6 +44,7 @@ from webhook_app.errors import ConfigurationNeeded, RecoveryError, ResourceMissi
 from webhook_app.models import DunningCase, Notification
 from webhook_app.money import format_amount, to_decimal
 from webhook_app.ops.progress import Progress
+from webhook_app.ops.queueing import BackgroundQueue
 from webhook_app.providers.base import Provider
 from webhook_app.sending import link_target
 from webhook_app.services import Services
@@ -52,6 +54,9 @@ from webhook_app.worker import Worker
 log = logging.getLogger(__name__)
 
 DEFAULT_COOLDOWN = timedelta(days=3)
+# Customers queued before sending starts: enough to keep the sending threads busy while the queueing
+# thread gets going, few enough that sending starts within a second.
+FIRST_CHUNK = 50
 CSV_COLUMNS = ("customer_id", "invoice_id", "update_url", "amount_due", "currency")
 # Error kinds of the summary, from the name the worker stored with a failed notification (any
 # "<Kind>Missing" is resource_missing).
@@ -427,67 +432,91 @@ class Campaign:
             + (f"  (newest: {first.number})" if first.number else "")
         )
 
-    # 3. queue, then let the worker send
+    # 3. queue, and let the worker send what is queued meanwhile
     def _send(self, targets: list[Target]) -> None:
-        queued: list[Target] = []
-        for target in targets:
-            now = self.svc.clock.now()
-            with self.svc.db.session() as s:
-                outcome = enqueue(s, target, now, self.options.cooldown)
-            if isinstance(outcome, str):
-                self.report.skip(outcome)
-                continue
-            target.notification_ids = outcome
-            self.report.queued += len(outcome)
-            queued.append(target)
-        # Drained even when this run queued nothing: what an earlier, interrupted run left in the outbox
-        # (once its claims' leases have passed) goes out now too, through the same worker code.
-        self._drain(queued)
-        self._tally(queued)
+        queue = BackgroundQueue(targets, self._enqueue)
+        # Sending starts as soon as the first customers are queued, and the rest are queued meanwhile:
+        # opening 5,000 customers' cases takes about a minute, in which the providers' limits would
+        # otherwise go unused. Queueing (~100 customers/s) stays well ahead of sending (a few a second
+        # under Stripe's limit), so the sending threads rarely find nothing due.
+        queue.put(FIRST_CHUNK)
+        queue.start()
+        try:
+            # Drained even when this run queues nothing: what an earlier, interrupted run left in the
+            # outbox (once its claims' leases have passed) goes out now too, through the same worker code.
+            self._drain(queue)
+        except BaseException:
+            queue.stop()  # interrupted (Ctrl-C): queue no more; what is queued stays for the worker
+            raise
+        queue.finish()
+        self._tally(queue.queued())
 
-    def _drain(self, targets: list[Target]) -> None:
-        """Run the worker's sending loop here until nothing is due, showing progress per customer.
+    def _enqueue(self, target: Target) -> bool:
+        """Open one customer's cases and queue their messages (one transaction); False if skipped."""
+        with self.svc.db.session() as s:
+            outcome = enqueue(s, target, self.svc.clock.now(), self.options.cooldown)
+        if isinstance(outcome, str):
+            self.report.skip(outcome)
+            return False
+        target.notification_ids = outcome
+        self.report.queued += len(outcome)
+        return True
+
+    def _drain(self, queue: BackgroundQueue[Target]) -> None:
+        """Run the worker's sending loop here until nothing is due and everything is queued, showing
+        progress per customer.
 
         Another worker (or campaign) may be sending some of this run's messages: the run waits for
         those to finish (at most a lease) so its report says how they ended.
         """
         worker = Worker(self.svc)
 
-        passes: list[bool] = []  # one entry per drain pass that ran to its end
+        ended = [True]  # whether the latest drain pass ran to its end
 
         def drain() -> None:
+            ended[0] = False
             worker.drain(threads=self.options.concurrency)
-            passes.append(True)
+            ended[0] = True
 
         def start_drain() -> threading.Thread:
             thread = threading.Thread(target=drain, name="campaign-drain", daemon=True)
             thread.start()
             return thread
 
-        deadline = time.monotonic() + self.svc.settings.worker.lease_seconds
-        with self._progress("campaign", len(targets), "customer") as progress:
+        deadline: float | None = None
+        with self._progress("campaign", queue.planned, "customer") as progress:
             draining = start_drain()
             done = 0
             while True:
                 # Each look reads the status of every queued message (5,000 rows for 5,000 customers):
-                # once a second, not five times, leaves the CPU to the sending threads.
+                # once a second, not five times, leaves the CPU to the sending and queueing threads.
                 draining.join(timeout=1.0)
+                targets = queue.queued()
                 statuses = self._statuses(targets)
                 finished = self._finished(targets, statuses)
                 self.report.sent = finished  # shown in the progress line
-                if finished > done:
-                    progress.advance(finished - done)
-                    done = finished
+                if finished + queue.skipped > done:
+                    progress.advance(finished + queue.skipped - done)
+                    done = finished + queue.skipped
                 if draining.is_alive():
                     continue
-                state = self._unsettled(targets, worker)
                 # A pass that did not end (its threads died with an error the worker does not catch, as
                 # on a crash) leaves its claims to their lease: going again would only repeat it.
-                if state is None or not passes or time.monotonic() > deadline:
+                if queue.busy():
+                    # The pass caught up with the queue (a pass ends when nothing is due): go on with
+                    # what is queued next; after a crash, only let the queueing finish.
+                    if ended[0]:
+                        draining = start_drain()
+                    else:
+                        queue.wait(1.0)
+                    continue
+                deadline = deadline or time.monotonic() + self.svc.settings.worker.lease_seconds
+                state = self._unsettled(targets, worker)
+                if state is None or not ended[0] or time.monotonic() > deadline:
                     break
                 if state == "due":  # handed back to the outbox meanwhile (e.g. by another sender): go again
                     draining = start_drain()
-        own = {i for target in targets for i in target.notification_ids}
+        own = {i for target in queue.queued() for i in target.notification_ids}
         self.report.outbox_sent = len(set(worker.sent_ids) - own)
 
     def _statuses(self, targets: Iterable[Target]) -> dict[int, tuple[str, str]]:

@@ -5,7 +5,8 @@ idempotency key on POST retries itself) and a requests-based HTTP client with a 
 our own idempotency keys where a retry across worker attempts must not create a second object. Every
 request goes through one `Pacer` whose limiter (25 requests/s in test mode, 100 live: Stripe's own
 limits) is shared through the database by every process using the key (`webhook_app.rate_slots`),
-which paces a little under it; a 429 holds every caller, in every process, for Stripe's wait.
+which paces a little under it; a 429 holds every caller, in every process, for Stripe's Retry-After,
+or for a couple of slots when it gives none (its usual 429: one request too many in one second).
 - Invoices: https://docs.stripe.com/api/invoices/retrieve, /api/invoices/list
 - Portal sessions (deep link with flow_data): https://docs.stripe.com/api/customer_portal/sessions/create
   and https://docs.stripe.com/customer-management/portal-deep-links
@@ -31,6 +32,7 @@ from webhook_app.errors import (
     CustomerMissing,
     InvoiceMissing,
     PermanentError,
+    RateLimited,
     ResourceMissing,
     TransientError,
 )
@@ -45,7 +47,9 @@ from webhook_app.providers.stripe.declines import (
 from webhook_app.providers.stripe.translate import BASIL, invoice_view
 
 PAGE_SIZE = 100  # Stripe's maximum `limit` for list endpoints
-# Stripe sends no Retry-After with most 429s; its meter is per second, so a second is enough.
+# Stripe sends no Retry-After with most 429s; its meter is per second, so a second is enough. Under
+# the shared, even pacing such a 429 is one request too many in one window and is held much less
+# (`TokenBucket.throttle_hold`); a Retry-After Stripe does send is always honoured as given.
 DEFAULT_RETRY_AFTER = 1.0
 # Stripe allows 25 req/s in test mode and 100 live. The limiter is shared by every process on the
 # database and paces at SHARED_PACE of this, so the limit itself is the setting.
@@ -101,7 +105,11 @@ def translate_error(exc: stripe.StripeError) -> Exception:
     if isinstance(exc, stripe.RateLimitError) or status == 429:
         headers = getattr(exc, "headers", None) or {}
         wait = parse_retry_after(headers.get("Retry-After") if hasattr(headers, "get") else None)
-        return TransientError(f"Stripe rate limit (429): {message}", retry_after=wait or DEFAULT_RETRY_AFTER)
+        return RateLimited(
+            f"Stripe rate limit (429): {message}",
+            wait if wait is not None else DEFAULT_RETRY_AFTER,
+            stated=wait is not None,
+        )
     if isinstance(exc, (stripe.APIConnectionError,)) or (status is not None and status >= 500):
         return TransientError(f"Stripe unavailable ({status or 'connection'}): {message}")
     if isinstance(exc, stripe.AuthenticationError):
