@@ -393,8 +393,8 @@ def _naive(procs: Processes, workdir: Path) -> dict:
     run_cli(env, "db", "upgrade")
     proc, url = start_gunicorn(procs, "ack-naive", "benches.naive_app:app", env)
     log(f"ack path: naive design (inline sends, stand-ins at {NAIVE_LATENCY * 1000:.0f} ms), {SATURATION_SECONDS} s")
-    _load(url, workdir, "warmnaive", seconds=3, path="/webhooks/stripe-naive", bodies=count)
-    result = _load(url, workdir, "satnaive", seconds=SATURATION_SECONDS, path="/webhooks/stripe-naive", bodies=count)
+    _load(url, workdir, "warmnaive", seconds=3, path="/naive/webhooks/stripe", bodies=count)
+    result = _load(url, workdir, "satnaive", seconds=SATURATION_SECONDS, path="/naive/webhooks/stripe", bodies=count)
     result["loops_messages"] = requests.get(loops_url + "/_bench/stats", timeout=5).json()["messages"]
     proc.stop()  # its stand-ins stop with the others when the section ends
     return result

@@ -1,10 +1,11 @@
 """The naive design, for comparison only: all the work done inline before answering the webhook.
 
-`POST /webhooks/stripe-naive` verifies and stores the event like the real intake, then, before
+`POST /naive/webhooks/stripe` verifies and stores the event like the real intake, then, before
 answering, runs the event's handler and sends the resulting message: re-read the invoice from Stripe,
 create a portal session, send through the email tool. The work is the product's own (the worker's
 `_process_event` and `_send` on exactly this event's rows); only *when* it happens differs. This is
-what the inbox exists to avoid: the answer now waits on three external calls.
+what the inbox exists to avoid: the answer now waits on three external calls. (Not under /webhooks/:
+the app answers every `/webhooks/<name>` in front of Flask, so a Flask route there is never reached.)
     gunicorn --config gunicorn.conf.py benches.naive_app:app
 """
 
@@ -45,7 +46,7 @@ def _claim_row(svc, model, row_id: int, busy: str) -> Claim:
     return Claim(row_id, token, attempts)
 
 
-@bp.post("/webhooks/stripe-naive")
+@bp.post("/naive/webhooks/stripe")
 def receive_inline():
     """Verify, store, handle and send, all before answering."""
     svc = services()

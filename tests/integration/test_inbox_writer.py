@@ -163,3 +163,22 @@ def test_sqlite_writers_of_two_processes_take_turns_through_the_lock_file(svc, c
         assert path is not None and path.with_name(path.name + ".inbox.lock").exists()
     finally:
         other.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_checkpoints_run_after_the_batch_is_answered_not_inside_its_commit(svc, clock):
+    # SQLite checkpoints inside the commit that grows its log past 1,000 pages, holding the write lock
+    # while every queued delivery waits. The writer's connection never does; it checkpoints every
+    # `checkpoint_rows` rows instead, once its batch has been answered.
+    writer = inbox_writer.writer(svc.db)
+    writer.checkpoint_rows = 5
+    for n in range(12):
+        assert inbox.store(svc.db, "stripe", incoming(svc, n), clock.now()) is True
+    assert writer.checkpoints == 2  # after rows 5 and 10
+    own = writer._held
+    assert own is not None  # kept between batches, out of the pool
+    cursor = own.cursor()
+    assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    cursor.close()
+    with svc.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 12

@@ -48,7 +48,7 @@ def test_gunicorns_config_reads_dotenv_and_the_shell_wins(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert skipped.stdout.split() == ["2", "4"], skipped.stderr  # the defaults
+    assert skipped.stdout.split() == ["2", "8"], skipped.stderr  # the defaults
 
 
 def test_webhook_app_commands_read_dotenv(tmp_path):
