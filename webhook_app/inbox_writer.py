@@ -1,18 +1,22 @@
 """The inbox's hot insert: the direct path to the database, with group commit.
 
 Every acknowledged delivery waits for its row to be committed, so this is the webhook path's one
-database write, and it is kept short:
-- **Direct path.** One INSERT ... ON CONFLICT DO NOTHING, its SQL built once per dialect, executed on
-  the pooled DB-API connection (psycopg prepares it after a few runs). Through SQLAlchemy's Connection
-  the same insert cost more CPU than the rest of the acknowledgement together (docs/performance.md).
-  The values still pass through the columns' own bind processors, so the row is the one the ORM
-  would have stored.
+database write, and it is kept short (each step's measured effect: docs/performance.md):
+- **Direct path.** One INSERT ... ON CONFLICT DO NOTHING RETURNING, its SQL built once per dialect and
+  batch size, executed on the DB-API connection in autocommit: the statement is its own transaction
+  (on PostgreSQL one round trip, on SQLite one call). The values still pass through the columns' own
+  bind processors, so the row is the one the ORM would have stored.
 - **Group commit.** Request threads of one process that arrive while a write is in flight queue up;
-  when it ends, one of them writes everything queued in one transaction (one pool checkout, one
-  commit: on PostgreSQL one WAL flush, on SQLite one turn of the write lock) and wakes the others.
-  Alone, a delivery is written at once; under load, the batch grows by itself. Nothing is
-  acknowledged before its batch commits: a failed batch answers 503 to each of its deliveries, and
-  the billing systems retry.
+  when it ends, the first of them writes everything queued in one statement and the others are woken
+  with their outcome. Alone, a delivery is written at once; under load, the batch grows by itself.
+  Nothing is acknowledged before its batch commits: a failed batch answers 503 to each of its
+  deliveries, and the billing systems retry.
+- **Connections.** On PostgreSQL a batch's connection is kept for the next batch when one is already
+  queued (no checkout, so no pre-ping round trip; a connection the server closed meanwhile is replaced
+  and the idempotent insert run once more). On SQLite the writer has a connection of its own, whose
+  commits never run SQLite's checkpoint (the writer runs one every CHECKPOINT_ROWS rows, after its
+  batch is answered), and the web processes take turns through a lock file instead of meeting in
+  SQLite's busy handler, which sleeps between tries.
 """
 
 from __future__ import annotations
@@ -120,7 +124,8 @@ class InboxWriter:
     _mutex: threading.Lock = field(default_factory=threading.Lock)
     _queue: list[_Slot] = field(default_factory=list)
     _writing: bool = False
-    _held: PoolProxiedConnection | None = None  # the last batch's connection, while more are queued
+    _held: PoolProxiedConnection | None = None  # PostgreSQL: the last batch's, while more are queued;
+    # SQLite: the writer's own connection
     batches: int = 0  # statements written (each one transaction): rows / batches is the group size
     checkpoint_rows: int = CHECKPOINT_ROWS  # SQLite: rows between two checkpoints (see `_checkpoint`)
     checkpoints: int = 0  # SQLite: checkpoints run
