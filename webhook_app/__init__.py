@@ -76,7 +76,7 @@ def create_app(
     # Webhook deliveries are answered in front of Flask (intake.py says why); the rest is Flask's.
     # Replacing `wsgi_app` is how Flask's documentation adds WSGI middleware.
     app.wsgi_app = intake.Intake(app.wsgi_app, svc)  # type: ignore[method-assign]
-    app.add_url_rule("/webhooks/<name>", "intake", intake.flask_view, methods=["POST"])
+    app.add_url_rule(f"{intake.PREFIX}<name>", "intake", intake.flask_view, methods=["POST"])
     app.register_blueprint(links.bp)
     app.register_blueprint(health.bp)
     finance.register(app)

@@ -100,8 +100,7 @@ def start_embedded(svc: Services) -> Worker:
     path = lock_path(svc.db.url)
     if path is None:
         log.info("embedded worker started (pid %d)", os.getpid())
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        target = worker.run_forever
+        target = lambda: _run(worker)  # noqa: E731
     else:
         target = lambda: _run_when_elected(worker, path)  # noqa: E731
     threading.Thread(target=target, name="embedded-worker", daemon=True).start()
@@ -122,7 +121,12 @@ def _run_when_elected(worker: Worker, path: Path) -> None:
         return
     try:
         log.info("embedded worker started in this web process (pid %d; the only one here)", os.getpid())
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        worker.run_forever()
+        _run(worker)
     finally:
         os.close(fd)  # releases the lock: a standby process takes over
+
+
+def _run(worker: Worker) -> None:
+    """Run the worker in this process, which now switches threads every SWITCH_INTERVAL_SECONDS."""
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    worker.run_forever()

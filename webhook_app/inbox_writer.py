@@ -61,7 +61,9 @@ CHECKPOINT_ROWS = 1000  # SQLite: a checkpoint after this many rows (about SQLit
 
 @dataclass(frozen=True)
 class _Insert:
-    sql: str  # for one row; `rows(n)` is the statement for n
+    head: str  # INSERT INTO events (...) VALUES
+    group: str  # one row's markers: (?, ?, ...)
+    tail: str  # ON CONFLICT ... RETURNING ...
     columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # (name, bind processor) in order
     sqlite: bool
     by_size: dict[int, str] = field(default_factory=dict, compare=False)
@@ -70,9 +72,7 @@ class _Insert:
         """The INSERT of `count` rows in one statement, built once per size."""
         found = self.by_size.get(count)
         if found is None:
-            values, _, tail = self.sql.partition(" VALUES ")
-            group, _, conflict = tail.partition(" ON CONFLICT ")
-            found = self.by_size[count] = f"{values} VALUES {', '.join([group] * count)} ON CONFLICT {conflict}"
+            found = self.by_size[count] = f"{self.head} {', '.join([self.group] * count)} {self.tail}"
         return found
 
 
@@ -89,12 +89,13 @@ def _insert_statement(dialect: Dialect) -> _Insert:
     if found is None:
         table = cast(Table, Event.__table__)  # a model's __table__ is a Table
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(COLUMNS)}) VALUES ({', '.join(marker for _ in COLUMNS)})"
-            " ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id"
+        found = _INSERTS[dialect.name] = _Insert(
+            head=f"INSERT INTO {table.name} ({', '.join(COLUMNS)}) VALUES",
+            group=f"({', '.join(marker for _ in COLUMNS)})",
+            tail="ON CONFLICT (provider, event_id) DO NOTHING RETURNING provider, event_id",
+            columns=tuple((name, table.c[name].type.bind_processor(dialect)) for name in COLUMNS),
+            sqlite=dialect.name == "sqlite",
         )
-        processors = tuple((name, table.c[name].type.bind_processor(dialect)) for name in COLUMNS)
-        found = _INSERTS[dialect.name] = _Insert(sql, processors, dialect.name == "sqlite")
     return found
 
 
@@ -316,7 +317,7 @@ class InboxWriter:
         free. An advisory lock on a file beside the database wakes the next writer when it is released.
         """
         if self._lock_file is None:
-            path = sqlite_path(str(self.db.engine.url))
+            path = sqlite_path(self.db.url)
             # In memory there is one process, and nothing to wait for: -1 says so.
             self._lock_file = -1 if path is None else os.open(f"{path}.inbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
         if self._lock_file < 0:
