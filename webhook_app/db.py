@@ -2,7 +2,9 @@
 
 SQLite runs in WAL mode with a busy timeout, and every transaction that may write starts with BEGIN
 IMMEDIATE: SQLite allows one writer, and taking the write lock up front makes a second writer wait
-(busy_timeout) instead of failing half-way with SQLITE_BUSY on a read-to-write upgrade. Transactions
+instead of failing half-way with SQLITE_BUSY on a read-to-write upgrade. Before BEGIN IMMEDIATE it
+waits for the database's write turn (`write_turn.py`), which wakes it as soon as the writer before it
+is done, where SQLite's busy handler would sleep on. Transactions
 that only read (`Database.reading()`: the worker's "anything due?" polls, pages) start with a plain
 deferred BEGIN, so they never hold the write lock that intake needs (WAL readers block nobody).
 
@@ -24,11 +26,12 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from webhook_app.config import DatabaseSettings
 from webhook_app.observability import scrub
+from webhook_app.write_turn import TurnNotTaken, TurnTakingConnection, WriteTurn
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 POOL_TIMEOUT_SECONDS = 5  # a thread waits this long for a pooled connection, then the request fails (503)
@@ -72,7 +75,12 @@ def make_engine(url: str, pool: DatabaseSettings | None = None, *, allow_create:
     `allow_create()` says whether a missing SQLite file may be created now (None: never).
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        connect_args = {
+            "check_same_thread": False,
+            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            "factory": TurnTakingConnection,
+        }
+        engine = create_engine(url, connect_args=connect_args)
         _configure_sqlite(engine, sqlite_path(url), allow_create)
         return engine
     pool = pool or DatabaseSettings()
@@ -87,6 +95,9 @@ def make_engine(url: str, pool: DatabaseSettings | None = None, *, allow_create:
 
 
 def _configure_sqlite(engine: Engine, path: Path | None, allow_create: Any) -> None:
+    # One turn per engine, shared by its connections; in memory there is one connection, nothing to share.
+    turn = None if path is None else WriteTurn(path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+
     @event.listens_for(engine, "do_connect")
     def _refuse_missing_file(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
         # sqlite3 creates a missing file on connect: an empty database that looks "not migrated"
@@ -103,6 +114,7 @@ def _configure_sqlite(engine: Engine, path: Path | None, allow_create: Any) -> N
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's "begin" event below.
         dbapi_connection.isolation_level = None
+        dbapi_connection.turn = turn
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -112,8 +124,19 @@ def _configure_sqlite(engine: Engine, path: Path | None, allow_create: Any) -> N
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = conn.connection.dbapi_connection
+        try:
+            dbapi_connection.take_turn()  # given back by the transaction's commit or rollback
+        except TurnNotTaken as exc:  # raised like SQLite's own "database is locked"
+            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            dbapi_connection.give_turn()
+            raise
 
 
 class Database:

@@ -15,19 +15,17 @@ database write, and it is kept short (each step's measured effect: docs/performa
   queued (no checkout, so no pre-ping round trip; a connection the server closed meanwhile is replaced
   and the idempotent insert run once more). On SQLite the writer has a connection of its own, whose
   commits never run SQLite's checkpoint (the writer runs one every CHECKPOINT_ROWS rows, after its
-  batch is answered), and the web processes take turns through a lock file instead of meeting in
-  SQLite's busy handler, which sleeps between tries.
+  batch is answered), and each batch waits for the database's write turn (`write_turn.py`) with the
+  other writers of every process, instead of meeting them in SQLite's busy handler, which sleeps.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -36,7 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from webhook_app.db import Database, sqlite_path
+from webhook_app.db import Database
 from webhook_app.models import Event
 
 log = logging.getLogger(__name__)
@@ -121,7 +119,6 @@ class InboxWriter:
     """
 
     db: Database
-    _lock_file: int | None = None  # SQLite: the descriptor of `<db>.inbox.lock` (see `_turn`)
     _mutex: threading.Lock = field(default_factory=threading.Lock)
     _queue: list[_Slot] = field(default_factory=list)
     _writing: bool = False
@@ -273,7 +270,8 @@ class InboxWriter:
         try:
             if not statement.sqlite:
                 dbapi.autocommit = True  # psycopg: no BEGIN and COMMIT round trips (set back below)
-            with self._turn():
+            # SQLite: the database's write turn (write_turn.py), shared with every writer of the file.
+            with dbapi.turn_for_statement() if statement.sqlite else contextlib.nullcontext():
                 cursor = raw.cursor()
                 cursor.execute(sql, params)
                 # Reading the RETURNING rows to the end completes the statement, and so commits it.
@@ -307,27 +305,6 @@ class InboxWriter:
                 self._held = raw  # the next writer is one of the threads now queued
             else:
                 raw.close()  # back to the pool (an invalidated connection is discarded)
-
-    @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """SQLite: wait for this database's other intake processes to finish writing, then write.
-
-        Two web processes that want SQLite's write lock at once would otherwise meet in SQLite's busy
-        handler, which sleeps 1, 2, 5, 10 ms ... between tries: a process waits long after the lock is
-        free. An advisory lock on a file beside the database wakes the next writer when it is released.
-        """
-        if self._lock_file is None:
-            path = sqlite_path(self.db.url)
-            # In memory there is one process, and nothing to wait for: -1 says so.
-            self._lock_file = -1 if path is None else os.open(f"{path}.inbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        if self._lock_file < 0:
-            yield
-            return
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
 
 _WRITERS: weakref.WeakKeyDictionary[Database, InboxWriter] = weakref.WeakKeyDictionary()

@@ -142,17 +142,19 @@ def test_a_kept_connection_the_server_closed_is_replaced_and_the_delivery_stored
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_sqlite_writers_of_two_processes_take_turns_through_the_lock_file(svc, clock):
-    # Two web processes' writers (two Database objects on one file, as after two forks) wait for each
-    # other on `<db>.inbox.lock`, released at once, not in SQLite's busy handler, which sleeps.
+def test_sqlite_inbox_writes_wait_for_the_write_turn_another_process_holds(svc, clock):
+    # Another web process's transaction (a second Database on the file, as after a fork) holds the
+    # database's write turn: the delivery waits for it and is stored when it ends, woken through
+    # `<db>.writes.lock`, not by SQLite's busy handler, which sleeps.
     from webhook_app.db import Database, sqlite_path
 
     other = Database(svc.db.url)
     try:
         outcomes: list = []
-        with inbox_writer.writer(svc.db)._turn():
+        with other.session() as s:
+            s.execute(text("SELECT 1"))  # BEGIN IMMEDIATE, after taking the turn
             waiting = threading.Thread(
-                target=lambda: outcomes.append(inbox.store(other, "stripe", incoming(svc, 5), clock.now()))
+                target=lambda: outcomes.append(inbox.store(svc.db, "stripe", incoming(svc, 5), clock.now()))
             )
             waiting.start()
             time.sleep(0.3)
@@ -160,7 +162,7 @@ def test_sqlite_writers_of_two_processes_take_turns_through_the_lock_file(svc, c
         waiting.join(timeout=10)
         assert outcomes == [True]
         path = sqlite_path(svc.db.url)
-        assert path is not None and path.with_name(path.name + ".inbox.lock").exists()
+        assert path is not None and path.with_name(path.name + ".writes.lock").exists()
     finally:
         other.dispose()
 
