@@ -178,8 +178,12 @@ def test_the_app_shares_the_email_tools_and_stripes_limiters(database_url):
 def test_worker_sends_on_many_threads_with_at_most_five_connections(postgres_url):
     """HTTP concurrency does not pin connections: 16 sending threads, more than 5 calls in flight at
     once, and never more than the pool's 5 PostgreSQL connections checked out."""
-    stripe = StripeStandIn(Faults())  # no latency while the events are handled: only sending is timed
-    loops = LoopsStandIn(faults=Faults(latency=0.05))
+    # One Faults for both stand-ins, so `max_in_flight` counts every HTTP call in flight at once. No
+    # latency while the events are handled: only sending is timed, and each call takes long enough
+    # (0.2 s) that a slow machine's database work cannot serialise the threads before they overlap.
+    upstream = Faults()
+    stripe = StripeStandIn(upstream)
+    loops = LoopsStandIn(faults=upstream)
     served = [serve(stripe.app), serve(loops.app)]
     stripe.base_url = served[0].url
     count = 40
@@ -229,9 +233,8 @@ def test_worker_sends_on_many_threads_with_at_most_five_connections(postgres_url
 
             event.listen(pool, "checkout", checkout)
             event.listen(pool, "checkin", checkin)
-            loops.faults.max_in_flight = stripe.faults.max_in_flight = 0
-
-            stripe.faults.latency = 0.05
+            upstream.max_in_flight = 0
+            upstream.latency = 0.2
             worker.drain()  # WORKER_CONCURRENCY threads
 
             with svc.db.session() as s:
@@ -240,7 +243,7 @@ def test_worker_sends_on_many_threads_with_at_most_five_connections(postgres_url
             assert len(loops.messages) == count
             assert out["most"] <= 5
             assert svc.settings.database.per_process == 5
-            assert max(loops.faults.max_in_flight, stripe.faults.max_in_flight) > 5
+            assert upstream.max_in_flight > 5
     finally:
         app.extensions["webhook_app"].db.dispose()
         for s in served:
