@@ -14,8 +14,9 @@ A burst of deliveries (a billing cycle) is when the web process is busiest and t
 do. Acknowledging comes first: providers time out and retry, while a message that leaves a minute
 later loses nothing. So while this process stores more than BURST_DELIVERIES_PER_SECOND, the embedded
 worker narrows to one thread (still draining, at a fraction of the CPU), and widens again when the
-burst is over. It starts narrowed, too: a process that starts (or takes over) during a burst finds a
-backlog, and widens only after a quiet sample. The process running it switches threads more often
+burst has been over for QUIET_SECONDS: a burst comes in waves, and a worker that widened in the lull
+between two would meet the next wave with every thread busy. It starts narrowed, too: a process that
+starts (or takes over) during a burst finds a backlog. The process running it switches threads more often
 (SWITCH_INTERVAL_SECONDS instead of Python's 5 ms): a request thread waits less for the GIL while a
 worker thread computes. An external worker (`WORKER_MODE=external`) is not narrowed: it has its own
 process.
@@ -42,19 +43,24 @@ log = logging.getLogger(__name__)
 STANDBY_RETRY_SECONDS = 2.0
 BURST_DELIVERIES_PER_SECOND = 20.0
 SAMPLE_SECONDS = 0.5  # how often the arrival rate is re-measured
+QUIET_SECONDS = 5.0  # how long arrivals stay under the threshold before the worker widens again
 SWITCH_INTERVAL_SECONDS = 0.001  # sys.setswitchinterval in the process that runs the embedded worker
 
 
 class BurstGate:
-    """`Worker.admit` for the embedded worker: thread 0 always works; the others only between bursts."""
+    """`Worker.admit` for the embedded worker: thread 0 always works; the others only once arrivals
+    have stayed under `threshold` a second for `quiet_seconds`."""
 
-    def __init__(self, svc: Services, threshold: float = BURST_DELIVERIES_PER_SECOND):
+    def __init__(
+        self, svc: Services, threshold: float = BURST_DELIVERIES_PER_SECOND, quiet_seconds: float = QUIET_SECONDS
+    ):
         self.svc = svc
         self.threshold = threshold
+        self.quiet_seconds = quiet_seconds
         self._lock = threading.Lock()
         self._sampled_at = time.monotonic()
         self._sampled_count = svc.arrivals
-        self._busy = True  # until the first sample says otherwise: a start may meet a burst
+        self._narrow_until = self._sampled_at + quiet_seconds  # a start may meet a burst
 
     def __call__(self, index: int) -> bool:
         if index == 0:
@@ -65,9 +71,10 @@ class BurstGate:
                 elapsed = now - self._sampled_at
                 if elapsed >= SAMPLE_SECONDS:
                     count = self.svc.arrivals
-                    self._busy = (count - self._sampled_count) / elapsed > self.threshold
+                    if (count - self._sampled_count) / elapsed > self.threshold:
+                        self._narrow_until = now + self.quiet_seconds
                     self._sampled_at, self._sampled_count = now, count
-        return not self._busy
+        return now >= self._narrow_until
 
 
 def lock_path(database_url: str) -> Path | None:

@@ -1,5 +1,5 @@
-"""The embedded worker narrows to one thread while its web process acknowledges a burst, and hands
-back what it had claimed instead of sitting on it."""
+"""The embedded worker narrows to one thread while its web process acknowledges a burst, and until the
+burst has been over for a while; it hands back what it had claimed instead of sitting on it."""
 
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ from webhook_app.models import Event
 from webhook_app.worker import Worker
 
 
-def test_the_gate_holds_back_all_but_one_thread_during_a_burst(svc):
-    gate = BurstGate(svc, threshold=20)
+def test_the_gate_holds_back_all_but_one_thread_during_a_burst_and_a_while_after_it(svc):
+    quiet = 4 * SAMPLE_SECONDS
+    gate = BurstGate(svc, threshold=20, quiet_seconds=quiet)
     assert gate(0) and not gate(3)  # started narrowed: a start may meet a burst's backlog
     time.sleep(SAMPLE_SECONDS + 0.05)
-    assert gate(0) and gate(3)  # a quiet sample: every thread works
+    assert gate(0) and not gate(3)  # one quiet sample is not yet a quiet spell
+    time.sleep(quiet - SAMPLE_SECONDS + 0.05)
+    assert gate(0) and gate(3)  # quiet for `quiet_seconds`: every thread works
     for _ in range(100):  # 100 deliveries in well under a second: a burst
         svc.wake_worker()
     time.sleep(SAMPLE_SECONDS + 0.05)
     assert gate(0) and not gate(1) and not gate(7)
-    time.sleep(SAMPLE_SECONDS + 0.05)  # nothing arrived since: the burst is over
+    time.sleep(SAMPLE_SECONDS + 0.05)  # nothing arrived since: a lull, which may be between two waves
+    assert not gate(1) and not gate(7)
+    time.sleep(quiet)  # the burst has been over for `quiet_seconds`
     assert gate(1) and gate(7)
 
 
