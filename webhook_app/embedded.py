@@ -16,9 +16,9 @@ later loses nothing. So while this process stores more than BURST_DELIVERIES_PER
 worker narrows to one thread (still draining, at a fraction of the CPU), and widens again when the
 burst has been over for QUIET_SECONDS: a burst comes in waves, and a worker that widened in the lull
 between two would meet the next wave with every thread busy. It starts narrowed, too: a process that
-starts (or takes over) during a burst finds a backlog. The process running it switches threads more often
-(SWITCH_INTERVAL_SECONDS instead of Python's 5 ms): a request thread waits less for the GIL while a
-worker thread computes. An external worker (`WORKER_MODE=external`) is not narrowed: it has its own
+starts (or takes over) during a burst finds a backlog. The process running it switches threads more
+often (SWITCH_INTERVAL_SECONDS instead of Python's 5 ms): a request thread waits less for the GIL while
+a worker thread computes. An external worker (`WORKER_MODE=external`) is not narrowed: it has its own
 process.
 """
 
