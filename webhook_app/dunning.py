@@ -22,7 +22,7 @@ from webhook_app.config import AlertSettings, DunningSettings
 from webhook_app.declines import Decline, DeclineClass, first_message_at
 from webhook_app.domain import InvoiceView
 from webhook_app.models import Click, DunningCase, Notification
-from webhook_app.sql import insert_if_absent
+from webhook_app.sql import insert_all_if_absent, insert_if_absent
 from webhook_app.states import (
     CASE_CLOSED_AS,
     NOTIFICATION_DUE,
@@ -94,7 +94,7 @@ def lock_case(session: Session, provider: str, invoice_id: str) -> DunningCase |
     ).one_or_none()
 
 
-def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict[str, Any]:
+def _new_case_row(inv: InvoiceView, now: datetime, status: str, **first: Any) -> dict[str, Any]:
     return dict(
         provider=inv.provider,
         invoice_id=inv.id,
@@ -116,15 +116,24 @@ def _new_case_row(inv: InvoiceView, now: datetime, status: str) -> dict[str, Any
         messages_sent=0,
         created_at=now,
         updated_at=now,
+        **first,
     )
 
 
 def open_case(session: Session, inv: InvoiceView, now: datetime, status: str = CaseStatus.OPEN) -> DunningCase:
     """The invoice's case, created if missing (insert-or-nothing, then a locked read)."""
-    insert_if_absent(session, DunningCase.__table__, _new_case_row(inv, now, status), ["provider", "invoice_id"])
+    return _open_case(session, inv, now, status)[0]
+
+
+def _open_case(
+    session: Session, inv: InvoiceView, now: datetime, status: str = CaseStatus.OPEN, **first: Any
+) -> tuple[DunningCase, bool]:
+    """(the invoice's case, whether this call created it); `first`: more columns for a new case only."""
+    row = _new_case_row(inv, now, status, **first)
+    created = insert_if_absent(session, DunningCase.__table__, row, ["provider", "invoice_id"])
     case = lock_case(session, inv.provider, inv.id)
     assert case is not None
-    return case
+    return case, created
 
 
 def schedule(
@@ -140,9 +149,8 @@ def schedule(
 
     `source_event_id`: the inbox row being processed, so `events list` can tell when its message failed.
     """
-    created = 0
-    for step, run_at in steps:
-        row = dict(
+    rows = [
+        dict(
             provider=case.provider,
             case_id=case.id,
             episode=case.episode,
@@ -154,8 +162,9 @@ def schedule(
             created_at=now,
             source_event_id=source_event_id,
         )
-        created += insert_if_absent(session, Notification.__table__, row, ["case_id", "episode", "step"])
-    return created
+        for step, run_at in steps
+    ]
+    return insert_all_if_absent(session, Notification.__table__, rows, ["case_id", "episode", "step"])
 
 
 def schedule_episode(
@@ -167,16 +176,18 @@ def schedule_episode(
     cadence: Cadence = DEFAULT_CADENCE,
     first_at: datetime | None = None,
     source_event_id: int | None = None,
+    new_case: bool = False,
 ) -> int:
     """Put the episode's messages in the outbox; returns how many were new (0 on a replay).
 
     `first_at` moves the first message (e.g. after the provider's next retry, for a technical decline).
+    `new_case`: the case was created in this transaction, so it has no messages yet to look up.
     """
     if kind == NotificationKind.ACTION_REQUIRED:
         offsets = [(ACTION_STEP, timedelta(0))]  # one message: authenticate on the hosted invoice page
     else:
         offsets = cadence.steps()
-        if _final_notice_sent(session, case):
+        if not new_case and _final_notice_sent(session, case):
             offsets = [(step, offset) for step, offset in offsets if step != FINAL_STEP]  # a final notice is final
     # The first message waits out the group window (3-D Secure's does not: the customer is at checkout).
     first = now + cadence.group_window if kind == NotificationKind.PAYMENT_FAILED else now
@@ -250,7 +261,12 @@ def record_failure(
     the provider's retry) and whether the customer is contacted at all (`do_not_contact`: no message,
     the team is alerted).
     """
-    case = open_case(session, inv, now)
+    if kind == NotificationKind.ACTION_REQUIRED and decline is None:
+        decline = Decline(DeclineClass.AUTHENTICATION)
+    # A new case starts with this failure's facts, so its INSERT is its only write: every statement in
+    # this transaction holds SQLite's write turn, which deliveries wait for (docs/performance.md).
+    first = dict(first_failed_at=failed_at, last_failed_at=failed_at, **_decline_columns(decline))
+    case, created = _open_case(session, inv, now, **first)
     if case.status == CaseStatus.PAID:
         # The payment was processed before this older failure: it was a recovery after all.
         case.first_failed_at = case.last_failed_at = failed_at
@@ -274,14 +290,8 @@ def record_failure(
     _refresh(case, inv, now)
     case.first_failed_at = min(filter(None, (case.first_failed_at, failed_at)))
     case.last_failed_at = max(filter(None, (case.last_failed_at, failed_at)))
-    if kind == NotificationKind.ACTION_REQUIRED and decline is None:
-        decline = Decline(DeclineClass.AUTHENTICATION)
-    if decline is not None:
-        case.decline_class, case.decline_code, case.advice_code = (
-            decline.decline_class,
-            (decline.reason or "")[:100] or None,
-            (decline.advice_code or "")[:100] or None,
-        )
+    for column, value in _decline_columns(decline).items():
+        setattr(case, column, value)
     if case.status == CaseStatus.PAUSED:
         # The customer changed their payment method and the provider's retry still failed: a new episode.
         case.status = CaseStatus.OPEN
@@ -296,11 +306,30 @@ def record_failure(
         return case
     start = failed_at if case.episode == 1 else now
     schedule_episode(
-        session, case, start, now, kind=kind, cadence=cadence, first_at=first_at, source_event_id=source_event_id
+        session,
+        case,
+        start,
+        now,
+        kind=kind,
+        cadence=cadence,
+        first_at=first_at,
+        source_event_id=source_event_id,
+        new_case=created,
     )
     if kind == NotificationKind.PAYMENT_FAILED and cadence.final_notice_days is not None:
         move_final_notice(session, case, inv, now, cadence)
     return case
+
+
+def _decline_columns(decline: Decline | None) -> dict[str, Any]:
+    """The case's columns for the latest decline (none when the provider gave no reason)."""
+    if decline is None:
+        return {}
+    return dict(
+        decline_class=decline.decline_class,
+        decline_code=(decline.reason or "")[:100] or None,
+        advice_code=(decline.advice_code or "")[:100] or None,
+    )
 
 
 def pause_customer(session: Session, provider: str, customer_id: str, now: datetime) -> int:

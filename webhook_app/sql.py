@@ -22,6 +22,25 @@ def insert_if_absent(
 
     Returns whether a row was inserted. `conn` is a Connection or a Session.
     """
+    return conn.execute(_insert_statement(conn, table, index_elements), values).first() is not None
+
+
+def insert_all_if_absent(
+    conn: Connection | Session, table: FromClause, rows: list[dict[str, Any]], index_elements: list[str]
+) -> int:
+    """`insert_if_absent` for several rows with the same columns, in one statement; returns how many
+    were inserted.
+
+    One multi-row INSERT (SQLAlchemy's "insertmanyvalues") rather than one per row: on SQLite each
+    statement of a write transaction is a moment the writer may wait for the GIL while it holds the
+    database's write turn, and every delivery behind it waits too (docs/performance.md).
+    """
+    if not rows:
+        return 0
+    return len(conn.execute(_insert_statement(conn, table, index_elements), rows).all())
+
+
+def _insert_statement(conn: Connection | Session, table: FromClause, index_elements: list[str]) -> Any:
     bind = conn.get_bind() if isinstance(conn, Session) else conn
     dialect = bind.dialect.name
     key = (dialect, table, tuple(index_elements))
@@ -32,7 +51,7 @@ def insert_if_absent(
         stmt = _INSERTS[key] = (
             insert(target).on_conflict_do_nothing(index_elements=index_elements).returning(*target.primary_key.columns)
         )
-    return conn.execute(stmt, values).first() is not None
+    return stmt
 
 
 _ADDS: dict[tuple[str, FromClause, tuple[str, ...], tuple[str, ...]], Any] = {}

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.fixtures import stripe_objects as so
 from webhook_app.clock import from_unix
@@ -60,6 +60,35 @@ def test_failed_invoice_sends_one_message_with_a_recovery_link_and_the_amount(
             "for_email": True,
         }
     ]
+
+
+def test_a_first_failure_writes_each_table_once_in_its_event_transaction(svc, deliver, billing):
+    """The case, its whole sequence of messages and the event's mark: one statement each. On SQLite
+    every statement of this transaction holds the database's write turn, which deliveries wait for."""
+    inv = so.invoice(amount_due=4900, attempt_count=1)
+    billing.put(inv)
+    deliver(so.event("invoice.payment_failed", inv))
+    transactions: list[list[str]] = [[]]
+
+    def on_statement(_conn, _cursor, statement, *_args):
+        transactions[-1].append(" ".join(statement.split()[:3]))
+
+    def on_end(_conn):
+        transactions.append([])
+
+    listeners = [("before_cursor_execute", on_statement), ("commit", on_end), ("rollback", on_end)]
+    for name, fn in listeners:
+        event.listen(svc.db.engine, name, fn)
+    try:
+        assert Worker(svc).process_events() == 1
+    finally:
+        for name, fn in listeners:
+            event.remove(svc.db.engine, name, fn)
+    [handled] = [t for t in transactions if "INSERT INTO dunning_cases" in t]
+    writes = [s for s in handled if not s.startswith(("BEGIN", "SELECT"))]
+    assert writes == ["INSERT INTO dunning_cases", "INSERT INTO notifications", "UPDATE events SET"]
+    assert len(handled) - len(writes) <= 2  # BEGIN IMMEDIATE (SQLite) and the case's locked read
+    assert len(all_rows(svc, Notification)) > 1  # the cadence's messages, inserted together
 
 
 def test_a_second_failed_attempt_on_the_same_invoice_sends_nothing_new(svc, deliver, run, billing, messenger, clock):
