@@ -26,7 +26,7 @@ from webhook_app.claims import any_due as any_due_rows
 from webhook_app.config import AlertSettings
 from webhook_app.declines import DeclineClass
 from webhook_app.models import DunningCase, LedgerEntry, TeamAlert
-from webhook_app.sql import insert_if_absent
+from webhook_app.sql import insert_all_if_absent
 from webhook_app.states import CASE_OPEN, LedgerKind, NotificationStatus
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,8 @@ def _key(channel: str, kind: str, provider: str | None, subject: str) -> str:
 
 def queue(session: Session, settings: AlertSettings, kind: AlertKind, case: DunningCase, now: datetime) -> int:
     """Queue a case alert on every channel (once per case and kind, ever); returns how many were new."""
-    created = 0
-    for channel in channels(settings):
-        row = dict(
+    rows = [
+        dict(
             key=_key(channel, kind, case.provider, case.invoice_id),
             channel=channel,
             kind=kind,
@@ -58,8 +57,9 @@ def queue(session: Session, settings: AlertSettings, kind: AlertKind, case: Dunn
             attempts=0,
             created_at=now,
         )
-        created += insert_if_absent(session, TeamAlert.__table__, row, ["key"])
-    return created
+        for channel in channels(settings)
+    ]
+    return insert_all_if_absent(session, TeamAlert.__table__, rows, ["key"])
 
 
 def on_failure(session: Session, settings: AlertSettings, case: DunningCase, now: datetime) -> None:
@@ -90,9 +90,8 @@ def queue_digest(session: Session, settings: AlertSettings, now: datetime) -> in
     if settings.digest_hour is None or now.hour < settings.digest_hour:
         return 0
     day = (now - timedelta(days=1)).date().isoformat()
-    created = 0
-    for channel in channels(settings):
-        row = dict(
+    rows = [
+        dict(
             key=_key(channel, AlertKind.DIGEST, None, day),
             channel=channel,
             kind=AlertKind.DIGEST,
@@ -102,8 +101,9 @@ def queue_digest(session: Session, settings: AlertSettings, now: datetime) -> in
             attempts=0,
             created_at=now,
         )
-        created += insert_if_absent(session, TeamAlert.__table__, row, ["key"])
-    return created
+        for channel in channels(settings)
+    ]
+    return insert_all_if_absent(session, TeamAlert.__table__, rows, ["key"])
 
 
 def digest_totals(session: Session, day: str) -> tuple[CurrencyTotal, ...]:

@@ -265,7 +265,8 @@ def record_failure(
         decline = Decline(DeclineClass.AUTHENTICATION)
     # A new case starts with this failure's facts, so its INSERT is its only write: every statement in
     # this transaction holds SQLite's write turn, which deliveries wait for (docs/performance.md).
-    first = dict(first_failed_at=failed_at, last_failed_at=failed_at, **_decline_columns(decline))
+    decline_columns = _decline_columns(decline)
+    first = dict(first_failed_at=failed_at, last_failed_at=failed_at, **decline_columns)
     case, created = _open_case(session, inv, now, **first)
     if case.status == CaseStatus.PAID:
         # The payment was processed before this older failure: it was a recovery after all.
@@ -290,7 +291,7 @@ def record_failure(
     _refresh(case, inv, now)
     case.first_failed_at = min(filter(None, (case.first_failed_at, failed_at)))
     case.last_failed_at = max(filter(None, (case.last_failed_at, failed_at)))
-    for column, value in _decline_columns(decline).items():
+    for column, value in decline_columns.items():
         setattr(case, column, value)
     if case.status == CaseStatus.PAUSED:
         # The customer changed their payment method and the provider's retry still failed: a new episode.
