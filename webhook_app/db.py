@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,7 @@ class Database:
         self._sessions: sessionmaker[Session] | None = None
         self._read_sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
+        self._on_dispose: list[Callable[[], None]] = []  # connections kept outside the pool's care
 
     @property
     def engine(self) -> Engine:
@@ -219,7 +220,15 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def on_dispose(self, release: Callable[[], None]) -> None:
+        """Run `release` on `dispose()`: for a connection kept checked out (the inbox writer's), which the
+        pool's own dispose leaves open."""
+        self._on_dispose.append(release)
+
     def dispose(self) -> None:
+        """Close every connection: those kept outside the pool's care, then the pool's."""
+        for release in self._on_dispose:
+            release()
         if self._engine is not None:
             self._engine.dispose()
 

@@ -11,12 +11,15 @@ database write, and it is kept short (each step's measured effect: docs/performa
   with their outcome. Alone, a delivery is written at once; under load, the batch grows by itself.
   Nothing is acknowledged before its batch commits: a failed batch answers 503 to each of its
   deliveries, and the billing systems retry.
-- **Connections.** On PostgreSQL a batch's connection is kept for the next batch when one is already
-  queued (no checkout, so no pre-ping round trip; a connection the server closed meanwhile is replaced
-  and the idempotent insert run once more). On SQLite the writer has a connection of its own, whose
-  commits never run SQLite's checkpoint (the writer runs one every CHECKPOINT_ROWS rows, after its
-  batch is answered), and each batch waits for the database's write turn (`write_turn.py`) with the
-  other writers of every process, instead of meeting them in SQLite's busy handler, which sleeps.
+- **Connections.** The writer keeps its connection from one batch to the next. On PostgreSQL it is one
+  of the pool's, kept checked out in autocommit: no checkout, so no pre-ping round trip and no
+  autocommit switching per batch (a lone delivery took two round trips and twice the CPU before); a
+  connection the server closed meanwhile is replaced and the idempotent insert run once more, and after
+  a failed batch the connection goes back to the pool as the pool lends them (not in autocommit). On
+  SQLite the writer has a connection of its own, whose commits never run SQLite's checkpoint (the
+  writer runs one every CHECKPOINT_ROWS rows, after its batch is answered), and each batch waits for
+  the database's write turn (`write_turn.py`) with the other writers of every process, instead of
+  meeting them in SQLite's busy handler, which sleeps.
 """
 
 from __future__ import annotations
@@ -122,8 +125,7 @@ class InboxWriter:
     _mutex: threading.Lock = field(default_factory=threading.Lock)
     _queue: list[_Slot] = field(default_factory=list)
     _writing: bool = False
-    _held: PoolProxiedConnection | None = None  # PostgreSQL: the last batch's, while more are queued;
-    # SQLite: the writer's own connection
+    _held: PoolProxiedConnection | None = None  # the last batch's connection, kept for the next
     batches: int = 0  # statements written (each one transaction): rows / batches is the group size
     checkpoint_rows: int = CHECKPOINT_ROWS  # SQLite: rows between two checkpoints (see `_checkpoint`)
     checkpoints: int = 0  # SQLite: checkpoints run
@@ -215,8 +217,10 @@ class InboxWriter:
     def _connection(self) -> tuple[PoolProxiedConnection, bool]:
         """The connection for a batch, and whether it is the one kept from the last batch.
 
-        On SQLite the writer keeps a connection of its own (taken from the pool once, with the pool's
-        settings, and detached from it) on which SQLite never checkpoints by itself: see `_checkpoint`.
+        On PostgreSQL it is a checkout from the pool (with its pre-ping) the first time and after a
+        failed batch. On SQLite the writer keeps a connection of its own (taken from the pool once, with
+        the pool's settings, and detached from it) on which SQLite never checkpoints by itself: see
+        `_checkpoint`.
         """
         raw, self._held = self._held, None
         if raw is not None:
@@ -232,6 +236,23 @@ class InboxWriter:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
         return raw, False
+
+    def release(self) -> None:
+        """Give up the kept connection (on `Database.dispose`): back to the pool on PostgreSQL, closed on
+        SQLite. A batch in flight keeps its own until it ends."""
+        raw, self._held = self._held, None
+        if raw is not None:
+            self._give_back(raw)
+
+    def _give_back(self, raw: PoolProxiedConnection) -> None:
+        """Close `raw`: on PostgreSQL back to the pool, out of autocommit, as the pool lends connections
+        (an invalidated one is discarded); on SQLite the writer's own connection is closed."""
+        dbapi = raw.dbapi_connection
+        with contextlib.suppress(Exception):  # a connection that is gone has no mode to set
+            if dbapi is not None and self.db.dialect != "sqlite" and not getattr(dbapi, "closed", True):
+                dbapi.autocommit = False
+        with contextlib.suppress(Exception):
+            raw.close()
 
     def _checkpoint(self) -> None:
         """SQLite: copy the write-ahead log back into the database file (PASSIVE: no writer waits).
@@ -259,17 +280,17 @@ class InboxWriter:
     def _execute(
         self, raw: PoolProxiedConnection, statement: _Insert, sql: str, params: tuple[Any, ...]
     ) -> set[tuple[Any, ...]]:
-        """Run the batch's statement on `raw`; the keys it inserted. On PostgreSQL the connection is
-        kept for the next batch when one is already queued (a checkout's pre-ping is a round trip), and
-        goes back to the pool otherwise; on SQLite it is the writer's own (`_connection`)."""
+        """Run the batch's statement on `raw`; the keys it inserted. The connection is kept for the next
+        batch (`_connection`), unless the statement failed: then, on PostgreSQL, it goes back to the pool
+        out of autocommit, as the pool lends connections; on SQLite the writer's own is closed."""
         dialect = self.db.engine.dialect
         dbapi = raw.dbapi_connection
         assert dbapi is not None  # a checked-out connection holds its DB-API connection
         cursor = None
         keep = False
         try:
-            if not statement.sqlite:
-                dbapi.autocommit = True  # psycopg: no BEGIN and COMMIT round trips (set back below)
+            if not statement.sqlite and not dbapi.autocommit:
+                dbapi.autocommit = True  # psycopg: no BEGIN and COMMIT round trips; kept while held
             # SQLite: the database's write turn (write_turn.py), shared with every writer of the file.
             with dbapi.turn_for_statement() if statement.sqlite else contextlib.nullcontext():
                 cursor = raw.cursor()
@@ -278,9 +299,7 @@ class InboxWriter:
                 stored = {tuple(key) for key in cursor.fetchall()}
             self.batches += 1  # one writer at a time: no lock needed
             self._rows_since_checkpoint += len(stored)
-            # SQLite: the writer's own connection, always kept. Otherwise kept while more are queued
-            # (read without the lock: a guess is enough), back to the pool when not.
-            keep = statement.sqlite or bool(self._queue)
+            keep = True
             return stored
         except dialect.loaded_dbapi.Error as exc:
             with contextlib.suppress(Exception):  # a connection that is gone has nothing to roll back
@@ -299,12 +318,10 @@ class InboxWriter:
             with contextlib.suppress(Exception):  # closing a cursor of a lost connection can raise too
                 if cursor is not None:
                     cursor.close()
-                if not statement.sqlite and not getattr(dbapi, "closed", True):
-                    dbapi.autocommit = False
             if keep:
-                self._held = raw  # the next writer is one of the threads now queued
+                self._held = raw  # for the next batch, whichever thread writes it
             else:
-                raw.close()  # back to the pool (an invalidated connection is discarded)
+                self._give_back(raw)
 
 
 _WRITERS: weakref.WeakKeyDictionary[Database, InboxWriter] = weakref.WeakKeyDictionary()
@@ -319,4 +336,5 @@ def writer(db: Database) -> InboxWriter:
             found = _WRITERS.get(db)
             if found is None:
                 found = _WRITERS[db] = InboxWriter(db)
+                db.on_dispose(found.release)
     return found
