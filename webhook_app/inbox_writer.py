@@ -251,7 +251,7 @@ class InboxWriter:
         with contextlib.suppress(Exception):  # a connection that is gone has no mode to set
             if dbapi is not None and self.db.dialect != "sqlite" and not getattr(dbapi, "closed", True):
                 dbapi.autocommit = False
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a connection that failed to close is discarded by the pool
             raw.close()
 
     def _checkpoint(self) -> None:
