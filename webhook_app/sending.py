@@ -254,6 +254,8 @@ def _send_message(svc: Services, message: Message, key: str) -> SendResult:
 
 def _load(svc: Services, notification_ids: tuple[int, ...]) -> list[_Item]:
     """The claimed siblings with their cases, detached from the session."""
+    if not notification_ids:
+        return []  # most messages have no siblings: no transaction for nothing
     items = []
     with svc.db.session() as s:
         for notification_id in notification_ids:

@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from tests.conftest import WEBHOOK_SECRET, base_config
 from tests.fixtures import stripe_objects as so
@@ -149,3 +149,33 @@ def test_two_worker_processes_on_postgresql_never_process_the_same_event_twice(p
     assert max_attempts == 1  # no event was ever claimed twice
     assert cases == notifications == 300
     svc.db.dispose()
+
+
+def test_a_busy_worker_looks_for_events_once_per_poll_interval_unless_a_delivery_arrives(svc, deliver, billing, clock):
+    looks: list[str] = []
+
+    def count_event_looks(_conn, _cursor, statement, *_args):
+        if "events" in statement.split("WHERE")[0]:  # a read or a claim of the inbox table
+            looks.append(statement)
+
+    event.listen(svc.db.engine, "before_cursor_execute", count_event_looks)
+    worker = Worker(svc)  # WORKER_POLL_SECONDS: 1
+    assert worker.pass_once() == 0 and looks  # nothing due: it looked, and found none
+    looks.clear()
+    worker.pass_once()
+    assert looks == []  # a pass right after (a thread between two sends) does not look again
+
+    inv = so.invoice()
+    billing.put(inv)
+    store_stripe(svc.db, so.event("invoice.payment_failed", inv), clock.now())  # stored by another process
+    assert worker.pass_once() == 0  # found at the next poll, as an idle worker's poll would
+    clock.advance(seconds=1)
+    assert worker.pass_once() >= 1
+    assert [e.status for e in rows(svc, Event)] == ["done"]
+
+    worker.pass_once()  # nothing due again
+    second = so.invoice()
+    billing.put(second)
+    assert deliver(so.event("invoice.payment_failed", second)).status_code == 200  # this process stored it
+    assert worker.pass_once() >= 1  # at once: the embedded worker's intake counts its deliveries
+    assert [e.status for e in rows(svc, Event)] == ["done", "done"]
