@@ -21,7 +21,7 @@ letting the thread idle for a poll interval.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -36,10 +36,16 @@ from webhook_app.states import NOTIFICATION_DUE, CaseStatus, NotificationStatus
 
 @dataclass(frozen=True)
 class Batch:
-    """A claimed notification (the message's primary) and the customer's others sent along with it."""
+    """A claimed notification (the message's primary) and the customer's others sent along with it.
+
+    `notification` and `case`: the primary's rows as the claim left them (detached), so sending needs no
+    transaction of its own to read them; None when the batch was made elsewhere (sending reads them).
+    """
 
     claim: Claim
     sibling_ids: tuple[int, ...] = ()
+    notification: Notification | None = field(default=None, compare=False)
+    case: DunningCase | None = field(default=None, compare=False)
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -104,19 +110,20 @@ def _claim(
     ).first()
     if candidate is None:
         return None
-    customer_cases = (
-        select(DunningCase.id)
-        .where(DunningCase.provider == candidate.provider, DunningCase.customer_id == candidate.customer_id)
-        .order_by(DunningCase.id)
-    )
+    of_customer = (DunningCase.provider == candidate.provider, DunningCase.customer_id == candidate.customer_id)
+    customer_cases = select(DunningCase.id).where(*of_customer).order_by(DunningCase.id)
     # One claim per customer at a time, taken without waiting (see the module docstring).
-    locked = session.scalars(customer_cases.with_for_update(skip_locked=True)).all()
-    if session.get_bind().dialect.name == "postgresql" and locked != session.scalars(customer_cases).all():
+    locked = session.scalars(
+        select(DunningCase).where(*of_customer).order_by(DunningCase.id).with_for_update(skip_locked=True)
+    ).all()
+    if session.get_bind().dialect.name == "postgresql" and [case.id for case in locked] != list(
+        session.scalars(customer_cases)
+    ):
         passed.add(candidate.id)
         return TAKEN  # another transaction holds one of the customer's cases: try again afresh
     token = str(uuid.uuid4())
     until = now + timedelta(seconds=lease_seconds)
-    primary = session.execute(
+    primary = session.scalars(
         update(Notification)
         .where(Notification.id == candidate.id, _due(now))  # re-checked: another worker may have it now
         .values(
@@ -125,7 +132,7 @@ def _claim(
             locked_until=until,
             attempts=Notification.attempts + 1,
         )
-        .returning(Notification.id, Notification.attempts),
+        .returning(Notification),
         execution_options={"synchronize_session": False},
     ).first()
     if primary is None:
@@ -148,4 +155,10 @@ def _claim(
         .returning(Notification.id),
         execution_options={"synchronize_session": False},
     ).all()
-    return Batch(Claim(primary.id, token, primary.attempts), tuple(sorted(row.id for row in siblings)))
+    [case] = [case for case in locked if case.id == primary.case_id]
+    return Batch(
+        Claim(primary.id, token, primary.attempts),
+        tuple(sorted(row.id for row in siblings)),
+        notification=primary,
+        case=case,
+    )

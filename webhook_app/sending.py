@@ -108,12 +108,14 @@ def send_notification(svc: Services, batch: Batch) -> Outcome:
     """Deliver the claimed message; raises classified errors for the worker to record."""
     claim = batch.claim
     now = svc.clock.now()
-    with svc.db.session() as s:
-        notification = s.get(Notification, claim.id)
-        assert notification is not None  # claimed rows are never deleted
-        case = s.get(DunningCase, notification.case_id)
-        assert case is not None
-        s.expunge_all()
+    notification, case = batch.notification, batch.case
+    if notification is None or case is None:  # not read by the claim: read them now
+        with svc.db.session() as s:
+            notification = s.get(Notification, claim.id)
+            assert notification is not None  # claimed rows are never deleted
+            case = s.get(DunningCase, notification.case_id)
+            assert case is not None
+            s.expunge_all()
     context = {"notification_id": notification.id, "case_id": case.id, "invoice_id": case.invoice_id}
 
     try:

@@ -14,6 +14,7 @@ from tests.conftest import WEBHOOK_SECRET, base_config
 from tests.fixtures import stripe_objects as so
 from tests.fixtures.inbox import store_stripe
 from tests.integration.test_recovery import first_message
+from webhook_app import outbox, sending
 from webhook_app.claims import claim
 from webhook_app.errors import TransientError
 from webhook_app.models import DunningCase, Event, Notification
@@ -179,3 +180,23 @@ def test_a_busy_worker_looks_for_events_once_per_poll_interval_unless_a_delivery
     assert deliver(so.event("invoice.payment_failed", second)).status_code == 200  # this process stored it
     assert worker.pass_once() >= 1  # at once: the embedded worker's intake counts its deliveries
     assert [e.status for e in rows(svc, Event)] == ["done", "done"]
+
+
+def test_a_message_claimed_with_its_rows_and_one_claimed_without_are_sent_alike(
+    svc, deliver, billing, messenger, clock
+):
+    for number in (1, 2):
+        inv = so.invoice(invoice_id=f"in_rows_{number}", customer=f"cus_rows_{number}")
+        billing.put(inv)
+        assert deliver(so.event("invoice.payment_failed", inv)).status_code == 200
+    Worker(svc).process_events()
+    with_rows = outbox.claim_next(svc.db, now=clock.now(), lease_seconds=60)
+    claimed = outbox.claim_next(svc.db, now=clock.now(), lease_seconds=60)
+    assert with_rows is not None and with_rows.notification is not None and with_rows.case is not None
+    assert claimed is not None
+    without_rows = outbox.Batch(claimed.claim, claimed.sibling_ids)  # as a batch made elsewhere arrives
+
+    for batch in (with_rows, without_rows):
+        assert sending.send_notification(svc, batch).status == "sent"
+    assert sorted(m.data_variables()["invoiceId"] for m in messenger.messages) == ["in_rows_1", "in_rows_2"]
+    assert {n.status for n in rows(svc, Notification) if n.step == 0} == {"sent"}
