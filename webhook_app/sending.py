@@ -108,18 +108,15 @@ def send_notification(svc: Services, batch: Batch) -> Outcome:
     """Deliver the claimed message; raises classified errors for the worker to record."""
     claim = batch.claim
     now = svc.clock.now()
-    notification, case = batch.notification, batch.case
-    if notification is None or case is None:  # not read by the claim: read them now
-        with svc.db.session() as s:
-            notification = s.get(Notification, claim.id)
-            assert notification is not None  # claimed rows are never deleted
-            case = s.get(DunningCase, notification.case_id)
-            assert case is not None
-            s.expunge_all()
+    if batch.notification is not None and batch.case is not None:
+        primary = _Item(batch.notification, batch.case)
+    else:  # not read by the claim: read them now, as the siblings are
+        [primary] = _load(svc, (claim.id,))
+    notification, case = primary.notification, primary.case
     context = {"notification_id": notification.id, "case_id": case.id, "invoice_id": case.invoice_id}
 
     try:
-        return _send(svc, batch, _Item(notification, case), context, now)
+        return _send(svc, batch, primary, context, now)
     except ConfigurationNeeded as exc:
         # Nothing of this customer's can go out until an operator acts: the others wait with it.
         until = now + timedelta(seconds=exc.hold_seconds)
