@@ -205,25 +205,22 @@ def _stored_events(database_url: str) -> int:
 
 
 def _cpu_seconds(master_pid: int) -> float:
-    """CPU time (user + system) of gunicorn's master and workers so far, including exited workers
-    (the master reaps them, so theirs is in its cutime/cstime; `max_requests` recycles workers)."""
+    """CPU time (user + system) of gunicorn's master and every process under it so far: its web
+    processes, the embedded worker process one of them starts, and the ones that exited (a parent
+    reaps its children, so theirs is in its cutime/cstime; `max_requests` recycles web processes)."""
     from benches.common import children
 
     tick = os.sysconf("SC_CLK_TCK")
 
-    def fields(pid: int) -> list[str]:
+    def ticks(pid: int) -> int:
         try:
             text = Path(f"/proc/{pid}/stat").read_text()
         except FileNotFoundError:
-            return []
-        return text[text.rindex(")") + 2 :].split()
+            return 0
+        own = sum(int(x) for x in text[text.rindex(")") + 2 :].split()[11:15])  # utime stime cutime cstime
+        return own + sum(ticks(child) for child in children(pid))
 
-    master = fields(master_pid)
-    total = sum(int(x) for x in master[11:15]) if master else 0  # utime stime cutime cstime
-    for pid in children(master_pid):
-        worker = fields(pid)
-        total += sum(int(x) for x in worker[11:13]) if worker else 0
-    return total / tick
+    return ticks(master_pid) / tick
 
 
 @dataclass(frozen=True)

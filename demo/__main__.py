@@ -17,7 +17,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     with app.app_context():
         svc = services()
         migrate.upgrade(svc.db)
-        worker = start_embedded(svc)
+        worker = start_embedded(svc, config)  # the worker process builds its app from the same settings
     servers.append(_serve(app, args.port))
 
     print(
@@ -133,8 +132,7 @@ Ctrl-C stops everything (the temporary database goes with it).
         stop.wait()
     for server in servers:
         server.shutdown()
-    worker.stop()
-    time.sleep(0.5)  # the worker's threads finish the item in hand and stop touching the database
+    worker.stop()  # waits while the worker finishes the item in hand: then nothing touches the database
     with app.app_context():
         services().db.dispose()
     shutil.rmtree(folder, ignore_errors=True)

@@ -136,8 +136,7 @@ def _connections(svc: Services, db_ok: bool) -> Check:
         return Check("connections", OK, f"{svc.db.dialect}: one file, no connection pool to size")
     per_process = settings.database.per_process
     web = settings.web.concurrency
-    workers = 0 if settings.worker.mode == "embedded" else 1
-    budget = per_process * (web + max(workers, 1))
+    budget = per_process * (web + 1)  # one worker process: `webhook-app worker`, or the embedded one
     detail = (
         f"up to {budget}: {per_process} per process (DB_POOL_SIZE {settings.database.pool_size} + "
         f"DB_MAX_OVERFLOW {settings.database.max_overflow}) x ({web} web (WEB_CONCURRENCY) + 1 worker)"
