@@ -16,12 +16,12 @@ and on SQLite behind a worker transaction whose holder was itself waiting for th
 database the worker also runs at a lower scheduling priority (WORKER_NICE), so in a burst the cores go
 to acknowledging first and the worker catches up in the lulls. Not on SQLite: there the worker's write
 transactions hold the write turn every delivery waits for, and a low-priority holder that the
-scheduler leaves waiting makes every delivery wait with it (a priority inversion: docs/performance.md
-measured the SQLite tail several times longer under `nice`). The child reads its parent's arrival
-count from a pipe on its stdin (the web process's deliveries wake it at once, and feed the burst gate
-below); when the pipe closes, its web process is gone (any way it ended) and it stops after the item in
-hand. An in-memory SQLite database cannot be shared with another process: there the worker runs on
-threads of the web process.
+scheduler leaves waiting makes every delivery wait with it (a priority inversion; docs/performance.md
+measured less saturated throughput and a worse worst round under `nice` on SQLite). The child reads
+its parent's arrival count from a pipe on its stdin (the web process's deliveries wake it at once, and
+feed the burst gate below); when the pipe closes, its web process stopped it or is gone (any way it
+ended), and it stops after the item in hand. An in-memory SQLite database cannot be shared with
+another process: there the worker runs on threads of the web process.
 
 A burst of deliveries (a billing cycle) is when the web process is busiest and the worker has most to
 do. Acknowledging comes first: providers time out and retry, while a message that leaves a minute
