@@ -220,7 +220,7 @@ class EmbeddedWorker:
             try:
                 child.wait(CHILD_STOP_SECONDS)
             except subprocess.TimeoutExpired:
-                child.kill()  # what it had claimed goes back to the queue when its claim expires
+                child.kill()  # what it had claimed is claimable again when its lease runs out
             return
         log.warning("embedded worker process %d exited (code %s); starting another", child.pid, child.wait())
 
