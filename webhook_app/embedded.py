@@ -97,6 +97,13 @@ class BurstGate:
         return now >= self._narrow_until
 
 
+def gated_worker(svc: Services) -> Worker:
+    """A worker that narrows itself while its web process acknowledges a burst (`BurstGate`)."""
+    worker = Worker(svc)
+    worker.admit = BurstGate(svc)
+    return worker
+
+
 def lock_path(database_url: str) -> Path | None:
     """The lock file electing this machine's one embedded worker (None: an in-memory database)."""
     path = sqlite_path(database_url)
@@ -163,8 +170,7 @@ class EmbeddedWorker:
     def _run_on_threads(self) -> None:
         """Run the worker in this process, which now switches threads every SWITCH_INTERVAL_SECONDS (a
         request thread waits less for the GIL while a worker thread computes)."""
-        self._threads = worker = Worker(self.svc)
-        worker.admit = BurstGate(self.svc)
+        self._threads = worker = gated_worker(self.svc)
         if self.stopping.is_set():
             return
         log.info("embedded worker started on threads of this process (pid %d)", os.getpid())
@@ -254,8 +260,7 @@ def main() -> None:
     app = create_app(config)
     with app.app_context():
         svc = services()
-    worker = Worker(svc)
-    worker.admit = BurstGate(svc)
+    worker = gated_worker(svc)
     # The parent's process group gets Ctrl-C (`webhook-app run`) and Heroku's SIGTERM: stop after the
     # item in hand, as `webhook-app worker` does.
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
